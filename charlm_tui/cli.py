@@ -1,0 +1,181 @@
+"""The `charlm-tui` command: the TUI with no arguments, headless subcommands otherwise.
+
+Heavy imports (torch, the engine, Textual) happen inside the commands, so
+`charlm-tui --help` and the TUI's first paint stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+try:  # recent Typer vendors its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - Typer releases that depend on click
+    from click import exceptions as click_errors
+
+from charlm_tui.cli_common import emit_json, fail, stderr, user_errors
+
+app = typer.Typer(
+    name="charlm-tui",
+    help="Train and play with character-level language models, in a terminal or headless.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+corpus_app = typer.Typer(help="List sample corpora and inspect any corpus.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+ENCODING_OPTION = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus files.")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    corpus: str | None = typer.Option(None, "--corpus", help="Corpus to open the TUI on."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint to load."),
+    thread_engine: bool = typer.Option(
+        False, "--thread-engine", help="Run the engine in a thread instead of a process."
+    ),
+) -> None:
+    """With no subcommand, open the TUI."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        from charlm_tui.app import CharLMApp
+    except ImportError as exc:  # pragma: no cover - only when the app is missing
+        fail(f"the TUI is not available: {exc}")
+    CharLMApp(
+        corpus=corpus,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        engine_mode="thread" if thread_engine else "process",
+    ).run()
+
+
+@corpus_app.command("list")
+@user_errors
+def corpus_list(json_out: bool = JSON_OPTION) -> None:
+    """The sample corpora: shipped, downloadable and built on the fly."""
+    from engine.samples import default_sample_name, list_samples
+
+    samples = list_samples()
+    rows = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "description": s.description,
+            "available_offline": s.available_offline,
+            "default": s.name == default_sample_name(),
+        }
+        for s in samples
+    ]
+    if json_out:
+        emit_json({"corpora": rows})
+        return
+    from rich.table import Table
+
+    table = Table("name", "kind", "description", title="sample corpora")
+    for row in rows:
+        name = row["name"] + (" (default)" if row["default"] else "")
+        kind = row["kind"] + ("" if row["available_offline"] else ", not downloaded yet")
+        table.add_row(name, kind, row["description"])
+    stderr.print(table)
+
+
+@corpus_app.command("info")
+@user_errors
+def corpus_info(
+    corpus: str = typer.Argument(..., help="A sample name, a text file or a directory."),
+    encoding: str = ENCODING_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Size, vocabulary, unigram entropy, most common characters and a preview."""
+    from engine.corpus import load_corpus
+
+    with _download_progress() as on_download:
+        loaded = load_corpus(corpus, encoding, download_progress=on_download)
+    info = {"name": loaded.name, **loaded.stats().as_dict()}
+    if json_out:
+        emit_json(info)
+        return
+    stderr.print(
+        f"[bold]{loaded.name}[/]: {info['chars']:,} chars, vocabulary {info['vocab_size']}, "
+        f"unigram entropy {info['entropy_bits']:.3f} bits/char, {info['files']} file(s)"
+    )
+    if info["skipped_binary"] or info["skipped_undecodable"]:
+        stderr.print(
+            f"skipped {info['skipped_binary']} binary and "
+            f"{info['skipped_undecodable']} undecodable files"
+        )
+    common = "  ".join(f"{c!r}:{n:,}" for c, n in info["most_common"])
+    stderr.print(f"most common: {common}")
+    stderr.print("preview:")
+    stderr.print(info["preview"][:300], markup=False)
+
+
+class _download_progress:
+    """A Rich progress bar for a corpus download, shown only if one happens."""
+
+    def __enter__(self):
+        self.progress = None
+        self.task = None
+        return self.update
+
+    def update(self, done: int, total: int | None) -> None:
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        if self.progress is None:
+            self.progress = Progress(
+                *Progress.get_default_columns(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("downloading", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
+
+
+def _register_subcommands() -> None:
+    from charlm_tui import cli_train
+
+    cli_train.register(app)
+    try:
+        from charlm_tui import cli_generate
+    except ImportError:  # pragma: no cover - while generation is being built
+        return
+    cli_generate.register(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    """Entry point: click's usage errors become one line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        sys.stderr.write(exc.ctx.get_help() + "\n" if exc.ctx else "")
+        code = 2
+    except click_errors.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "charlm-tui"
+        sys.stderr.write(f"charlm-tui: error: {exc.format_message()} (see `{command} --help`)\n")
+        code = 2
+    except click_errors.Abort:
+        sys.stderr.write("charlm-tui: interrupted\n")
+        code = 130
+    except click_errors.ClickException as exc:
+        sys.stderr.write(f"charlm-tui: error: {exc.format_message()}\n")
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

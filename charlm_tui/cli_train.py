@@ -1,0 +1,268 @@
+"""`charlm-tui train` and `charlm-tui eval`."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+
+import typer
+
+from charlm_tui.cli_common import emit_json, stderr, user_errors
+
+# Measured from the moment the CLI module loads: a time budget covers the whole command.
+COMMAND_STARTED = time.monotonic()
+INTERPRETER_STARTUP_S = 0.7
+
+
+def _parse_value(raw: str) -> object:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _apply_settings(settings: list[str], model: dict, train: dict, model_type: str) -> None:
+    from dataclasses import fields
+
+    from engine.errors import ConfigError
+    from engine.models import MODELS
+    from engine.trainer import TrainConfig
+
+    model_fields = {f.name for f in fields(MODELS[model_type][0])} - {"vocab_size"}
+    train_fields = {f.name for f in fields(TrainConfig)}
+    for item in settings:
+        if "=" not in item:
+            raise ConfigError(f"--set takes KEY=VALUE, got '{item}'")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key in model_fields:
+            model[key] = _parse_value(raw)
+        elif key in train_fields:
+            train[key] = _parse_value(raw)
+        else:
+            raise ConfigError(f"unknown setting '{key}' for a {model_type} model or its training")
+
+
+class _TrainDisplay:
+    """Progress on stderr: a live Rich bar in a terminal, a line per evaluation otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress = None
+        self.task = None
+        self.val = ""
+
+    def __enter__(self) -> _TrainDisplay:
+        if not self.quiet and stderr.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=stderr,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=1.0, info="starting")
+        return self
+
+    def __call__(self, event: object) -> None:
+        kind = getattr(event, "kind", "")
+        if kind == "step" and self.progress is not None:
+            info = (
+                f"step {event.step}  loss {event.loss:.3f}  "
+                f"{event.chars_per_s / 1000:.1f}k chars/s{self.val}"
+            )
+            self.progress.update(self.task, completed=event.progress, info=info)
+        elif kind == "eval":
+            self.val = f"  val {event.val_loss:.3f}"
+            if self.progress is None and not self.quiet:
+                train = f"train {event.train_loss:.4f}  " if event.train_loss is not None else ""
+                stderr.print(
+                    f"step {event.step:>6}  {train}val {event.val_loss:.4f} "
+                    f"({event.val_bpc:.3f} bpc, {event.val_chars} chars)"
+                )
+        elif kind == "status" and event.message and not self.quiet:
+            stderr.print(event.message)
+
+    def __exit__(self, *exc: object) -> bool:
+        if self.progress is not None:
+            self.progress.stop()
+        return False
+
+
+def train(
+    corpus: str = typer.Option(..., "--corpus", help="Sample name, text file or directory."),
+    out: Path = typer.Option(..., "--out", help="Run directory for checkpoints (last, best)."),
+    model: str = typer.Option("lstm", "--model", help="lstm, gru, rnn or transformer."),
+    preset: str | None = typer.Option(None, "--preset", help="tiny, seed, cpu or gpu."),
+    time_budget: float | None = typer.Option(
+        None, "--time-budget", help="Seconds for the whole command."
+    ),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (weights and batches)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
+    compile_model: bool = typer.Option(False, "--compile", help="Use torch.compile."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="Override a setting: KEY=VALUE (repeatable)."
+    ),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
+    ddp: bool = typer.Option(False, "--ddp", help="Train with DistributedDataParallel (torchrun)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+) -> None:
+    """Train a model; prints val_loss (nats/char on the held-out split), steps, speed."""
+    from engine.errors import ConfigError
+
+    if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
+        raise ConfigError("--time-budget must be a positive number of seconds")
+    if max_steps is not None and max_steps < 0:
+        raise ConfigError("--max-steps must not be negative")
+
+    from engine.corpus import load_corpus
+    from engine.device import resolve_device
+    from engine.models import MODEL_TYPES, make_config
+    from engine.presets import default_preset
+    from engine.presets import preset as get_preset
+    from engine.trainer import TrainConfig, Trainer
+
+    if model not in MODEL_TYPES:
+        raise ConfigError(f"unknown model '{model}': choose one of {', '.join(MODEL_TYPES)}")
+    resolved_device = resolve_device(device)
+    model_settings, train_settings = get_preset(
+        model, preset or default_preset(resolved_device.type)
+    )
+    _apply_settings(settings, model_settings, train_settings, model)
+    train_settings.update(device=device, precision=precision, compile=compile_model)
+    if seed is not None:
+        train_settings["seed"] = seed
+    if time_budget is not None:
+        train_settings["time_budget"] = time_budget
+        if max_steps is None:
+            train_settings["max_steps"] = None
+    if max_steps is not None:
+        train_settings["max_steps"] = max_steps
+    config = TrainConfig.from_dict(train_settings)
+    config.validate()
+    model_config = make_config(model, **model_settings)
+
+    deadline = None
+    if time_budget is not None:
+        deadline = COMMAND_STARTED - INTERPRETER_STARTUP_S + time_budget
+
+    if ddp:
+        from engine.distributed import run_distributed
+
+        result = run_distributed(corpus, encoding, model_config, config, out, resume, deadline)
+        if result is None:  # not rank 0
+            return
+    else:
+        loaded = load_corpus(corpus, encoding)
+        with _TrainDisplay(quiet=False) as display:
+            trainer = Trainer(
+                loaded,
+                model_config,
+                config,
+                out_dir=out,
+                on_event=display,
+                resume=resume,
+                deadline=deadline,
+            )
+            previous = signal.getsignal(signal.SIGINT)
+
+            def interrupt(signum: int, frame: object) -> None:
+                # First Ctrl-C: stop after this step and save; a second one aborts.
+                trainer.config.final_eval = False
+                trainer.stop()
+                signal.signal(signal.SIGINT, previous)
+
+            signal.signal(signal.SIGINT, interrupt)
+            try:
+                result = trainer.run()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+    payload = result.as_dict()
+    if json_out:
+        emit_json(payload)
+    else:
+        stderr.print(
+            f"val_loss {result.val_loss:.4f} nats/char ({result.val_bpc:.3f} bpc, "
+            f"perplexity {result.val_perplexity:.2f}) on {result.val_chars:,} chars; "
+            f"{result.steps} steps in {result.elapsed_s:.1f}s, "
+            f"{result.chars_per_s:,.0f} chars/s; checkpoint {result.checkpoint}"
+        )
+    if result.stopped_by == "stop":
+        raise typer.Exit(130)
+
+
+def evaluate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run or checkpoint directory."),
+    corpus: str = typer.Option(..., "--corpus", help="Sample name, text file or directory."),
+    split: str = typer.Option(
+        "auto",
+        "--split",
+        help="val, all, or auto (the held-out split of the training corpus, else all of it).",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+) -> None:
+    """Score a checkpoint on a corpus: loss (nats/char), bits per char, perplexity."""
+    from engine.checkpoint import load_checkpoint
+    from engine.corpus import load_corpus
+    from engine.device import resolve_device
+    from engine.errors import ConfigError, CorpusError
+    from engine.evaluate import evaluate_split
+
+    if split not in ("auto", "val", "all"):
+        raise ConfigError("--split must be auto, val or all")
+    torch_device = resolve_device(device)
+    loaded = load_checkpoint(checkpoint, torch_device)
+    text = load_corpus(corpus, encoding)
+    missing = sorted(set(text.vocab.chars) - set(loaded.vocab.chars))
+    if missing:
+        raise CorpusError(
+            f"the corpus has {len(missing)} characters the model never saw: "
+            f"{''.join(missing)[:20]!r}"
+        )
+    import numpy as np
+
+    remap = np.array([loaded.vocab.index[c] for c in text.vocab.chars], dtype=np.int64)
+    same_corpus = loaded.meta.get("corpus", {}).get("content_key") == text.content_key
+    use_val = split == "val" or (split == "auto" and same_corpus)
+    val_fraction = float(loaded.train_config.get("val_fraction", 0.1))
+    ids = text.split(val_fraction)[1] if use_val else text.ids
+    started = time.perf_counter()
+    result = evaluate_split(loaded.model, remap[np.asarray(ids)], torch_device)
+    payload = {
+        **result.as_dict(),
+        "split": "val" if use_val else "all",
+        "checkpoint": str(loaded.path),
+        "step": loaded.step,
+        "seconds": time.perf_counter() - started,
+    }
+    if json_out:
+        emit_json(payload)
+    else:
+        stderr.print(
+            f"loss {result.loss:.4f} nats/char, {result.bpc:.3f} bits/char, "
+            f"perplexity {result.perplexity:.2f} on {result.chars:,} chars ({payload['split']})"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(user_errors(train))
+    app.command("eval")(user_errors(evaluate))

@@ -1,0 +1,162 @@
+"""Scoring a model on held-out text: loss in nats/char, bits per char, perplexity.
+
+`evaluate_split` scores every character of a split exactly once (all but the
+first, which has no context), so figures compare across models and tools:
+recurrent models carry their state through the text (split into a few parallel
+streams for speed; only each stream's first character starts cold), and a
+Transformer slides its window by half a context so each character sees at least
+half a context. `evaluate_windows` scores a fixed, seeded set of windows and is
+what periodic evaluations during training use.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from engine.device import autocast
+from engine.models import CharLM
+
+STREAM_CHARS = 8192
+MAX_STREAMS = 64
+CHUNK_STEPS = 512
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    chars: int
+
+    @property
+    def bpc(self) -> float:
+        return self.loss / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(min(self.loss, 700.0))
+
+    def as_dict(self, prefix: str = "") -> dict:
+        return {
+            f"{prefix}loss": self.loss,
+            f"{prefix}bpc": self.bpc,
+            f"{prefix}perplexity": self.perplexity,
+            f"{prefix}chars": self.chars,
+        }
+
+
+def _as_tensor(ids: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(ids, torch.Tensor):
+        return ids.to(device=device, dtype=torch.long)
+    return torch.from_numpy(np.asarray(ids).astype(np.int64)).to(device)
+
+
+def _nll_sum(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    return float(
+        F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+        )
+    )
+
+
+@torch.inference_mode()
+def _recurrent_split(model: CharLM, ids: torch.Tensor, amp: torch.dtype | None) -> EvalResult:
+    inputs, targets = ids[:-1], ids[1:]
+    total = inputs.numel()
+    streams = max(1, min(MAX_STREAMS, total // STREAM_CHARS))
+    length = total // streams
+    body = streams * length
+    x = inputs[:body].view(streams, length)
+    y = targets[:body].view(streams, length)
+    nll = 0.0
+    state = None
+    with autocast(ids.device, amp):
+        for start in range(0, length, CHUNK_STEPS):
+            logits, state = model(x[:, start : start + CHUNK_STEPS], state)
+            nll += _nll_sum(logits, y[:, start : start + CHUNK_STEPS])
+        if body < total:  # the remainder continues the last stream
+            last = model.select_state(state, torch.tensor([streams - 1], device=ids.device))
+            logits, _ = model(inputs[body:].unsqueeze(0), last)
+            nll += _nll_sum(logits, targets[body:].unsqueeze(0))
+    return EvalResult(nll / total, total)
+
+
+@torch.inference_mode()
+def _windowed_split(
+    model: CharLM, ids: torch.Tensor, amp: torch.dtype | None, batch: int = 32
+) -> EvalResult:
+    window = int(model.max_context or 256)
+    inputs, targets = ids[:-1], ids[1:]
+    total = inputs.numel()
+    if total <= window:
+        starts, first_scored = [0], [0]
+        window = total
+    else:
+        stride = window // 2
+        starts = list(range(0, total - window + 1, stride))
+        if starts[-1] != total - window:
+            starts.append(total - window)
+        # A window scores the positions after the end of the previous one.
+        first_scored = [0] + [(prev + window) - start for prev, start in itertools.pairwise(starts)]
+    nll = 0.0
+    scored = 0
+    with autocast(ids.device, amp):
+        for i in range(0, len(starts), batch):
+            group = torch.tensor(starts[i : i + batch], device=ids.device)
+            offsets = group[:, None] + torch.arange(window, device=ids.device)
+            logits, _ = model(inputs[offsets])
+            for row, skip in enumerate(first_scored[i : i + batch]):
+                nll += _nll_sum(logits[row, skip:], targets[offsets[row, skip:]])
+                scored += window - skip
+    assert scored == total, (scored, total)
+    return EvalResult(nll / total, total)
+
+
+def evaluate_split(
+    model: CharLM,
+    ids: np.ndarray | torch.Tensor,
+    device: torch.device | str = "cpu",
+    amp: torch.dtype | None = None,
+) -> EvalResult:
+    """Every character of `ids` (after the first) scored once; the model is left in eval mode."""
+    device = torch.device(device)
+    model.eval()
+    tensor = _as_tensor(ids, device)
+    if tensor.numel() < 2:
+        raise ValueError("need at least two characters to evaluate")
+    if model.max_context is None:
+        return _recurrent_split(model, tensor, amp)
+    return _windowed_split(model, tensor, amp)
+
+
+class WindowSampler:
+    """A fixed, seeded set of evaluation windows over a split."""
+
+    def __init__(self, ids: np.ndarray, chars: int, window: int, seed: int, device: torch.device):
+        count = max(1, chars // window)
+        span = len(ids) - window - 1
+        rng = np.random.default_rng(seed)
+        starts = rng.integers(0, max(span, 1), size=count) if span > 0 else np.zeros(1, int)
+        idx = starts[:, None] + np.arange(window + 1)
+        self.windows = torch.from_numpy(np.asarray(ids)[idx].astype(np.int64)).to(device)
+        self.chars = int(self.windows.shape[0] * window)
+
+
+@torch.inference_mode()
+def evaluate_windows(
+    model: CharLM, sampler: WindowSampler, amp: torch.dtype | None, batch: int = 64
+) -> EvalResult:
+    was_training = model.training
+    model.eval()
+    nll = 0.0
+    with autocast(sampler.windows.device, amp):
+        for i in range(0, sampler.windows.shape[0], batch):
+            chunk = sampler.windows[i : i + batch]
+            logits, _ = model(chunk[:, :-1])
+            nll += _nll_sum(logits, chunk[:, 1:])
+    model.train(was_training)
+    return EvalResult(nll / sampler.chars, sampler.chars)

@@ -1,0 +1,75 @@
+"""What the trainer reports while it runs: plain dataclasses of numbers and strings.
+
+They cross the worker queue to the TUI unchanged, so they never hold tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StepEvent:
+    step: int
+    max_steps: int | None
+    loss: float
+    lr: float
+    chars_per_s: float
+    elapsed_s: float
+    eta_s: float | None
+    progress: float  # 0..1, by steps or by time budget, whichever is further along
+    kind: str = field(default="step", init=False)
+
+
+@dataclass
+class EvalEvent:
+    step: int
+    val_loss: float
+    val_bpc: float
+    val_perplexity: float
+    val_chars: int
+    train_loss: float | None
+    best: bool
+    kind: str = field(default="eval", init=False)
+
+
+@dataclass
+class CheckpointEvent:
+    step: int
+    path: str
+    tags: list[str]
+    kind: str = field(default="checkpoint", init=False)
+
+
+@dataclass
+class StatusEvent:
+    state: str  # "starting", "training", "paused", "evaluating", "saving", "done", "stopped"
+    message: str = ""
+    kind: str = field(default="status", init=False)
+
+
+@dataclass
+class TrainResult:
+    val_loss: float
+    val_bpc: float
+    val_perplexity: float
+    val_chars: int
+    val_split_chars: int
+    steps: int
+    elapsed_s: float
+    train_s: float
+    chars_per_s: float
+    checkpoint: str | None
+    best_val_loss: float | None
+    stopped_by: str  # "max_steps", "time_budget", "stop"
+    device: str
+    parameters: int
+    model: dict
+    train: dict
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def event_dict(event: object) -> dict:
+    return asdict(event)  # type: ignore[call-overload]

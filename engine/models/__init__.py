@@ -1,0 +1,55 @@
+"""Model registry: build any architecture from its type name and config dict."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from engine.errors import ConfigError
+from engine.models.base import CharLM, ModelConfig, State
+from engine.models.gru import GRULM, GRUConfig
+from engine.models.lstm import LSTMLM, LSTMConfig
+from engine.models.rnn import RNNLM, RNNConfig
+from engine.models.transformer import KVCache, TransformerConfig, TransformerLM
+
+MODELS: dict[str, tuple[type[ModelConfig], type[CharLM]]] = {
+    "lstm": (LSTMConfig, LSTMLM),
+    "gru": (GRUConfig, GRULM),
+    "rnn": (RNNConfig, RNNLM),
+    "transformer": (TransformerConfig, TransformerLM),
+}
+
+MODEL_TYPES = tuple(MODELS)
+
+
+def make_config(model_type: str, **values: object) -> ModelConfig:
+    """A config for `model_type`; unknown fields and types are user errors."""
+    if model_type not in MODELS:
+        raise ConfigError(f"unknown model '{model_type}': choose one of {', '.join(MODEL_TYPES)}")
+    config_class = MODELS[model_type][0]
+    known = {f.name for f in fields(config_class)}
+    unknown = sorted(set(values) - known - {"model_type"})
+    if unknown:
+        raise ConfigError(f"{model_type} has no setting {', '.join(unknown)}")
+    return config_class(**{k: v for k, v in values.items() if k in known})
+
+
+def config_from_dict(data: dict) -> ModelConfig:
+    values = dict(data)
+    return make_config(str(values.pop("model_type", "")), **values)
+
+
+def build_model(config: ModelConfig) -> CharLM:
+    return MODELS[config.model_type][1](config)
+
+
+__all__ = [
+    "MODELS",
+    "MODEL_TYPES",
+    "CharLM",
+    "KVCache",
+    "ModelConfig",
+    "State",
+    "build_model",
+    "config_from_dict",
+    "make_config",
+]

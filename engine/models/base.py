@@ -1,0 +1,56 @@
+"""The one interface every model implements.
+
+`forward(tokens, state) -> (logits, new_state)`: tokens are (batch, time) ids,
+logits (batch, time, vocab). `state` is whatever the model carries between calls
+(an RNN's hidden state, a Transformer's key/value cache); `None` starts fresh.
+Feeding a sequence in pieces, carrying the state, gives the same logits as
+feeding it whole, which is what lets generation cost one step per character.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+State = Any
+
+
+@dataclass
+class ModelConfig:
+    """Fields shared by every architecture; subclasses add their own."""
+
+    vocab_size: int = 0
+    dropout: float = 0.0
+
+    model_type: ClassVar[str] = ""
+
+    def as_dict(self) -> dict:
+        return {"model_type": self.model_type, **asdict(self)}
+
+
+class CharLM(nn.Module):
+    """Base class: the state-carrying forward, state reordering, size reporting."""
+
+    config: ModelConfig
+
+    @property
+    def max_context(self) -> int | None:
+        """How many positions one state can hold (None: unbounded, as in an RNN)."""
+        return None
+
+    def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        raise NotImplementedError
+
+    def select_state(self, state: State, index: torch.Tensor) -> State:
+        """Rows `index` of a batched state: beam search reorders beams with it."""
+        raise NotImplementedError
+
+    def state_positions(self, state: State) -> int:
+        """How many positions a state has consumed (0 for None)."""
+        raise NotImplementedError
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

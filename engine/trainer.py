@@ -1,0 +1,580 @@
+"""The training loop: batches, schedule, evaluation, checkpoints, events, control.
+
+Every position of a window predicts its next character (full-sequence loss).
+AdamW with gradient clipping, linear warmup then cosine decay to `min_lr`. The
+schedule's progress is the further along of steps/max_steps and
+time/time_budget, so a time-budgeted run always finishes its decay.
+
+`pause()`, `resume()` and `stop()` may be called from any thread and take effect
+between steps. Events go to the `on_event` callback (the worker throttles them).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from engine.checkpoint import (
+    load_checkpoint,
+    optimizer_tensors,
+    restore_optimizer,
+    save_checkpoint,
+)
+from engine.corpus import Corpus
+from engine.device import autocast, enable_fast_math, resolve_device, resolve_precision
+from engine.errors import CheckpointError, ConfigError
+from engine.evaluate import WindowSampler, evaluate_split, evaluate_windows
+from engine.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent, TrainResult
+from engine.models import CharLM, ModelConfig, build_model, config_from_dict
+
+EventCallback = Callable[[object], None]
+BATCHING = ("random", "stateful")
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    max_steps: int | None = None
+    time_budget: float | None = None
+    eval_interval: int = 250
+    eval_chars: int = 16384
+    batching: str = "random"
+    val_fraction: float = 0.1
+    seed: int = 1337
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    final_eval: bool = True
+
+    def validate(self) -> None:
+        positive = ("batch_size", "seq_len", "eval_interval", "eval_chars")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ConfigError("learning rate must be a positive number")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ConfigError("--max-steps must not be negative")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ConfigError("--time-budget must be a positive number of seconds")
+        if self.batching not in BATCHING:
+            raise ConfigError(f"batching must be one of {', '.join(BATCHING)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError("validation fraction must be between 0 and 1")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class BatchSource:
+    """Training windows: random offsets, or parallel contiguous streams (stateful TBPTT).
+
+    Small corpora live on the training device and batches are gathered there
+    without host copies; corpora too large for that are gathered from the
+    (memory-mapped) array on the host.
+    """
+
+    DEVICE_LIMIT_BYTES = 2 << 30
+
+    def __init__(self, ids: np.ndarray, config: TrainConfig, device: torch.device, seed: int):
+        self.config = config
+        self.device = device
+        self.length = len(ids)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.host_ids = ids
+        self.device_ids: torch.Tensor | None = None
+        if self.length * 4 <= self.DEVICE_LIMIT_BYTES:
+            self.device_ids = torch.from_numpy(np.asarray(ids).astype(np.int32)).to(device)
+        self.position = 0
+        self.stream_len = self.length // config.batch_size
+        self.window = torch.arange(config.seq_len + 1)
+
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        if self.device_ids is not None:
+            return self.device_ids[index.to(self.device)].long()
+        rows = np.asarray(self.host_ids)[index.numpy()]
+        return torch.from_numpy(rows.astype(np.int64)).to(self.device, non_blocking=True)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(inputs, targets, reset): `reset` says carried state must start fresh."""
+        seq = self.config.seq_len
+        if self.config.batching == "random":
+            starts = torch.randint(
+                0, self.length - seq, (self.config.batch_size,), generator=self.generator
+            )
+            chunk = self._gather(starts[:, None] + self.window)
+            return chunk[:, :-1], chunk[:, 1:], True
+        reset = False
+        if self.position == 0 or self.position + seq + 1 > self.stream_len:
+            # Start a new pass at a random phase so window boundaries move between passes.
+            self.position = int(torch.randint(0, seq, (1,), generator=self.generator))
+            reset = True
+        starts = torch.arange(self.config.batch_size) * self.stream_len + self.position
+        chunk = self._gather(starts[:, None] + self.window)
+        self.position += seq
+        return chunk[:, :-1], chunk[:, 1:], reset
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def generator_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def restore(self, position: int, generator_state: torch.Tensor) -> None:
+        self.position = position
+        self.generator.set_state(generator_state)
+
+
+def _detach(state: object) -> object:
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()  # type: ignore[attr-defined]
+
+
+def _state_tensors(state: object) -> list[torch.Tensor]:
+    if state is None:
+        return []
+    return list(state) if isinstance(state, tuple) else [state]  # type: ignore[list-item]
+
+
+class Trainer:
+    """Trains one model on one corpus; `run()` blocks until done, stopped or out of time."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        model_config: ModelConfig | None,
+        config: TrainConfig,
+        *,
+        out_dir: str | Path | None = None,
+        on_event: EventCallback | None = None,
+        resume: bool = False,
+        deadline: float | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        config.validate()
+        self.corpus = corpus
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.on_event = on_event or (lambda event: None)
+        self.rank = rank
+        self.world_size = world_size
+        self.is_main = rank == 0
+        self.device = resolve_device(config.device)
+        self.amp = resolve_precision(config.precision, self.device)
+        enable_fast_math(self.device)
+        self.started = time.monotonic()
+        # With a time budget the whole run (evaluation and saving included) must end by this.
+        self.deadline = deadline
+        if self.deadline is None and config.time_budget is not None:
+            self.deadline = self.started + config.time_budget
+
+        self._pause = threading.Event()
+        self._stop = threading.Event()
+        self.weights_lock = threading.Lock()
+        self.step = 0
+        self.tokens = 0
+        self.history: list[dict] = []
+        self.best_val_loss: float | None = None
+        self.train_seconds = 0.0
+        self.carry: object = None
+        self._loss_ema: float | None = None
+
+        resumed = None
+        if resume:
+            if self.out_dir is None:
+                raise ConfigError("--resume needs --out (the run directory to continue)")
+            try:
+                resumed = load_checkpoint(
+                    self.out_dir, self.device, prefer="last", with_trainer=True
+                )
+            except CheckpointError:
+                if not any(self.out_dir.glob("step-*")) and not (self.out_dir / "last").exists():
+                    raise CheckpointError(f"nothing to resume in {self.out_dir}") from None
+                raise
+            if resumed.vocab != corpus.vocab:
+                raise CheckpointError(
+                    f"{self.out_dir}: the checkpoint was trained on another vocabulary "
+                    f"({len(resumed.vocab)} chars) than this corpus ({len(corpus.vocab)} chars)"
+                )
+            model_config = config_from_dict(resumed.meta["model"])
+        if model_config is None:
+            raise ConfigError("a model configuration is required")
+        model_config.vocab_size = len(corpus.vocab)
+        self.model_config = model_config
+
+        window = config.seq_len
+        corpus.require_length(window, config.val_fraction)
+        self.train_ids, self.val_ids = corpus.split(config.val_fraction)
+        if (
+            self.model_config.model_type == "transformer"
+            and config.seq_len > self.model_config.block_size
+        ):  # type: ignore[attr-defined]
+            raise ConfigError(
+                f"seq-len {config.seq_len} exceeds the transformer's block size "
+                f"{self.model_config.block_size}"  # type: ignore[attr-defined]
+            )
+        if config.batching == "stateful" and model_config.model_type == "transformer":
+            raise ConfigError("stateful batching is for recurrent models; use random")
+
+        torch.manual_seed(config.seed + rank)
+        self.model: CharLM = build_model(self.model_config).to(self.device)
+        if resumed is not None:
+            self.model.load_state_dict(resumed.model.state_dict())
+        self.optimizer = self._make_optimizer()
+        self.batches = BatchSource(self.train_ids, config, self.device, config.seed * 1000 + rank)
+        self.eval_windows = WindowSampler(
+            self.val_ids,
+            min(config.eval_chars, max(len(self.val_ids) - 1, 1)),
+            min(config.seq_len, len(self.val_ids) - 1),
+            config.seed + 7,
+            self.device,
+        )
+        if resumed is not None:
+            self._restore(resumed.meta, resumed.trainer_tensors)
+        self.compiled = self._maybe_compile()
+
+    # ----- set-up -------------------------------------------------------------------
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        decay, no_decay = [], []
+        for param in self.model.parameters():
+            (decay if param.dim() >= 2 else no_decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        fused = self.device.type == "cuda"
+        return torch.optim.AdamW(
+            groups, lr=self.config.lr, betas=(0.9, self.config.beta2), fused=fused
+        )
+
+    def _maybe_compile(self) -> CharLM:
+        if not self.config.compile:
+            return self.model
+        try:
+            return torch.compile(self.model)  # type: ignore[return-value]
+        except Exception as exc:
+            self._emit(StatusEvent("training", f"torch.compile unavailable ({exc}); eager mode"))
+            self.config.compile = False
+            return self.model
+
+    def _restore(self, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+        self.step = int(meta.get("step", 0))
+        self.tokens = int(meta.get("tokens", 0))
+        self.history = list(meta.get("history", []))
+        self.best_val_loss = meta.get("best_val_loss")
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
+        if tensors:
+            restore_optimizer(self.optimizer, tensors, meta.get("optimizer_groups", []))
+            if "rng.cpu" in tensors:
+                torch.set_rng_state(tensors["rng.cpu"])
+            if "rng.data" in tensors:
+                self.batches.restore(
+                    int(meta.get("data", {}).get("position", 0)), tensors["rng.data"]
+                )
+            if self.device.type == "cuda":
+                cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+                if cuda_states:
+                    torch.cuda.set_rng_state_all(cuda_states)
+            carry = [
+                tensors[f"carry.{i}"].to(self.device) for i in range(8) if f"carry.{i}" in tensors
+            ]
+            if carry:
+                self.carry = tuple(carry) if len(carry) > 1 else carry[0]
+
+    # ----- control ------------------------------------------------------------------
+
+    def pause(self) -> None:
+        self._pause.set()
+
+    def resume(self) -> None:
+        self._pause.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pause.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._pause.is_set()
+
+    def snapshot(self) -> CharLM:
+        """A copy of the current weights in eval mode, for generating while training."""
+        with self.weights_lock:
+            model = copy.deepcopy(self.model)
+        return model.eval()
+
+    # ----- the loop -----------------------------------------------------------------
+
+    def _emit(self, event: object) -> None:
+        if self.is_main:
+            self.on_event(event)
+
+    def progress(self, now: float) -> float:
+        cfg = self.config
+        by_steps = self.step / cfg.max_steps if cfg.max_steps else 0.0
+        by_time = 0.0
+        if self.deadline is not None:
+            span = max(self.deadline - self.started, 1e-9)
+            by_time = (now - self.started) / span
+        return min(1.0, max(by_steps, by_time))
+
+    def lr_at(self, progress: float) -> float:
+        cfg = self.config
+        if self.step < cfg.warmup_steps:
+            return cfg.lr * (self.step + 1) / cfg.warmup_steps
+        min_lr = cfg.lr * cfg.min_lr_ratio
+        return min_lr + 0.5 * (cfg.lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+    def _reserve_seconds(self, eval_chars_per_s: float | None, save_s: float) -> float:
+        """Time to keep for the final full evaluation and save."""
+        if not self.config.final_eval:
+            return save_s + 0.5
+        rate = eval_chars_per_s or 3.0 * self._chars_per_s()
+        return len(self.val_ids) / max(rate, 1.0) * 1.3 + save_s + 1.0
+
+    def _chars_per_s(self) -> float:
+        return self.tokens_this_run / max(self.train_seconds_this_run, 1e-9)
+
+    def train_step(
+        self, inputs: torch.Tensor, targets: torch.Tensor, reset: bool, lr: float
+    ) -> torch.Tensor:
+        if reset:
+            self.carry = None
+        with autocast(self.device, self.amp):
+            logits, state = self.compiled(inputs, self.carry)
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+            )
+        if self.config.batching == "stateful":
+            self.carry = _detach(state)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.weights_lock:
+            self.optimizer.step()
+        return loss.detach()
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        self.tokens_this_run = 0
+        self.train_seconds_this_run = 0.0
+        eval_rate: float | None = None
+        save_seconds = 0.5
+        stopped_by = "max_steps"
+        self.model.train()
+        self._emit(StatusEvent("training"))
+        last_loss = float("nan")
+        sync_every = 1 if self.device.type == "cpu" else 10
+        pending: list[torch.Tensor] = []
+
+        while True:
+            if self._stop.is_set():
+                stopped_by = "stop"
+                break
+            if self._pause.is_set():
+                self._emit(StatusEvent("paused"))
+                paused_at = time.monotonic()
+                while self._pause.is_set() and not self._stop.is_set():
+                    time.sleep(0.02)
+                if self.deadline is not None:  # paused time does not eat the budget
+                    self.deadline += time.monotonic() - paused_at
+                if self._stop.is_set():
+                    stopped_by = "stop"
+                    break
+                self._emit(StatusEvent("training"))
+            if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                stopped_by = "max_steps"
+                break
+            now = time.monotonic()
+            if self.deadline is not None and now >= self.deadline - self._reserve_seconds(
+                eval_rate, save_seconds
+            ):
+                stopped_by = "time_budget"
+                break
+
+            step_start = time.perf_counter()
+            lr = self.lr_at(self.progress(now))
+            inputs, targets, reset = self.batches.next()
+            pending.append(self.train_step(inputs, targets, reset, lr))
+            self.step += 1
+            self.tokens += inputs.numel() * self.world_size
+            self.tokens_this_run += inputs.numel() * self.world_size
+            if len(pending) >= sync_every or self.step % cfg.eval_interval == 0:
+                last_loss = float(torch.stack(pending).mean())
+                pending.clear()
+                self._loss_ema = (
+                    last_loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * last_loss
+                )
+            elapsed_step = time.perf_counter() - step_start
+            self.train_seconds += elapsed_step
+            self.train_seconds_this_run += elapsed_step
+            now = time.monotonic()
+            progress = self.progress(now)
+            eta = None
+            if progress > 0:
+                eta = (now - self.started) * (1 - progress) / progress
+            self._emit(
+                StepEvent(
+                    step=self.step,
+                    max_steps=cfg.max_steps,
+                    loss=last_loss,
+                    lr=lr,
+                    chars_per_s=self._chars_per_s(),
+                    elapsed_s=now - self.started,
+                    eta_s=eta,
+                    progress=progress,
+                )
+            )
+            if self.step % cfg.eval_interval == 0:
+                t0 = time.perf_counter()
+                self._periodic_eval(last_loss)
+                eval_rate = self.eval_windows.chars / max(time.perf_counter() - t0, 1e-6)
+                if self.out_dir is not None and self.is_main:
+                    t0 = time.perf_counter()
+                    self.save(tags=self._tags_for_latest())
+                    save_seconds = time.perf_counter() - t0
+
+        return self._finish(stopped_by)
+
+    def _tags_for_latest(self) -> tuple[str, ...]:
+        latest = self.history[-1] if self.history else None
+        if latest and latest.get("best"):
+            return ("last", "best")
+        return ("last",)
+
+    def _periodic_eval(self, train_loss: float) -> None:
+        self._emit(StatusEvent("evaluating"))
+        result = evaluate_windows(self.model, self.eval_windows, self.amp)
+        best = self.best_val_loss is None or result.loss < self.best_val_loss
+        if best:
+            self.best_val_loss = result.loss
+        self.history.append(
+            {
+                "step": self.step,
+                "train_loss": train_loss,
+                "val_loss": result.loss,
+                "val_chars": result.chars,
+                "elapsed_s": time.monotonic() - self.started,
+                "tokens": self.tokens,
+                "best": best,
+            }
+        )
+        self._emit(
+            EvalEvent(
+                step=self.step,
+                val_loss=result.loss,
+                val_bpc=result.bpc,
+                val_perplexity=result.perplexity,
+                val_chars=result.chars,
+                train_loss=train_loss if math.isfinite(train_loss) else None,
+                best=best,
+            )
+        )
+        self.model.train()
+        self._emit(StatusEvent("training"))
+
+    def _finish(self, stopped_by: str) -> TrainResult:
+        cfg = self.config
+        if self.history and self.history[-1]["step"] != self.step and self.step > 0:
+            self._periodic_eval(self._loss_ema if self._loss_ema is not None else float("nan"))
+        elif not self.history:
+            self._periodic_eval(float("nan"))
+        full = None
+        if cfg.final_eval and self.is_main:
+            self._emit(StatusEvent("evaluating", "scoring the whole held-out split"))
+            full = evaluate_split(self.model, self.val_ids, self.device, self.amp)
+        checkpoint = None
+        if self.out_dir is not None and self.is_main:
+            self._emit(StatusEvent("saving"))
+            extra = {"final_val": full.as_dict("val_") if full else None}
+            checkpoint = str(self.save(tags=self._tags_for_latest(), extra=extra))
+        elapsed = time.monotonic() - self.started
+        latest = self.history[-1] if self.history else {}
+        loss = full.loss if full else float(latest.get("val_loss", float("nan")))
+        chars = full.chars if full else int(latest.get("val_chars", 0))
+        self._emit(StatusEvent("stopped" if stopped_by == "stop" else "done"))
+        return TrainResult(
+            val_loss=loss,
+            val_bpc=loss / math.log(2),
+            val_perplexity=math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan"),
+            val_chars=chars,
+            val_split_chars=len(self.val_ids),
+            steps=self.step,
+            elapsed_s=elapsed,
+            train_s=self.train_seconds_this_run,
+            chars_per_s=self._chars_per_s(),
+            checkpoint=checkpoint,
+            best_val_loss=self.best_val_loss,
+            stopped_by=stopped_by,
+            device=str(self.device),
+            parameters=self.model.num_parameters(),
+            model=self.model_config.as_dict(),
+            train=asdict(cfg),
+        )
+
+    # ----- checkpoints --------------------------------------------------------------
+
+    def save(self, tags: tuple[str, ...] = ("last",), extra: dict | None = None) -> Path:
+        """Write a checkpoint of everything needed to continue exactly from here."""
+        assert self.out_dir is not None
+        tensors, groups = optimizer_tensors(self.optimizer)
+        tensors["rng.cpu"] = torch.get_rng_state()
+        tensors["rng.data"] = self.batches.generator_state()
+        if self.device.type == "cuda":
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = state
+        for i, tensor in enumerate(_state_tensors(self.carry)):
+            tensors[f"carry.{i}"] = tensor
+        meta = {
+            "step": self.step,
+            "tokens": self.tokens,
+            "train": asdict(self.config),
+            "history": self.history,
+            "best_val_loss": self.best_val_loss,
+            "train_seconds": self.train_seconds,
+            "optimizer_groups": groups,
+            "data": self.batches.state_dict(),
+            "corpus": {
+                "name": self.corpus.name,
+                "content_key": self.corpus.content_key,
+                "chars": len(self.corpus),
+            },
+            "char_counts": self.corpus.counts.tolist(),
+            **(extra or {}),
+        }
+        path = save_checkpoint(
+            self.out_dir,
+            model=self.model,
+            vocab=self.corpus.vocab,
+            meta=meta,
+            trainer_tensors=tensors,
+            tags=tags,
+        )
+        self._emit(CheckpointEvent(self.step, str(path), list(tags)))
+        return path

@@ -1,0 +1,1 @@
+"""Sample corpora shipped with charlm-tui; `manifest.json` lists them (see engine.samples)."""
