@@ -172,7 +172,7 @@ def main() -> None:
         command = exc.ctx.command_path if exc.ctx else "charlm-tui"
         sys.stderr.write(f"charlm-tui: error: {exc.format_message()} (see `{command} --help`)\n")
         code = 2
-    except click_errors.Abort:
+    except typer.Abort:  # typer's vendored click has no exceptions.Abort
         sys.stderr.write("charlm-tui: interrupted\n")
         code = 130
     except click_errors.ClickException as exc:

@@ -189,6 +189,8 @@ def read_state(directory: Path) -> dict:
         raise CheckpointError(f"{directory}: not a checkpoint ({STATE_FILE} is missing)") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{directory / STATE_FILE}: damaged (not valid JSON)") from None
+    except OSError as exc:  # a directory in its place, no permission, an I/O error
+        raise CheckpointError(f"{directory / STATE_FILE}: unreadable ({exc.strerror})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{directory}: not a charlm-tui checkpoint")
     version = state.get("version")

@@ -9,6 +9,7 @@ made on the fly from files already on this machine.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import sysconfig
@@ -121,14 +122,24 @@ def download(
                     progress(done, total)
             out.flush()
             os.fsync(out.fileno())
+        if length and done != int(length):  # http.client returns a short body silently
+            raise CorpusError(
+                f"download of '{sample.name}' from {source} was cut short "
+                f"({done} of {length} bytes); nothing was kept"
+            )
         if sample.sha256 and digest.hexdigest() != sample.sha256:
             raise CorpusError(
                 f"download of '{sample.name}' from {source} has sha256 {digest.hexdigest()[:12]}..., "
                 f"expected {sample.sha256[:12]}...; nothing was kept"
             )
         os.replace(tmp, target)
-    except OSError as exc:
-        reason = getattr(exc, "reason", None) or exc.strerror or exc
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a bad URL
+        reason = (
+            getattr(exc, "reason", None)
+            or getattr(exc, "strerror", None)
+            or str(exc)
+            or type(exc).__name__
+        )
         raise CorpusError(f"could not download '{sample.name}' from {source}: {reason}") from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -39,3 +39,27 @@ def text_file(tmp_path: Path, markov_text: str) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text(markov_text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache of this test's own (downloads, encodings), for tests that inspect it."""
+    cache = tmp_path / "fresh-cache"
+    cache.mkdir()
+    monkeypatch.setenv("CHARLM_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def cli_main(capsys: pytest.CaptureFixture[str]):
+    """Run the CLI's `main()` in this process: returns (returncode, stdout, stderr)."""
+    from tests.helpers import run_main
+
+    def call(*args: object):
+        capsys.readouterr()
+        proc = run_main(*args)  # type: ignore[arg-type]
+        captured = capsys.readouterr()
+        proc.stdout, proc.stderr = captured.out, captured.err
+        return proc
+
+    return call

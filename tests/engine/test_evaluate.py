@@ -1,0 +1,262 @@
+"""Held-out scoring: every character exactly once, on both the recurrent and windowed paths."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from engine import evaluate
+from engine.evaluate import EvalResult, WindowSampler, evaluate_split, evaluate_windows
+from engine.models import CharLM, ModelConfig
+from tests.helpers import tiny_model
+
+VOCAB = 11
+
+
+class BigramLM(CharLM):
+    """Logits depend only on the current character, so the exact loss is known in closed form.
+
+    With `context` it behaves like a Transformer (windowed path, bounded state); without,
+    like an RNN (streams, carried state).
+    """
+
+    def __init__(self, vocab: int, context: int | None = None, zero: bool = False) -> None:
+        super().__init__()
+        self.config = ModelConfig(vocab_size=vocab)
+        generator = torch.Generator().manual_seed(0)
+        table = (
+            torch.zeros(vocab, vocab) if zero else torch.randn(vocab, vocab, generator=generator)
+        )
+        self.table = nn.Parameter(table * 3)
+        self.context = context
+        self.calls = 0
+
+    @property
+    def max_context(self) -> int | None:
+        return self.context
+
+    def forward(self, tokens, state=None):
+        self.calls += 1
+        if self.context is not None:
+            seen = (state or 0) + tokens.shape[1]
+            assert seen <= self.context, "the evaluator overflowed the context"
+            return self.table[tokens], seen
+        return self.table[tokens], torch.zeros(1, tokens.shape[0], 1)
+
+    def select_state(self, state, index):
+        return state if self.context is not None else state.index_select(1, index)
+
+    def state_positions(self, state) -> int:
+        return 0 if state is None or self.context is None else state
+
+
+def random_ids(length: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, VOCAB, size=length).astype(np.uint8)
+
+
+def exact_bigram_loss(model: BigramLM, ids: np.ndarray) -> float:
+    x = torch.from_numpy(ids.astype(np.int64))
+    with torch.no_grad():
+        return float(F.cross_entropy(model.table[x[:-1]], x[1:]))
+
+
+def plain_forward_loss(model: CharLM, ids: np.ndarray) -> float:
+    x = torch.from_numpy(ids.astype(np.int64))[None]
+    with torch.no_grad():
+        logits, _ = model(x[:, :-1])
+        return float(F.cross_entropy(logits[0], x[0, 1:]))
+
+
+@pytest.fixture
+def small_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several streams and chunks on small inputs (the real sizes need 16k+ chars)."""
+    monkeypatch.setattr(evaluate, "STREAM_CHARS", 50)
+    monkeypatch.setattr(evaluate, "CHUNK_STEPS", 7)
+
+
+# ----- every character exactly once ------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [2, 3, 49, 50, 51, 101, 157, 499, 1003])
+@pytest.mark.parametrize("context", [None, 4, 5, 24])
+def test_every_character_is_scored_exactly_once(
+    small_streams: None, length: int, context: int | None
+) -> None:
+    """A miss or a double count would change the mean of these random per-pair losses."""
+    model = BigramLM(VOCAB, context)
+    ids = random_ids(length, seed=length)
+    result = evaluate_split(model, ids)
+    assert result.chars == length - 1
+    assert result.loss == pytest.approx(exact_bigram_loss(model, ids), rel=1e-6)
+
+
+def test_real_sizes_with_a_remainder_stream() -> None:
+    """3 streams of 8,193 and a 2-char remainder at the module's real sizes."""
+    length = 3 * evaluate.STREAM_CHARS + 6
+    model = BigramLM(VOCAB)
+    ids = random_ids(length)
+    result = evaluate_split(model, ids)
+    assert result.chars == length - 1
+    assert result.loss == pytest.approx(exact_bigram_loss(model, ids), rel=1e-6)
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn", "transformer"])
+@pytest.mark.parametrize("length", [2, 23, 24, 25, 26, 97, 300])
+def test_real_models_score_len_minus_one(small_streams: None, model_type: str, length: int) -> None:
+    model = tiny_model(model_type, VOCAB)
+    result = evaluate_split(model, random_ids(length, seed=length))
+    assert result.chars == length - 1
+    assert 0 < result.loss < 10
+
+
+def test_one_stream_equals_a_plain_full_forward() -> None:
+    """Under STREAM_CHARS x 2 chars there is one stream: state carried over 512-step chunks."""
+    model = tiny_model("lstm", VOCAB)
+    ids = random_ids(3000, seed=5)
+    result = evaluate_split(model, ids)
+    assert result.chars == 2999
+    assert result.loss == pytest.approx(plain_forward_loss(model, ids), abs=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
+def test_streams_and_remainder_equal_their_plain_forwards(
+    small_streams: None, model_type: str
+) -> None:
+    """Streams start cold; the remainder continues the last stream's state."""
+    model = tiny_model(model_type, VOCAB)
+    for length in (163, 165):  # 162 inputs: 3 streams of 54; 164: the same and 2 more
+        ids = random_ids(length, seed=length)
+        x = torch.from_numpy(ids.astype(np.int64))
+        inputs, targets = x[:-1], x[1:]
+        total = len(inputs)
+        streams = total // 50
+        per = total // streams
+        nll = 0.0
+        with torch.no_grad():
+            for s in range(streams):
+                logits, state = model(inputs[None, s * per : (s + 1) * per])
+                nll += float(
+                    F.cross_entropy(logits[0], targets[s * per : (s + 1) * per], reduction="sum")
+                )
+            if streams * per < total:
+                logits, _ = model(inputs[None, streams * per :], state)
+                nll += float(F.cross_entropy(logits[0], targets[streams * per :], reduction="sum"))
+        result = evaluate_split(model, ids)
+        assert result.chars == total
+        assert result.loss == pytest.approx(nll / total, abs=1e-5)
+
+
+@pytest.mark.parametrize("length", [2, 10, 25])
+def test_short_split_on_a_transformer_equals_a_plain_forward(length: int) -> None:
+    model = tiny_model("transformer", VOCAB)  # block size 24: 25 chars is 24 inputs
+    ids = random_ids(length, seed=3)
+    result = evaluate_split(model, ids)
+    assert result.loss == pytest.approx(plain_forward_loss(model, ids), abs=1e-5)
+
+
+def test_long_split_on_a_transformer_gives_each_char_half_a_context() -> None:
+    """After the first window, a character is scored with at least block/2 characters before it."""
+    model = tiny_model("transformer", VOCAB)
+    ids = random_ids(200, seed=4)
+    x = torch.from_numpy(ids.astype(np.int64))
+    window = model.max_context
+    stride = window // 2
+    nll, scored = 0.0, 0
+    with torch.no_grad():
+        logits, _ = model(x[None, :window])
+        nll += float(F.cross_entropy(logits[0], x[1 : window + 1], reduction="sum"))
+        scored = window
+        total = len(ids) - 1
+        while scored < total:
+            start = min(scored - stride, total - window)
+            logits, _ = model(x[None, start : start + window])
+            skip = scored - start
+            assert skip >= stride
+            nll += float(
+                F.cross_entropy(
+                    logits[0, skip:], x[scored + 1 : start + window + 1], reduction="sum"
+                )
+            )
+            scored = start + window
+    result = evaluate_split(model, ids)
+    assert result.chars == total
+    assert result.loss == pytest.approx(nll / total, abs=1e-5)
+
+
+# ----- reference values -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("context", [None, 8])
+@pytest.mark.parametrize("vocab", [2, 11, 65])
+def test_uniform_model_scores_log_vocab(
+    small_streams: None, context: int | None, vocab: int
+) -> None:
+    model = BigramLM(vocab, context, zero=True)
+    ids = np.random.default_rng(1).integers(0, vocab, size=333)
+    result = evaluate_split(model, ids)
+    assert result.loss == pytest.approx(math.log(vocab), rel=1e-6)
+    assert result.bpc == pytest.approx(math.log2(vocab), rel=1e-6)
+    assert result.perplexity == pytest.approx(vocab, rel=1e-5)
+
+
+def test_eval_result_units() -> None:
+    result = EvalResult(loss=math.log(2) * 1.5, chars=10)
+    assert result.bpc == pytest.approx(1.5)
+    assert result.perplexity == pytest.approx(2**1.5)
+    assert result.as_dict("val_") == {
+        "val_loss": result.loss,
+        "val_bpc": result.bpc,
+        "val_perplexity": result.perplexity,
+        "val_chars": 10,
+    }
+    assert EvalResult(loss=5000.0, chars=1).perplexity < math.inf  # no overflow
+
+
+def test_too_short_to_evaluate() -> None:
+    with pytest.raises(ValueError):
+        evaluate_split(BigramLM(VOCAB), random_ids(1))
+
+
+def test_evaluate_split_leaves_the_model_in_eval_mode_and_accepts_tensors() -> None:
+    model = tiny_model("gru", VOCAB).train()
+    ids = random_ids(120)
+    result = evaluate_split(model, torch.from_numpy(ids.astype(np.int64)))
+    assert not model.training
+    assert result.loss == pytest.approx(evaluate_split(model, ids).loss)
+
+
+# ----- the fixed windows used during training -------------------------------------------
+
+
+def test_window_sampler_is_seeded_and_scores_all_its_windows() -> None:
+    ids = random_ids(5000)
+    first = WindowSampler(ids, chars=640, window=32, seed=9, device=torch.device("cpu"))
+    second = WindowSampler(ids, chars=640, window=32, seed=9, device=torch.device("cpu"))
+    assert torch.equal(first.windows, second.windows)
+    assert first.windows.shape == (20, 33)
+    assert first.chars == 640
+    model = BigramLM(VOCAB, 32)
+    result = evaluate_windows(model, first, None)
+    windows = first.windows
+    with torch.no_grad():
+        want = float(
+            F.cross_entropy(
+                model.table[windows[:, :-1]].reshape(-1, VOCAB), windows[:, 1:].reshape(-1)
+            )
+        )
+    assert result.chars == 640
+    assert result.loss == pytest.approx(want, rel=1e-6)
+
+
+def test_evaluate_windows_restores_training_mode() -> None:
+    model = tiny_model("lstm", VOCAB).train()
+    sampler = WindowSampler(
+        random_ids(500), chars=100, window=10, seed=1, device=torch.device("cpu")
+    )
+    evaluate_windows(model, sampler, None)
+    assert model.training
