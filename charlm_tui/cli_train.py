@@ -163,7 +163,9 @@ def train(
     if time_budget is not None:
         deadline = COMMAND_STARTED - INTERPRETER_STARTUP_S + time_budget
 
-    if ddp:
+    from engine.distributed import launched_by_torchrun
+
+    if ddp or launched_by_torchrun():
         from engine.distributed import run_distributed
 
         result = run_distributed(corpus, encoding, model_config, config, out, resume, deadline)

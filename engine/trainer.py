@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -63,6 +65,22 @@ class TrainConfig:
     final_eval: bool = True
 
     def validate(self) -> None:
+        for f in fields(self):  # types first: `--set lr=abc` is bad input, not a crash
+            value = getattr(self, f.name)
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            integer = number and isinstance(value, numbers.Integral)
+            if f.name in ("max_steps", "time_budget"):
+                ok = value is None or (integer if f.name == "max_steps" else number)
+            elif isinstance(f.default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(f.default, int):
+                ok = integer
+            elif isinstance(f.default, float):
+                ok = number
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise ConfigError(f"{f.name} has a value of the wrong type: {value!r}")
         positive = ("batch_size", "seq_len", "eval_interval", "eval_chars")
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -84,51 +102,120 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def _device_dtype(ids: np.ndarray, vocab_size: int | None) -> tuple[torch.dtype, np.dtype]:
+    """The narrowest integer dtype (torch, numpy) that holds every id of `ids` exactly."""
+    top = vocab_size if vocab_size is not None else np.iinfo(ids.dtype).max + 1
+    if top <= 1 << 8:
+        return torch.uint8, np.dtype(np.uint8)
+    if top <= 1 << 15:
+        return torch.int16, np.dtype(np.int16)
+    return torch.int32, np.dtype(np.int32)
+
+
+def _copy_to_device(ids: np.ndarray, device: torch.device, vocab_size: int | None) -> torch.Tensor:
+    """ids on `device` in a narrow dtype, copied in slices so host memory stays bounded."""
+    dtype, np_dtype = _device_dtype(ids, vocab_size)
+    out = torch.empty(len(ids), dtype=dtype, device=device)
+    step = 64 << 20
+    for start in range(0, len(ids), step):
+        part = np.asarray(ids[start : start + step]).astype(np_dtype)  # a writable copy
+        out[start : start + len(part)] = torch.from_numpy(part).to(device)
+    return out
+
+
 class BatchSource:
     """Training windows: random offsets, or parallel contiguous streams (stateful TBPTT).
 
-    Small corpora live on the training device and batches are gathered there
-    without host copies; corpora too large for that are gathered from the
-    (memory-mapped) array on the host.
+    On an accelerator the ids live on the device, in the narrowest integer dtype
+    that holds them (uint8 for most corpora), and on CUDA the offsets are drawn
+    there too with a device generator: a step costs no host-to-device copy.
+    Corpora too big for that, and every corpus on the CPU, stay where they are (a
+    memory map of the encoding cache for big ones) and windows are gathered with
+    numpy: copying a 1 GB corpus into an int32 tensor would cost 4 GB of RAM.
+
+    Under DDP (`world_size` > 1) every rank draws the same global batch of
+    world_size x batch_size rows from an identically seeded generator and keeps
+    rows rank::world_size, so N ranks train exactly as one process would with
+    the global batch, and the generator state in a checkpoint is every rank's.
     """
 
     DEVICE_LIMIT_BYTES = 2 << 30
 
-    def __init__(self, ids: np.ndarray, config: TrainConfig, device: torch.device, seed: int):
+    def __init__(
+        self,
+        ids: np.ndarray,
+        config: TrainConfig,
+        device: torch.device,
+        seed: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        vocab_size: int | None = None,
+    ):
         self.config = config
         self.device = device
         self.length = len(ids)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.rows = config.batch_size * world_size  # the global batch
         self.host_ids = ids
         self.device_ids: torch.Tensor | None = None
-        if self.length * 4 <= self.DEVICE_LIMIT_BYTES:
-            self.device_ids = torch.from_numpy(np.asarray(ids).astype(np.int32)).to(device)
+        if device.type != "cpu":
+            narrow = _device_dtype(ids, vocab_size)[1]
+            if self.length * narrow.itemsize <= self.DEVICE_LIMIT_BYTES:
+                self.device_ids = _copy_to_device(ids, device, vocab_size)
+        # Offsets are drawn where they are used: on the GPU when the ids are there.
+        on_gpu = device.type == "cuda" and self.device_ids is not None
+        self.index_device = device if on_gpu else torch.device("cpu")
+        self.generator = torch.Generator(device=self.index_device).manual_seed(seed)
         self.position = 0
-        self.stream_len = self.length // config.batch_size
-        self.window = torch.arange(config.seq_len + 1)
+        self.stream_len = self.length // self.rows
+        if config.batching == "stateful" and self.stream_len < config.seq_len + 1:
+            raise ConfigError(
+                f"stateful batching needs at least batch-size x (seq-len + 1) = "
+                f"{self.rows * (config.seq_len + 1)} training chars, the corpus has "
+                f"{self.length}: lower batch_size or seq_len, or use random batching"
+            )
+        self.window = torch.arange(config.seq_len + 1, device=self.index_device)
 
     def _gather(self, index: torch.Tensor) -> torch.Tensor:
         if self.device_ids is not None:
             return self.device_ids[index.to(self.device)].long()
-        rows = np.asarray(self.host_ids)[index.numpy()]
-        return torch.from_numpy(rows.astype(np.int64)).to(self.device, non_blocking=True)
+        # Fancy indexing a memory map reads just the pages these windows touch.
+        rows = torch.from_numpy(np.asarray(self.host_ids)[index.numpy()].astype(np.int64))
+        if self.device.type == "cpu":
+            return rows
+        return rows.pin_memory().to(self.device, non_blocking=True)
+
+    def _mine(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's share of the global batch."""
+        return rows[self.rank :: self.world_size] if self.world_size > 1 else rows
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """(inputs, targets, reset): `reset` says carried state must start fresh."""
         seq = self.config.seq_len
         if self.config.batching == "random":
             starts = torch.randint(
-                0, self.length - seq, (self.config.batch_size,), generator=self.generator
+                0,
+                self.length - seq,
+                (self.rows,),
+                generator=self.generator,
+                device=self.index_device,
             )
-            chunk = self._gather(starts[:, None] + self.window)
+            chunk = self._gather(self._mine(starts)[:, None] + self.window)
             return chunk[:, :-1], chunk[:, 1:], True
         reset = False
         if self.position == 0 or self.position + seq + 1 > self.stream_len:
             # Start a new pass at a random phase so window boundaries move between passes.
-            self.position = int(torch.randint(0, seq, (1,), generator=self.generator))
+            # The phase must leave a whole window inside each stream.
+            phases = min(seq, self.stream_len - seq)
+            self.position = int(
+                torch.randint(0, phases, (1,), generator=self.generator, device=self.index_device)
+            )
             reset = True
-        starts = torch.arange(self.config.batch_size) * self.stream_len + self.position
-        chunk = self._gather(starts[:, None] + self.window)
+        streams = self._mine(torch.arange(self.rows, device=self.index_device))
+        chunk = self._gather((streams * self.stream_len + self.position)[:, None] + self.window)
         self.position += seq
         return chunk[:, :-1], chunk[:, 1:], reset
 
@@ -140,7 +227,13 @@ class BatchSource:
 
     def restore(self, position: int, generator_state: torch.Tensor) -> None:
         self.position = position
-        self.generator.set_state(generator_state)
+        try:
+            self.generator.set_state(generator_state)
+        except (RuntimeError, ValueError):
+            # Saved by a generator on another kind of device (a GPU run resumed on a CPU):
+            # reseed from the saved state, the same way on every rank, not from the start.
+            state = bytes(generator_state.to(torch.uint8).flatten().tolist())
+            self.generator.manual_seed(self.seed ^ zlib.crc32(state))
 
 
 def _detach(state: object) -> object:
@@ -238,12 +331,24 @@ class Trainer:
         if config.batching == "stateful" and model_config.model_type == "transformer":
             raise ConfigError("stateful batching is for recurrent models; use random")
 
-        torch.manual_seed(config.seed + rank)
+        # Every rank builds the same initial weights (DDP also broadcasts rank 0's); the
+        # randomness after that (dropout) differs per rank.
+        torch.manual_seed(config.seed)
         self.model: CharLM = build_model(self.model_config).to(self.device)
+        if rank:
+            torch.manual_seed(config.seed + rank)
         if resumed is not None:
             self.model.load_state_dict(resumed.model.state_dict())
         self.optimizer = self._make_optimizer()
-        self.batches = BatchSource(self.train_ids, config, self.device, config.seed * 1000 + rank)
+        self.batches = BatchSource(
+            self.train_ids,
+            config,
+            self.device,
+            config.seed * 1000,
+            rank=rank,
+            world_size=world_size,
+            vocab_size=len(corpus.vocab),
+        )
         self.eval_windows = WindowSampler(
             self.val_ids,
             min(config.eval_chars, max(len(self.val_ids) - 1, 1)),
@@ -253,6 +358,12 @@ class Trainer:
         )
         if resumed is not None:
             self._restore(resumed.meta, resumed.trainer_tensors)
+            if rank:  # the checkpoint holds rank 0's RNG state
+                torch.manual_seed(config.seed + rank + 7919 * self.step)
+        # Under DDP rank 0's clock drives the schedule (see _agree_with_ranks).
+        self._shared_time_progress: float | None = None
+        self.eager: torch.nn.Module = self._training_module()
+        self._compiled_ok = False
         self.compiled = self._maybe_compile()
 
     # ----- set-up -------------------------------------------------------------------
@@ -270,15 +381,41 @@ class Trainer:
             groups, lr=self.config.lr, betas=(0.9, self.config.beta2), fused=fused
         )
 
-    def _maybe_compile(self) -> CharLM:
+    def _training_module(self) -> torch.nn.Module:
+        """What a training step calls: the model, wrapped in DDP when there are several ranks."""
+        if self.world_size > 1:
+            from engine.distributed import wrap_ddp
+
+            return wrap_ddp(self.model, self.device)
+        return self.model
+
+    def _maybe_compile(self) -> torch.nn.Module:
         if not self.config.compile:
-            return self.model
+            return self.eager
         try:
-            return torch.compile(self.model)  # type: ignore[return-value]
+            return torch.compile(self.eager)  # type: ignore[return-value]
         except Exception as exc:
-            self._emit(StatusEvent("training", f"torch.compile unavailable ({exc}); eager mode"))
-            self.config.compile = False
-            return self.model
+            self._fall_back_to_eager(exc)
+            return self.eager
+
+    def _fall_back_to_eager(self, exc: BaseException) -> None:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        self._emit(StatusEvent("training", f"torch.compile unavailable ({first}); eager mode"))
+        self.config.compile = False
+        self.compiled = self.eager
+
+    def _compile_failed(self, exc: BaseException) -> bool:
+        """Did this exception come from torch.compile, which compiles lazily at first call?
+
+        Anything raised by a compiled step before one has succeeded counts (a missing
+        C compiler, an unsupported op), and later only dynamo / inductor errors (a
+        recompilation for new shapes).
+        """
+        if self.compiled is self.eager:
+            return False
+        if not self._compiled_ok:
+            return True
+        return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
     def _restore(self, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.step = int(meta.get("step", 0))
@@ -294,15 +431,19 @@ class Trainer:
                 self.batches.restore(
                     int(meta.get("data", {}).get("position", 0)), tensors["rng.data"]
                 )
-            if self.device.type == "cuda":
-                cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-                if cuda_states:
-                    torch.cuda.set_rng_state_all(cuda_states)
+            if self.device.type == "cuda" and "rng.cuda.0" in tensors:
+                # This device's state only: a run saved on 8 GPUs resumes on 1 and back.
+                torch.cuda.set_rng_state(tensors["rng.cuda.0"], self.device)
             carry = [
                 tensors[f"carry.{i}"].to(self.device) for i in range(8) if f"carry.{i}" in tensors
             ]
-            if carry:
+            same_world = int(meta.get("world_size", 1)) == self.world_size == 1
+            if carry and same_world:
                 self.carry = tuple(carry) if len(carry) > 1 else carry[0]
+            elif carry:
+                # Only rank 0's streams were saved, and their layout depends on the world
+                # size: the streams start a fresh pass instead.
+                self.batches.position = 0
 
     # ----- control ------------------------------------------------------------------
 
@@ -332,13 +473,18 @@ class Trainer:
         if self.is_main:
             self.on_event(event)
 
+    def _time_progress(self, now: float) -> float:
+        if self.deadline is None:
+            return 0.0
+        span = max(self.deadline - self.started, 1e-9)
+        return (now - self.started) / span
+
     def progress(self, now: float) -> float:
         cfg = self.config
         by_steps = self.step / cfg.max_steps if cfg.max_steps else 0.0
-        by_time = 0.0
-        if self.deadline is not None:
-            span = max(self.deadline - self.started, 1e-9)
-            by_time = (now - self.started) / span
+        by_time = self._shared_time_progress
+        if by_time is None:
+            by_time = self._time_progress(now)
         return min(1.0, max(by_steps, by_time))
 
     def lr_at(self, progress: float) -> float:
@@ -353,16 +499,58 @@ class Trainer:
         if not self.config.final_eval:
             return save_s + 0.5
         rate = eval_chars_per_s or 3.0 * self._chars_per_s()
-        return len(self.val_ids) / max(rate, 1.0) * 1.3 + save_s + 1.0
+        if self.amp is not None:
+            rate /= 3.0  # periodic evaluations use autocast; the final one runs in fp32
+        if rate <= 0:  # nothing measured yet (no step taken): never stop before the first step
+            return save_s + 1.0
+        return self._final_eval_chars(rate) / max(rate, 1.0) * 1.3 + save_s + 1.0
+
+    FINAL_EVAL_SHARE = 0.25
+
+    def _final_eval_chars(self, rate: float) -> int:
+        """How much of the held-out split the final evaluation scores.
+
+        All of it, unless a time budget cannot afford that: then as much as fits
+        in a quarter of the budget (a 100 MB split does not fit in two minutes),
+        and the result reports how many chars were scored next to the split size.
+        """
+        whole = len(self.val_ids)
+        if self.deadline is None:
+            return whole
+        affordable = int(rate * self.FINAL_EVAL_SHARE * max(self.deadline - self.started, 0.0))
+        self._final_chars = max(min(whole, affordable), min(whole, 2))
+        return self._final_chars
 
     def _chars_per_s(self) -> float:
         return self.tokens_this_run / max(self.train_seconds_this_run, 1e-9)
 
-    def train_step(
-        self, inputs: torch.Tensor, targets: torch.Tensor, reset: bool, lr: float
-    ) -> torch.Tensor:
-        if reset:
-            self.carry = None
+    def _probe_eval_rate(self) -> float | None:
+        """Inference chars/s on a few validation windows, timed before training starts.
+
+        With a time budget this sizes the reserve for the final evaluation. Guessing it
+        from the training speed instead is far off for small batches (a 4 x 16 batch
+        trains at a fraction of the speed a 64-stream evaluation runs at) and stopped
+        such runs after their first step.
+        """
+        if self.deadline is None or not self.config.final_eval:
+            return None
+        windows = self.eval_windows.windows[:64, :-1]
+        self.model.eval()
+        try:
+            seconds = math.inf
+            with torch.inference_mode(), autocast(self.device, self.amp):
+                for attempt in range(3):  # the first call pays one-off set-up costs
+                    started = time.perf_counter()
+                    self.model(windows)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    if attempt:  # the best of the others: a busy machine preempts some
+                        seconds = min(seconds, time.perf_counter() - started)
+        finally:
+            self.model.train()
+        return windows.numel() / max(seconds, 1e-6)
+
+    def _forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
             logits, state = self.compiled(inputs, self.carry)
             loss = F.cross_entropy(
@@ -372,6 +560,25 @@ class Trainer:
             self.carry = _detach(state)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        return loss
+
+    def train_step(
+        self, inputs: torch.Tensor, targets: torch.Tensor, reset: bool, lr: float
+    ) -> torch.Tensor:
+        if reset:
+            self.carry = None
+        carry = self.carry
+        try:
+            loss = self._forward_backward(inputs, targets)
+        except Exception as exc:
+            if not self._compile_failed(exc):
+                raise
+            # torch.compile compiles at the first call, so that is where it fails (no C
+            # compiler, an unsupported op or GPU): redo this step eagerly and carry on.
+            self._fall_back_to_eager(exc)
+            self.carry = carry
+            loss = self._forward_backward(inputs, targets)
+        self._compiled_ok = True
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         for group in self.optimizer.param_groups:
@@ -384,7 +591,7 @@ class Trainer:
         cfg = self.config
         self.tokens_this_run = 0
         self.train_seconds_this_run = 0.0
-        eval_rate: float | None = None
+        eval_rate = self._probe_eval_rate()
         save_seconds = 0.5
         stopped_by = "max_steps"
         self.model.train()
@@ -392,12 +599,15 @@ class Trainer:
         last_loss = float("nan")
         sync_every = 1 if self.device.type == "cpu" else 10
         pending: list[torch.Tensor] = []
+        first_step = self.step
 
         while True:
-            if self._stop.is_set():
-                stopped_by = "stop"
+            # max_steps first: every rank reaches it at the same step without talking.
+            if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                stopped_by = "max_steps"
                 break
-            if self._pause.is_set():
+            reason = "stop" if self._stop.is_set() else None
+            if reason is None and self._pause.is_set():
                 self._emit(StatusEvent("paused"))
                 paused_at = time.monotonic()
                 while self._pause.is_set() and not self._stop.is_set():
@@ -405,17 +615,23 @@ class Trainer:
                 if self.deadline is not None:  # paused time does not eat the budget
                     self.deadline += time.monotonic() - paused_at
                 if self._stop.is_set():
-                    stopped_by = "stop"
-                    break
-                self._emit(StatusEvent("training"))
-            if cfg.max_steps is not None and self.step >= cfg.max_steps:
-                stopped_by = "max_steps"
-                break
+                    reason = "stop"
+                else:
+                    self._emit(StatusEvent("training"))
             now = time.monotonic()
-            if self.deadline is not None and now >= self.deadline - self._reserve_seconds(
-                eval_rate, save_seconds
+            if (
+                reason is None
+                and self.deadline is not None
+                and now >= self.deadline - self._reserve_seconds(eval_rate, save_seconds)
             ):
-                stopped_by = "time_budget"
+                reason = "time_budget"
+            if self.world_size > 1:
+                # Ranks must stop at the same step and use the same learning rate: every
+                # `sync_every` steps rank 0's decision and clock go to all (one all-reduce).
+                synced = (self.step - first_step) % sync_every == 0
+                reason = self._agree_with_ranks(reason, now) if synced else None
+            if reason is not None:
+                stopped_by = reason
                 break
 
             step_start = time.perf_counter()
@@ -426,7 +642,12 @@ class Trainer:
             self.tokens += inputs.numel() * self.world_size
             self.tokens_this_run += inputs.numel() * self.world_size
             if len(pending) >= sync_every or self.step % cfg.eval_interval == 0:
-                last_loss = float(torch.stack(pending).mean())
+                mean_loss = torch.stack(pending).mean()
+                if self.world_size > 1:  # the loss of the global batch
+                    from engine.distributed import mean_over_ranks
+
+                    mean_loss = mean_over_ranks(mean_loss)
+                last_loss = float(mean_loss)
                 pending.clear()
                 self._loss_ema = (
                     last_loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * last_loss
@@ -462,6 +683,14 @@ class Trainer:
 
         return self._finish(stopped_by)
 
+    def _agree_with_ranks(self, reason: str | None, now: float) -> str | None:
+        from engine.distributed import agree
+
+        reason, self._shared_time_progress = agree(
+            reason, self._time_progress(now), is_main=self.is_main, device=self.device
+        )
+        return reason
+
     def _tags_for_latest(self) -> tuple[str, ...]:
         latest = self.history[-1] if self.history else None
         if latest and latest.get("best"):
@@ -469,6 +698,8 @@ class Trainer:
         return ("last",)
 
     def _periodic_eval(self, train_loss: float) -> None:
+        if not self.is_main:  # under DDP rank 0 alone evaluates; the others wait for it
+            return
         self._emit(StatusEvent("evaluating"))
         result = evaluate_windows(self.model, self.eval_windows, self.amp)
         best = self.best_val_loss is None or result.loss < self.best_val_loss
@@ -507,8 +738,18 @@ class Trainer:
             self._periodic_eval(float("nan"))
         full = None
         if cfg.final_eval and self.is_main:
-            self._emit(StatusEvent("evaluating", "scoring the whole held-out split"))
-            full = evaluate_split(self.model, self.val_ids, self.device, self.amp)
+            scored = self.val_ids[: getattr(self, "_final_chars", len(self.val_ids))]
+            whole = len(scored) == len(self.val_ids)
+            self._emit(
+                StatusEvent(
+                    "evaluating",
+                    "scoring the whole held-out split"
+                    if whole
+                    else f"scoring the first {len(scored):,} chars of the held-out split (time budget)",
+                )
+            )
+            # Scored in fp32 whatever the training precision: the headline figure is exact.
+            full = evaluate_split(self.model, scored, self.device, None)
         checkpoint = None
         if self.out_dir is not None and self.is_main:
             self._emit(StatusEvent("saving"))
@@ -547,13 +788,13 @@ class Trainer:
         tensors["rng.cpu"] = torch.get_rng_state()
         tensors["rng.data"] = self.batches.generator_state()
         if self.device.type == "cuda":
-            for i, state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng.cuda.{i}"] = state
+            tensors["rng.cuda.0"] = torch.cuda.get_rng_state(self.device)
         for i, tensor in enumerate(_state_tensors(self.carry)):
             tensors[f"carry.{i}"] = tensor
         meta = {
             "step": self.step,
             "tokens": self.tokens,
+            "world_size": self.world_size,
             "train": asdict(self.config),
             "history": self.history,
             "best_val_loss": self.best_val_loss,

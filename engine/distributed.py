@@ -1,0 +1,373 @@
+"""Training on several processes with DistributedDataParallel.
+
+Launch with torchrun, one process per GPU (`launched_by_torchrun()` tells the
+CLI from torchrun's RANK / WORLD_SIZE / LOCAL_RANK that it is one rank):
+
+    torchrun --standalone --nproc_per_node 8 -m charlm_tui train --ddp --corpus C --out DIR
+
+or with `charlm-tui train --ddp ...` alone, which starts one process per
+visible GPU itself. The backend is nccl on CUDA (each rank on cuda:LOCAL_RANK)
+and gloo on CPUs. `--set batch_size=B` is per rank: the global batch is
+B x world size, and the learning rate is not rescaled.
+
+What makes N ranks one training run:
+- every rank builds the same initial weights, and DDP all-reduces (averages)
+  the gradients, so the weights stay identical;
+- every rank draws the same global batch and keeps rows rank::N of it (see
+  trainer.BatchSource), so N ranks train exactly as one process with the global
+  batch would, and a checkpoint resumes on any number of ranks;
+- rank 0 alone logs, evaluates and writes checkpoints; the others wait for it
+  at the next collective;
+- every few steps one small all-reduce carries rank 0's stop decision (time
+  budget, Ctrl-C) and its clock for the learning-rate schedule, so all ranks
+  stop at the same step with the same learning rate.
+
+Stateful (TBPTT) batching carries hidden state per rank, and only rank 0's is
+saved: a stateful run resumed under DDP, or on another world size, starts its
+streams afresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from engine.device import resolve_device
+from engine.errors import ConfigError
+from engine.events import StepEvent, TrainResult
+from engine.models import ModelConfig
+
+ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+TIMEOUT = timedelta(minutes=30)  # rank 0 may encode a big corpus while the others wait
+STOP_REASONS = (None, "max_steps", "time_budget", "stop")  # all-reduced as MAX: later wins
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def torchrun_world() -> World | None:
+    """The world torchrun describes in the environment, or None when not under torchrun."""
+    if not all(name in os.environ for name in ENV_VARS):
+        return None
+    try:
+        return World(*(int(os.environ[name]) for name in ENV_VARS))
+    except ValueError:
+        raise ConfigError(
+            f"torchrun's {'/'.join(ENV_VARS)} must be integers in the environment"
+        ) from None
+
+
+def launched_by_torchrun() -> bool:
+    return torchrun_world() is not None
+
+
+def rank_device(device: str, local_rank: int) -> str:
+    """cuda:LOCAL_RANK when training on CUDA ("auto" with a GPU too), else "cpu"."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"local rank {local_rank} has no GPU: {torch.cuda.device_count()} visible "
+                "(start at most one process per GPU)"
+            )
+        return f"cuda:{local_rank}"
+    if resolved.type != "cpu":
+        raise ConfigError(f"DDP trains on CUDA GPUs (nccl) or CPUs (gloo), not {resolved.type}")
+    return "cpu"
+
+
+def init_process_group(world: World, device: torch.device) -> None:
+    """Join the world (MASTER_ADDR / MASTER_PORT in the environment, as torchrun sets)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo",
+        rank=world.rank,
+        world_size=world.world_size,
+        timeout=TIMEOUT,
+    )
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model in DDP: construction broadcasts rank 0's weights, backward averages grads."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return DistributedDataParallel(model, device_ids=[index], output_device=index)
+    return DistributedDataParallel(model)
+
+
+def agree(
+    reason: str | None, time_progress: float, *, is_main: bool, device: torch.device
+) -> tuple[str | None, float]:
+    """(stop reason, schedule clock) as rank 0 sees them; any rank may ask to stop.
+
+    One all-reduce (MAX) of two numbers: the other ranks send zeros except for a
+    stop request, so rank 0's time-budget decision and clock win.
+    """
+    code = STOP_REASONS.index(reason) if (is_main or reason == "stop") else 0
+    flags = torch.tensor(
+        [float(code), time_progress if is_main else 0.0], dtype=torch.float64, device=device
+    )
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    agreed_code, agreed_progress = flags.tolist()
+    return STOP_REASONS[int(agreed_code)], agreed_progress
+
+
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean of a scalar over all ranks (the global batch's loss from each rank's)."""
+    total = value.detach().float().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / dist.get_world_size()
+
+
+def _load_corpus(spec: str, encoding: str, world: World):  # -> Corpus
+    """Rank 0 encodes (and caches) the corpus first; the others then load the cache."""
+    from engine.corpus import load_corpus
+
+    if world.rank == 0:
+        corpus = load_corpus(spec, encoding)
+        dist.barrier()
+        return corpus
+    dist.barrier()
+    return load_corpus(spec, encoding)
+
+
+class StderrProgress:
+    """Rank 0's progress for people: one line per evaluation and status message."""
+
+    def __init__(self, world_size: int) -> None:
+        self.prefix = f"[ddp x{world_size}] "
+
+    def __call__(self, event: object) -> None:
+        kind = getattr(event, "kind", "")
+        line = ""
+        if kind == "eval":
+            train = getattr(event, "train_loss", None)
+            train_part = f"train {train:.4f}  " if train is not None else ""
+            line = (
+                f"step {event.step:>6}  {train_part}val {event.val_loss:.4f} "  # type: ignore[attr-defined]
+                f"({event.val_bpc:.3f} bpc)"  # type: ignore[attr-defined]
+            )
+        elif kind == "status" and getattr(event, "message", ""):
+            line = event.message  # type: ignore[attr-defined]
+        if line:
+            sys.stderr.write(self.prefix + line + "\n")
+            sys.stderr.flush()
+
+
+@dataclass
+class RankOutcome:
+    """What one rank's training returned; `losses` are rank 0's logged step losses."""
+
+    rank: int
+    result: TrainResult
+    losses: list[float] = field(default_factory=list)
+
+
+def train_rank(
+    world: World,
+    corpus_spec: str,
+    encoding: str,
+    model_config: ModelConfig | None,
+    train_config,  # TrainConfig (imported lazily: engine.trainer imports this module)
+    out_dir: str | Path | None,
+    resume: bool,
+    deadline: float | None,
+    on_event: Callable[[object], None] | None = None,
+) -> RankOutcome:
+    """Be one rank of a DDP run: join, train, leave. Returns this rank's outcome."""
+    from engine.trainer import Trainer
+
+    config = dataclasses.replace(
+        train_config, device=rank_device(train_config.device, world.local_rank)
+    )
+    device = resolve_device(config.device)
+    init_process_group(world, device)
+    losses: list[float] = []
+    show = on_event or StderrProgress(world.world_size)
+
+    def record(event: object) -> None:
+        if isinstance(event, StepEvent):
+            losses.append(event.loss)
+        show(event)
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        corpus = _load_corpus(corpus_spec, encoding, world)
+        trainer = Trainer(
+            corpus,
+            dataclasses.replace(model_config) if model_config is not None else None,
+            config,
+            out_dir=out_dir,
+            on_event=record,
+            resume=resume,
+            deadline=deadline,
+            rank=world.rank,
+            world_size=world.world_size,
+        )
+
+        def interrupt(signum: int, frame: object) -> None:
+            # Ctrl-C reaches every rank: all stop at the next agreed step, rank 0 saves.
+            trainer.config.final_eval = False
+            trainer.stop()
+            signal.signal(signal.SIGINT, previous)
+
+        signal.signal(signal.SIGINT, interrupt)
+        result = trainer.run()
+        # Leave together, once rank 0 has evaluated and saved: a rank that exits and
+        # closes its sockets while a peer's gloo context is live can abort that peer.
+        dist.barrier()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return RankOutcome(world.rank, result, losses)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, for a local rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawned_rank(local_rank: int, world_size: int, port: int, job: dict, queue) -> None:
+    """Entry point of a process started by `launch` (module level: spawn pickles it)."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(local_rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(local_rank),
+    )
+    if "OMP_NUM_THREADS" not in os.environ:  # share the cores, as torchrun does
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    from engine.errors import UserError
+
+    try:
+        outcome = train_rank(World(local_rank, world_size, local_rank), **job)
+    except UserError as exc:  # bad input: the launcher raises it, the CLI prints one line
+        queue.put(exc)
+        raise SystemExit(2) from None
+    queue.put(outcome)
+
+
+def launch(
+    world_size: int,
+    corpus_spec: str,
+    encoding: str,
+    model_config: ModelConfig | None,
+    train_config,  # TrainConfig
+    out_dir: str | Path | None,
+    resume: bool = False,
+    deadline: float | None = None,
+) -> list[RankOutcome]:
+    """Train with `world_size` local processes (no torchrun needed); outcomes by rank.
+
+    A rank that fails makes the others stop too, and its error is raised here.
+    """
+    import torch.multiprocessing as mp
+
+    job = {
+        "corpus_spec": corpus_spec,
+        "encoding": encoding,
+        "model_config": model_config,
+        "train_config": train_config,
+        "out_dir": out_dir,
+        "resume": resume,
+        "deadline": deadline,
+    }
+    queue = mp.get_context("spawn").SimpleQueue()
+    context = mp.start_processes(
+        _spawned_rank,
+        args=(world_size, free_port(), job, queue),
+        nprocs=world_size,
+        join=False,
+        start_method="spawn",
+    )
+    received: list[object] = []
+    interrupted = False
+    while True:
+        try:
+            done = context.join(timeout=0.5)
+        except KeyboardInterrupt:  # the ranks got it too: they stop and save; wait for them
+            if interrupted:
+                raise
+            interrupted = True
+            continue
+        except mp.ProcessException:  # a rank failed and the others were stopped
+            while not queue.empty():
+                received.append(queue.get())
+            for item in received:
+                if isinstance(item, Exception):
+                    raise item from None
+            raise
+        while not queue.empty():  # drain as we go: a full pipe would block a rank
+            received.append(queue.get())
+        if done:
+            break
+    while not queue.empty():
+        received.append(queue.get())
+    outcomes = [item for item in received if isinstance(item, RankOutcome)]
+    return sorted(outcomes, key=lambda outcome: outcome.rank)
+
+
+def run_distributed(
+    corpus_spec: str,
+    encoding: str,
+    model_config: ModelConfig | None,
+    train_config,  # TrainConfig
+    out_dir: str | Path | None,
+    resume: bool,
+    deadline: float | None,
+) -> TrainResult | None:
+    """`charlm-tui train --ddp` (or under torchrun): the TrainResult on rank 0, else None.
+
+    Under torchrun this process is one rank. Otherwise one process per visible
+    GPU is started; with one GPU or none, training runs here as a world of one.
+    """
+    world = torchrun_world()
+    if world is not None:
+        outcome = train_rank(
+            world, corpus_spec, encoding, model_config, train_config, out_dir, resume, deadline
+        )
+        return outcome.result if world.rank == 0 else None
+    gpus = torch.cuda.device_count() if resolve_device(train_config.device).type == "cuda" else 0
+    if gpus > 1:
+        outcomes = launch(
+            gpus, corpus_spec, encoding, model_config, train_config, out_dir, resume, deadline
+        )
+        return outcomes[0].result
+    sys.stderr.write(
+        "charlm-tui: one device, so one process; for several use "
+        "torchrun --nproc_per_node N -m charlm_tui train ...\n"
+    )
+    from engine.corpus import load_corpus
+    from engine.trainer import Trainer
+
+    trainer = Trainer(
+        load_corpus(corpus_spec, encoding),
+        model_config,
+        train_config,
+        out_dir=out_dir,
+        on_event=StderrProgress(1),
+        resume=resume,
+        deadline=deadline,
+    )
+    return trainer.run()
