@@ -1,0 +1,378 @@
+"""Generation speed of the engine against the seed notebook's own method. Prints one JSON object.
+
+The model is the CPU default (`charlm-tui train` with no preset on a CPU:
+engine.presets.preset("lstm", "cpu")), randomly initialised with a 65-character
+vocabulary (tinyshakespeare's when the file is at hand) unless --checkpoint
+names a trained one: speed does not depend on the weights.
+
+The seed's two methods are re-implemented faithfully below (`seed_generate_text`
+with `seed_sample_next_token`, and `seed_beam_search`): every character re-runs
+the last 64 characters of context through the model, and beam search loops over
+beams in Python, one forward call each. The prompt is longer than 64
+characters, so every seed step costs its full 64-character window and its cost
+per character is constant; the seed runs are therefore timed on fewer
+characters / steps (--seed-chars, --seed-beam-steps) and reported per character
+(per step for beam search) next to ours; --full-baseline runs them in full.
+Every configuration is timed in each of --rounds interleaved rounds and its best
+round is kept. The engine runs as users get it (one intra-op thread for small
+batches, see engine/window.py) and with every thread; the seed's methods with 1
+and --threads threads. `speedup` compares the engine's default against the seed
+at its best setting, and each side at the same thread count.
+
+Measured:
+- single stream, 2,000 chars of sampling (T=1): engine chars/s through
+  `generate` and through `stream`, seed chars/s, speed-ups; time to first
+  character through `stream` (prompt fed, one step), median of several, for a
+  short prompt ("ROMEO:") and for the long one (an LSTM reads a prompt one
+  position at a time, so that time grows with its length);
+- beam search, width 10, 200 chars: engine seconds, seed seconds, speed-up;
+- 64 streams sampled together in one batch: total chars/s.
+
+Other processes may share the cores: `load_avg_1min` is reported, and
+`generate_chars_per_cpu_s` (characters per second of this process's CPU time)
+shows what the single stream does on a core of its own.
+
+    .venv/bin/python bench/generate_speed.py [--checkpoint DIR] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import engine.window  # noqa: E402
+from engine.corpus import Vocab  # noqa: E402
+from engine.generate import Generator, SamplingParams  # noqa: E402
+from engine.models import build_model, make_config  # noqa: E402
+from engine.presets import preset  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+SEQ_LEN = 64  # the seed notebook's context window
+SHORT_PROMPT = "ROMEO:"
+PROMPT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n"
+)
+TARGETS = {
+    "sample_speedup": 20.0,
+    "sample_chars_per_s": 2000.0,
+    "first_char_ms": 20.0,
+    "beam_speedup": 30.0,
+}
+
+
+# ----- the seed notebook's methods, as printed (Part 5 and Part 7) --------------------------
+
+
+def seed_sample_next_token(logits, temperature=1.0, top_k=None, top_p=None):
+    logits = logits / temperature
+    probabilities = torch.softmax(logits, dim=-1)
+    if top_k is not None:
+        topk_probs, topk_indices = torch.topk(probabilities, top_k)
+        probabilities_masked = torch.zeros_like(probabilities)
+        probabilities_masked[topk_indices] = topk_probs
+        probabilities = probabilities_masked / probabilities_masked.sum()
+    if top_p is not None:
+        sorted_probs, sorted_indices = torch.sort(probabilities, descending=True)
+        cumsum_probs = torch.cumsum(sorted_probs, dim=-1)
+        sorted_indices_to_remove = cumsum_probs > top_p
+        sorted_indices_to_remove[0] = False
+        sorted_probs[sorted_indices_to_remove] = 0
+        probabilities = torch.zeros_like(probabilities)
+        probabilities[sorted_indices] = sorted_probs
+        probabilities = probabilities / probabilities.sum()
+    token_idx = torch.multinomial(probabilities, num_samples=1)
+    return token_idx.item()
+
+
+def seed_generate_text(
+    model,
+    start_text,
+    max_length,
+    char_to_idx,
+    idx_to_char,
+    device,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+):
+    model.eval()
+    current_text = start_text
+    context = torch.tensor([char_to_idx[c] for c in start_text], dtype=torch.long).to(device)
+    with torch.no_grad():
+        for _ in range(max_length):
+            context_trimmed = context[-SEQ_LEN:].unsqueeze(0)
+            logits = model(context_trimmed)
+            next_logits = logits[0, -1, :]
+            next_idx = seed_sample_next_token(
+                next_logits, temperature=temperature, top_k=top_k, top_p=top_p
+            )
+            context = torch.cat([context, torch.tensor([next_idx]).to(device)])
+            current_text += idx_to_char[next_idx]
+    return current_text
+
+
+def seed_beam_search(model, start_text, max_length, char_to_idx, idx_to_char, device, beam_width=5):
+    model.eval()
+    beams = [
+        (
+            start_text,
+            torch.tensor([char_to_idx[c] for c in start_text], dtype=torch.long).to(device),
+            0.0,
+        )
+    ]
+    with torch.no_grad():
+        for _ in range(max_length):
+            new_beams = []
+            for text, context, log_prob in beams:
+                context_trimmed = context[-SEQ_LEN:].unsqueeze(0)
+                logits = model(context_trimmed)
+                next_logits = logits[0, -1, :]
+                log_probs = torch.log_softmax(next_logits, dim=-1)
+                topk_log_probs, topk_indices = torch.topk(log_probs, beam_width)
+                for k in range(beam_width):
+                    next_idx = topk_indices[k].item()
+                    next_log_prob = topk_log_probs[k].item()
+                    new_context = torch.cat([context, torch.tensor([next_idx]).to(device)])
+                    new_text = text + idx_to_char[next_idx]
+                    new_log_prob = log_prob + next_log_prob
+                    new_beams.append((new_text, new_context, new_log_prob))
+            new_beams.sort(key=lambda x: x[2], reverse=True)
+            beams = new_beams[:beam_width]
+    return beams[0][0]
+
+
+class SeedModel(torch.nn.Module):
+    """The seed's interface: forward(x) -> logits, no state."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)[0]
+
+
+# ----- setup and timing -----------------------------------------------------------------------
+
+
+def load_model(checkpoint: str | None) -> tuple[torch.nn.Module, Vocab, object, str]:
+    if checkpoint:
+        from engine.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(checkpoint, "cpu")
+        return loaded.model, loaded.vocab, loaded.unigram, f"checkpoint {loaded.path}"
+    if CORPUS.exists():
+        chars = sorted(set(CORPUS.read_text(encoding="utf-8")))
+    else:
+        chars = sorted(set(PROMPT) | {chr(c) for c in range(ord("A"), ord("A") + 80)})[:65]
+    vocab = Vocab(chars)
+    model_settings, _ = preset("lstm", "cpu")
+    torch.manual_seed(0)
+    model = build_model(make_config("lstm", vocab_size=len(vocab), **model_settings)).eval()
+    return model, vocab, None, f"random lstm {model_settings}"
+
+
+def first_char_ms(gen: Generator, prompt: str, length: int, runs: int = 7) -> float:
+    """Median milliseconds from calling `stream` to its first character (prompt fed, one step)."""
+    times = []
+    for i in range(runs):
+        started = time.perf_counter()
+        next(iter(gen.stream(prompt, SamplingParams(length=length, seed=i))))
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - started, out
+
+
+def per_threads(counts: list[int], fn, *args, **kwargs) -> dict[int, float]:
+    """Seconds of one call under each intra-op thread count."""
+    seconds = {}
+    for count in counts:
+        torch.set_num_threads(count)
+        seconds[count], _ = timed(fn, *args, **kwargs)
+    return seconds
+
+
+def engine_all_threads(fn, *args, **kwargs) -> float:
+    """Seconds of an engine call with its one-thread rule off (see engine/window.py)."""
+    saved = engine.window.SINGLE_THREAD_ROWS
+    engine.window.SINGLE_THREAD_ROWS = 0
+    try:
+        return timed(fn, *args, **kwargs)[0]
+    finally:
+        engine.window.SINGLE_THREAD_ROWS = saved
+
+
+def speedups(ours: dict[str, float], seed: dict[int, float], threads: int) -> dict[str, float]:
+    """Rates (higher is better) compared: what a user gets against the seed at its best, and
+    each side at the same thread count."""
+    out = {"engine_default_vs_seed_best": ours["default"] / max(seed.values())}
+    out["1_thread_each"] = ours["default"] / seed[1]
+    if threads > 1:
+        out[f"{threads}_threads_each"] = ours["all_threads"] / seed[threads]
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="a trained checkpoint instead of a random model")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--chars", type=int, default=2000)
+    parser.add_argument("--beam-chars", type=int, default=200)
+    parser.add_argument("--beam-width", type=int, default=10)
+    parser.add_argument("--streams", type=int, default=64)
+    parser.add_argument("--stream-chars", type=int, default=500)
+    parser.add_argument("--seed-chars", type=int, default=200)
+    parser.add_argument("--seed-beam-steps", type=int, default=20)
+    parser.add_argument("--full-baseline", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.full_baseline:
+        args.seed_chars, args.seed_beam_steps = args.chars, args.beam_chars
+
+    model, vocab, unigram, described = load_model(args.checkpoint)
+    prompt = "".join(c for c in PROMPT if c in vocab.index)
+    gen = Generator(model, vocab, unigram)
+    char_to_idx, idx_to_char = vocab.index, dict(enumerate(vocab.chars))
+    seed_model = SeedModel(model)
+    counts = sorted({1, args.threads})
+    torch.set_num_threads(args.threads)
+
+    # Warm up both paths (first calls allocate and pick kernels).
+    gen.generate(prompt, SamplingParams(length=50, seed=0))
+    seed_generate_text(seed_model, prompt, 5, char_to_idx, idx_to_char, "cpu")
+
+    # Every configuration is timed in each of --rounds interleaved rounds and its best
+    # round kept: other processes on the cores come and go, and interleaving exposes
+    # both sides to the same moments.
+    sample = SamplingParams(length=args.chars, seed=1)
+    beam = SamplingParams(beam_width=args.beam_width, length=args.beam_chars)
+    batch_params = SamplingParams(length=args.stream_chars, seed=2)
+    batch_chars = args.streams * args.stream_chars
+    best: dict[str, float] = {}
+
+    def keep(name: str, rate: float) -> None:
+        best[name] = max(best.get(name, 0.0), rate)
+
+    for _ in range(args.rounds):
+        torch.set_num_threads(args.threads)
+        cpu_started = time.process_time()
+        seconds, texts = timed(gen.generate, prompt, sample)
+        assert len(texts[0]) == args.chars
+        keep("sample", args.chars / seconds)
+        keep("sample_cpu", args.chars / (time.process_time() - cpu_started))
+        keep("sample_all", args.chars / engine_all_threads(gen.generate, prompt, sample))
+        keep("stream", args.chars / timed(lambda: sum(1 for _ in gen.stream(prompt, sample)))[0])
+        seconds, beams = timed(gen.beam_search, prompt, beam)
+        assert len(beams[0].text) == args.beam_chars
+        keep("beam", 1 / seconds)
+        keep("beam_all", 1 / engine_all_threads(gen.beam_search, prompt, beam))
+        keep("batch", batch_chars / timed(gen.generate, prompt, batch_params, args.streams)[0])
+        keep(
+            "batch_all",
+            batch_chars / engine_all_threads(gen.generate, prompt, batch_params, args.streams),
+        )
+        for n, seconds in per_threads(
+            counts,
+            seed_generate_text,
+            seed_model,
+            prompt,
+            args.seed_chars,
+            char_to_idx,
+            idx_to_char,
+            "cpu",
+        ).items():
+            keep(f"seed_sample_{n}", args.seed_chars / seconds)
+        for n, seconds in per_threads(
+            counts,
+            seed_beam_search,
+            seed_model,
+            prompt,
+            args.seed_beam_steps,
+            char_to_idx,
+            idx_to_char,
+            "cpu",
+            beam_width=args.beam_width,
+        ).items():
+            keep(f"seed_beam_{n}", args.seed_beam_steps / (seconds * args.beam_chars))
+    torch.set_num_threads(args.threads)
+    first_short = first_char_ms(gen, SHORT_PROMPT, args.chars)
+    first_long = first_char_ms(gen, prompt, args.chars)
+    ours_sample = {"default": best["sample"], "all_threads": best["sample_all"]}
+    seed_sample = {n: best[f"seed_sample_{n}"] for n in counts}
+    ours_beam = {"default": best["beam"], "all_threads": best["beam_all"]}
+    seed_beam = {n: best[f"seed_beam_{n}"] for n in counts}
+
+    def rounded(values: dict, invert: bool = False) -> dict[str, float]:
+        return {str(k): round(1 / v if invert else v, 2) for k, v in values.items()}
+
+    single_speedup = speedups(ours_sample, seed_sample, args.threads)
+    beam_speedup = speedups(ours_beam, seed_beam, args.threads)
+    result = {
+        "model": described,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(vocab),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "single_stream": {
+            "chars": args.chars,
+            "generate_chars_per_s": round(best["sample"], 1),
+            "generate_chars_per_s_all_threads": round(best["sample_all"], 1),
+            "generate_chars_per_cpu_s": round(best["sample_cpu"], 1),
+            "stream_chars_per_s": round(best["stream"], 1),
+            "first_char_ms_short_prompt": first_short,
+            "first_char_ms_long_prompt": first_long,
+            "long_prompt_chars": len(prompt),
+            "seed_chars_per_s_by_threads": rounded(seed_sample),
+            "seed_chars_timed": args.seed_chars,
+            "speedup": single_speedup,
+        },
+        "beam_search": {
+            "width": args.beam_width,
+            "chars": args.beam_chars,
+            "seconds": round(1 / best["beam"], 3),
+            "seconds_all_threads": round(1 / best["beam_all"], 3),
+            "seed_seconds_by_threads": rounded(seed_beam, invert=True),
+            "seed_steps_timed": args.seed_beam_steps,
+            "speedup": beam_speedup,
+        },
+        "batched": {
+            "streams": args.streams,
+            "chars_each": args.stream_chars,
+            "chars_per_s": round(best["batch"], 1),
+            "chars_per_s_all_threads": round(best["batch_all"], 1),
+        },
+    }
+    single = result["single_stream"]
+    result["targets_met"] = {
+        "sample_speedup>=20": single_speedup["engine_default_vs_seed_best"]
+        >= TARGETS["sample_speedup"],
+        "sample_chars_per_s>=2000": single["generate_chars_per_s"] >= TARGETS["sample_chars_per_s"],
+        "first_char_ms<20": single["first_char_ms_short_prompt"] < TARGETS["first_char_ms"],
+        "beam_speedup>=30": beam_speedup["engine_default_vs_seed_best"] >= TARGETS["beam_speedup"],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+"""`charlm-tui generate` and `charlm-tui compare`: headless generation from a checkpoint."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from charlm_tui.cli_common import emit_json, stderr, user_errors
+
+if TYPE_CHECKING:
+    from engine.checkpoint import Checkpoint
+    from engine.generate import Generator, SamplingParams
+
+# A streamed JSON chunk is flushed at least this often (seconds), so a reader sees
+# text arrive smoothly without one line per character.
+STREAM_FLUSH_S = 0.05
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
+
+CHECKPOINT_OPTION = typer.Option(..., "--checkpoint", help="Run or checkpoint directory.")
+PROMPT_OPTION = typer.Option(
+    "", "--prompt", help="Text to continue; empty starts from a random corpus character."
+)
+DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
+SEED_OPTION = typer.Option(None, "--seed", help="Random seed (same seed, same text).")
+DROP_OPTION = typer.Option(
+    False, "--drop-unknown", help="Drop prompt characters the model does not know."
+)
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON on stdout.")
+
+
+def unescape(text: str) -> str:
+    r"""Backslash escapes \n \t \r \\ \0 as typed in a shell (`--stop '\n\n'`)."""
+    out = []
+    chars = iter(text)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            out.append(ESCAPES.get(following, "\\" + following))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _load(checkpoint: Path, device: str) -> tuple[Checkpoint, Generator]:
+    from engine.checkpoint import load_checkpoint
+    from engine.device import resolve_device
+    from engine.generate import Generator
+
+    torch_device = resolve_device(device)
+    loaded = load_checkpoint(checkpoint, torch_device)
+    return loaded, Generator(loaded.model, loaded.vocab, loaded.unigram, torch_device)
+
+
+def _check_prompt(generator: Generator, prompt: str, drop_unknown: bool) -> None:
+    """Fail before generating when the prompt has characters the model never saw."""
+    from engine.errors import CorpusError
+
+    missing = generator.vocab.missing(prompt)
+    if missing and not drop_unknown:
+        shown = "".join(missing)[:20]
+        raise CorpusError(
+            f"the prompt has characters the model does not know: {shown!r} "
+            "(use --drop-unknown to leave them out)"
+        )
+
+
+def generate(
+    checkpoint: Path = CHECKPOINT_OPTION,
+    prompt: str = PROMPT_OPTION,
+    length: int = typer.Option(200, "--length", help="Characters to generate per sample."),
+    strategy: str = typer.Option("sample", "--strategy", help="greedy, sample or beam."),
+    temperature: float = typer.Option(1.0, "--temperature", help="<= 0 means greedy."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Keep the k most likely (0: off)."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus mass in (0, 1]."),
+    min_p: float | None = typer.Option(None, "--min-p", help="Keep p >= min_p * p_max."),
+    repetition_penalty: float = typer.Option(
+        1.0, "--repetition-penalty", help="CTRL penalty on recent characters (1: off)."
+    ),
+    repetition_window: int = typer.Option(
+        64, "--repetition-window", help="How many recent characters the penalty looks at."
+    ),
+    beam_width: int = typer.Option(5, "--beam-width", help="Beams kept by beam search."),
+    length_penalty: float = typer.Option(
+        1.0, "--length-penalty", help="Beam score = logprob / length**A."
+    ),
+    num_samples: int = typer.Option(1, "--num-samples", help="Samples (best beams for beam)."),
+    seed: int | None = SEED_OPTION,
+    stop: list[str] = typer.Option(
+        [], "--stop", help=r"Stop after this string, e.g. '\n\n' (repeatable; \n \t escapes)."
+    ),
+    drop_unknown: bool = DROP_OPTION,
+    device: str = DEVICE_OPTION,
+    stream: bool = typer.Option(
+        False, "--stream", help="Print characters as they come (sample i uses seed + i)."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Continue a prompt; samples go to stdout (with --json: `samples`, `chars_per_s`)."""
+    from engine.errors import ConfigError
+    from engine.generate import SamplingParams
+
+    if seed is None:
+        seed = secrets.randbelow(2**31)  # reported, so any run can be repeated
+    params = SamplingParams(
+        strategy=strategy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        repetition_window=repetition_window,
+        beam_width=beam_width,
+        length_penalty=length_penalty,
+        length=length,
+        seed=seed,
+        stop=tuple(unescape(s) for s in stop),
+    )
+    params.validate()
+    if num_samples < 1:
+        raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
+    if strategy == "beam" and num_samples > beam_width:
+        raise ConfigError(
+            f"beam search returns at most --beam-width ({beam_width}) samples, "
+            f"{num_samples} were asked for"
+        )
+    loaded, generator = _load(checkpoint, device)
+    _check_prompt(generator, prompt, drop_unknown)
+    started = time.perf_counter()
+    if stream:
+        samples = _stream(generator, prompt, params, num_samples, drop_unknown, json_out)
+    else:
+        samples = generator.generate(prompt, params, num_samples, drop_unknown=drop_unknown)
+    seconds = time.perf_counter() - started
+    chars = sum(len(s) for s in samples)
+    payload = {
+        "samples": samples,
+        "chars_per_s": chars / seconds if seconds > 0 else 0.0,
+        "seconds": seconds,
+        "chars": chars,
+        "prompt": prompt,
+        "num_samples": num_samples,
+        "params": params.as_dict(),
+        "checkpoint": str(loaded.path),
+    }
+    if json_out:
+        emit_json({"event": "done", **payload} if stream else payload)
+        return
+    if not stream:
+        for index, sample in enumerate(samples):
+            _print_plain(prompt, sample, index, len(samples))
+    stderr.print(
+        f"[dim]{chars:,} chars in {seconds:.2f}s ({payload['chars_per_s']:,.0f} chars/s), "
+        f"seed {seed}[/]"
+    )
+
+
+def _print_plain(prompt: str, sample: str, index: int, count: int) -> None:
+    """Prompt on stderr (for the eye), continuation on stdout (for pipes)."""
+    if count > 1:
+        stderr.print(f"[dim]--- sample {index + 1}/{count} ---[/]")
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    sys.stdout.write(sample + "\n")
+    sys.stdout.flush()
+
+
+def _stream(
+    generator: Generator,
+    prompt: str,
+    params: SamplingParams,
+    num_samples: int,
+    drop_unknown: bool,
+    json_out: bool,
+) -> list[str]:
+    """Samples one after another, printed as they are made (see _sample_chars)."""
+    samples = []
+    chunks = _sample_chars(generator, prompt, params, num_samples, drop_unknown)
+    for index, chars in enumerate(chunks):
+        if not json_out:
+            if num_samples > 1:
+                stderr.print(f"[dim]--- sample {index + 1}/{num_samples} ---[/]")
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+        text: list[str] = []
+        pending: list[str] = []
+        last_flush = time.perf_counter()
+        for char in chars:
+            text.append(char)
+            if not json_out:
+                sys.stdout.write(char)
+                sys.stdout.flush()
+                continue
+            pending.append(char)
+            if time.perf_counter() - last_flush >= STREAM_FLUSH_S:
+                emit_json({"event": "chunk", "sample": index, "text": "".join(pending)})
+                pending, last_flush = [], time.perf_counter()
+        if json_out and pending:
+            emit_json({"event": "chunk", "sample": index, "text": "".join(pending)})
+        if not json_out:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        samples.append("".join(text))
+    return samples
+
+
+def _sample_chars(
+    generator: Generator,
+    prompt: str,
+    params: SamplingParams,
+    num_samples: int,
+    drop_unknown: bool,
+) -> Iterator[Iterable[str]]:
+    """Each sample's characters as they are made (sample i uses seed + i); beam search
+    knows its beams only at the end, so they come whole."""
+    from dataclasses import replace
+
+    if params.strategy == "beam":
+        yield from generator.generate(prompt, params, num_samples, drop_unknown=drop_unknown)
+        return
+    for index in range(num_samples):
+        sample_params = replace(params, seed=(params.seed or 0) + index)
+        tokens = generator.stream(prompt, sample_params, drop_unknown=drop_unknown)
+        yield (token.char for token in tokens)
+
+
+def compare(
+    checkpoint: Path = CHECKPOINT_OPTION,
+    prompt: str = PROMPT_OPTION,
+    length: int = typer.Option(200, "--length", help="Characters per sample."),
+    num_samples: int = typer.Option(3, "--num-samples", help="Samples per strategy."),
+    seed: int | None = SEED_OPTION,
+    corpus: str | None = typer.Option(
+        None,
+        "--corpus",
+        help="Training corpus for novelty (default: the checkpoint's, if it is a sample).",
+    ),
+    drop_unknown: bool = DROP_OPTION,
+    device: str = DEVICE_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Greedy, temperatures, top-k, top-p, min-p and beam side by side, with statistics."""
+    from engine.compare import compare_strategies
+    from engine.errors import ConfigError
+    from engine.generate import SamplingParams
+
+    SamplingParams(length=length, seed=seed).validate()
+    if num_samples < 1:
+        raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    loaded, generator = _load(checkpoint, device)
+    _check_prompt(generator, prompt, drop_unknown)
+    words = _corpus_words(corpus, loaded)
+    rows = compare_strategies(
+        generator,
+        prompt,
+        length=length,
+        num_samples=num_samples,
+        seed=seed,
+        corpus_words=words,
+        drop_unknown=drop_unknown,
+    )
+    if json_out:
+        emit_json(
+            {
+                "rows": [row.as_dict() for row in rows],
+                "prompt": prompt,
+                "length": length,
+                "num_samples": num_samples,
+                "seed": seed,
+                "checkpoint": str(loaded.path),
+            }
+        )
+        return
+    _print_table(rows, seed)
+
+
+def _corpus_words(spec: str | None, loaded: Checkpoint) -> frozenset[str] | None:
+    """Word set of the training corpus: --corpus, else the checkpoint's own corpus when it is
+    a sample at hand with the very content trained on; None when neither can be had."""
+    import numpy as np
+
+    from engine.corpus import load_corpus
+    from engine.samples import find_sample
+    from engine.textstats import word_set
+
+    trained_on = loaded.meta.get("corpus", {})
+    if spec is not None:
+        text = load_corpus(spec)
+    else:
+        sample = find_sample(str(trained_on.get("name", "")))
+        text = load_corpus(sample.name) if sample and sample.available_offline else None
+        if text is None or text.content_key != trained_on.get("content_key"):
+            stderr.print("[dim]novelty: give --corpus (the training corpus) to measure it[/]")
+            return None
+    chars = np.asarray(text.vocab.chars, dtype=object)
+    return word_set("".join(chars[np.asarray(text.ids)]))
+
+
+# (header, TextStats field, decimals): short headers so the table fits 80 columns.
+TABLE_COLUMNS = (
+    ("uniq", "unique_chars", 0),
+    ("entropy", "entropy", 2),
+    ("bigram", "bigram_diversity", 2),
+    ("d-1", "distinct_1", 2),
+    ("d-2", "distinct_2", 2),
+    ("d-3", "distinct_3", 2),
+    ("rep-4", "repetition_4", 2),
+    ("logp", "mean_logprob", 2),
+    ("ppl", "perplexity", 2),
+    ("novel", "novelty", 2),
+)
+
+
+def _print_table(rows: list, seed: int) -> None:
+    """The statistics as a Rich table on stderr, then each strategy's first sample."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=f"decoding strategies (seed {seed})",
+        box=box.SIMPLE_HEAD,  # its blank column separators are all the spacing needed
+        padding=(0, 0),
+        pad_edge=False,
+    )
+    table.add_column("strategy", no_wrap=True)
+    for header, _, _ in TABLE_COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        cells = []
+        for _, field, decimals in TABLE_COLUMNS:
+            value = getattr(row.stats, field)
+            cells.append("-" if value is None else f"{value:.{decimals}f}")
+        table.add_row(row.strategy, *cells)
+    stderr.print(table)
+    stderr.print(
+        "[dim]entropy: nats/char; bigram: the seed's bigram diversity; d-n: distinct "
+        "n-grams; rep-4: repeated 4-grams; logp: mean log-prob per char under the model; "
+        "ppl: exp(-logp); novel: share of words not in the corpus[/]"
+    )
+    for row in rows:
+        first = row.samples[0] if row.samples else ""
+        stderr.print(f"[bold]{row.strategy}[/]: {first[:60]!r}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(user_errors(generate))
+    app.command("compare")(user_errors(compare))

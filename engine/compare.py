@@ -1,0 +1,105 @@
+"""The seed notebook's Part 6 table: several decoding strategies side by side, with statistics.
+
+The strategy list lives here (not in the CLI) so the TUI shows the same table.
+Every row uses the same prompt and seed, so rows differ only by strategy.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from engine.generate import Generator, SamplingParams
+from engine.scoring import continuation_log_likelihood
+from engine.textstats import TextStats, sample_statistics
+
+# (row name, SamplingParams fields that differ from the defaults)
+STRATEGIES: tuple[tuple[str, dict], ...] = (
+    ("greedy", {"strategy": "greedy"}),
+    ("temperature 0.5", {"temperature": 0.5}),
+    ("temperature 1.0", {"temperature": 1.0}),
+    ("temperature 1.5", {"temperature": 1.5}),
+    ("top-k 10", {"top_k": 10}),
+    ("top-p 0.9", {"top_p": 0.9}),
+    ("min-p 0.1", {"min_p": 0.1}),
+    ("beam 5", {"strategy": "beam", "beam_width": 5}),
+)
+
+
+@dataclass
+class CompareRow:
+    strategy: str
+    settings: dict
+    stats: TextStats
+    samples: list[str]
+    seconds: float
+
+    @property
+    def chars_per_s(self) -> float:
+        return self.stats.chars / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "strategy": self.strategy,
+            "settings": self.settings,
+            **self.stats.as_dict(),
+            "seconds": self.seconds,
+            "chars_per_s": self.chars_per_s,
+            "samples": self.samples,
+        }
+
+
+def compare_strategies(
+    generator: Generator,
+    prompt: str = "",
+    *,
+    length: int = 200,
+    num_samples: int = 3,
+    seed: int | None = None,
+    corpus_words: frozenset[str] | None = None,
+    drop_unknown: bool = False,
+    strategies: Sequence[tuple[str, dict]] = STRATEGIES,
+    cancel: threading.Event | None = None,
+    on_row: Callable[[CompareRow], None] | None = None,
+) -> list[CompareRow]:
+    """One row per strategy: `num_samples` continuations of `prompt` and their statistics.
+
+    A seed of None picks one at random, shared by every row. Beam search returns
+    its best min(num_samples, beam_width) beams. `on_row` sees each row as it is
+    done; `cancel` stops between rows.
+    """
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    base = SamplingParams(length=length, seed=seed)
+    base.validate()
+    prompt_ids = generator.vocab.encode(prompt, drop_unknown=drop_unknown)
+    rows = []
+    for name, settings in strategies:
+        if cancel is not None and cancel.is_set():
+            break
+        params = replace(base, **settings)
+        started = time.perf_counter()
+        if params.strategy == "beam":
+            count = min(num_samples, params.beam_width)
+            beams = generator.beam_search(prompt, params, count, drop_unknown=drop_unknown)
+            samples = [beam.text for beam in beams]
+        else:
+            samples = generator.generate(prompt, params, num_samples, drop_unknown=drop_unknown)
+        seconds = time.perf_counter() - started
+        logprobs = [
+            continuation_log_likelihood(
+                generator.model, prompt_ids, generator.vocab.encode(s), generator.unigram
+            )
+            for s in samples
+        ]
+        stats = sample_statistics(
+            samples, prompt=prompt, logprobs=logprobs, corpus_words=corpus_words
+        )
+        row = CompareRow(name, dict(settings), stats, samples, seconds)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return rows

@@ -1,0 +1,494 @@
+"""Generation: incremental, streaming and batched decoding, and beam search, behind one class.
+
+`Generator(model, vocab, unigram).stream(prompt, params)` yields characters as
+they are made (the TUI and `--stream`); `generate(prompts, params, n)` makes many
+samples in one forward call per step; `beam_search` keeps the `beam_width` most
+likely continuations, all beams in one batch. Strings handed back are the
+continuation only, never the prompt.
+
+Rules every path follows:
+
+- Each new character costs one model step on the carried state (see
+  engine/window.py for the Transformer's sliding window).
+- An empty prompt starts from a character drawn from the corpus's unigram
+  distribution (uniform without one). That character is the first one of the
+  continuation and counts towards its length; its probability is its unigram one.
+- Prompt characters outside the vocabulary raise a CorpusError naming them,
+  unless `drop_unknown` asks to drop them.
+- Length: exactly `params.length` characters, unless a stop string ends the
+  continuation first. A stop string must lie wholly inside the continuation;
+  the continuation is cut just after it, so it ends with the stop string (a
+  caller that does not want it strips it with `str.removesuffix`).
+- Randomness comes from a `torch.Generator` seeded with `params.seed` (fresh
+  entropy when None), never from the global RNG: the same seed gives the same
+  output, and `stream` and `generate` of one sample give the same text.
+- Batched rows (several samples, or prompts of different lengths) advance in
+  lockstep: the first columns of every prompt (as many as the shortest has) are
+  fed in one call (a prompt shared by all rows is fed once, for one row), then a
+  row still inside its prompt is fed its next prompt character instead of a
+  sampled one. For recurrent models this is exactly what feeding each prompt
+  alone gives; a Transformer's window may slide at other moments than for a
+  lone prompt. Greedy rows equal their lone runs; sampled rows share one
+  generator, so a row's draws depend on the batch (a batch is reproducible as
+  a whole, and a batch of one equals `stream`).
+- The model is put in eval mode for the duration of a call (its mode is put
+  back after), and moved to `device` when constructed if it is elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from engine.corpus import Vocab
+from engine.errors import ConfigError
+from engine.models import CharLM
+from engine.sampling import LogitsPipeline, sanitize
+from engine.window import ContextWindow, decoding_kernels
+
+STRATEGIES = ("greedy", "sample", "beam")
+MAX_LENGTH = 1_000_000
+TOP_ALTERNATIVES = 5
+# Without stop strings nothing is read back until the end; with them, whether every
+# row has stopped is checked this often (one host sync each time).
+STOP_CHECK_EVERY = 16
+
+
+@dataclass
+class SamplingParams:
+    """Everything that decides what gets generated; see engine/sampling.py for exact meanings."""
+
+    strategy: str = "sample"  # "greedy" | "sample" | "beam"
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    repetition_window: int = 64
+    beam_width: int = 5
+    length_penalty: float = 1.0
+    length: int = 200
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        """Raise ConfigError (one line) for any setting out of range."""
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown strategy '{self.strategy}': choose one of {', '.join(STRATEGIES)}"
+            )
+        _finite("temperature", self.temperature)
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 0):
+            raise ConfigError(f"top-k must be a whole number >= 0 (0 is off), got {self.top_k}")
+        if self.top_p is not None and not (0.0 < _finite("top-p", self.top_p) <= 1.0):
+            raise ConfigError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.min_p is not None and not (0.0 <= _finite("min-p", self.min_p) <= 1.0):
+            raise ConfigError(f"min-p must be in [0, 1], got {self.min_p}")
+        if _finite("repetition penalty", self.repetition_penalty) <= 0:
+            raise ConfigError(
+                f"repetition penalty must be > 0 (1 is off), got {self.repetition_penalty}"
+            )
+        if not _is_int(self.repetition_window) or self.repetition_window < 0:
+            raise ConfigError(
+                f"repetition window must be a whole number >= 0, got {self.repetition_window}"
+            )
+        if not _is_int(self.beam_width) or self.beam_width < 1:
+            raise ConfigError(f"beam width must be a whole number >= 1, got {self.beam_width}")
+        _finite("length penalty", self.length_penalty)
+        if not _is_int(self.length) or not 0 <= self.length <= MAX_LENGTH:
+            raise ConfigError(
+                f"length must be a whole number in [0, {MAX_LENGTH}], got {self.length}"
+            )
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
+            raise ConfigError(f"seed must be a whole number in [0, 2**63), got {self.seed}")
+        if isinstance(self.stop, str) or any(not isinstance(s, str) or not s for s in self.stop):
+            raise ConfigError("stop strings must be a list of non-empty strings")
+
+    def pipeline(self) -> LogitsPipeline:
+        """The logits processors these settings describe (greedy is temperature 0)."""
+        return LogitsPipeline(
+            temperature=0.0 if self.strategy == "greedy" else self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            repetition_window=self.repetition_window,
+        )
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        values["stop"] = list(self.stop)
+        return values
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ConfigError(f"{name} must be a finite number, got {value}")
+    return float(value)
+
+
+@dataclass
+class TokenInfo:
+    """One generated character, with what the UI shows about the choice."""
+
+    char: str
+    prob: float  # probability of the chosen char under the processed (sampling) distribution
+    model_prob: float  # probability under the raw model distribution (T=1, no truncation)
+    top: list[tuple[str, float]]  # up to 5 most likely next chars under the model, (char, prob)
+
+
+@dataclass
+class BeamResult:
+    text: str  # generated continuation (without the prompt)
+    logprob: float  # total log-probability (natural log) under the model
+    score: float  # length-normalised score used for ranking: logprob / len**length_penalty
+
+
+@dataclass
+class _Rows:
+    """Encoded rows ready to decode: ids per row and where each continuation starts."""
+
+    ids: list[np.ndarray]
+    starts: list[int]  # column of each row's first generated character
+
+
+class Generator:
+    """Decodes from one model and vocabulary; cheap to create, holds no per-call state."""
+
+    def __init__(
+        self,
+        model: CharLM,
+        vocab: Vocab,
+        unigram: np.ndarray | Sequence[float] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.model = model
+        self.vocab = vocab
+        self.device = torch.device(device)
+        if next(model.parameters()).device.type != self.device.type:
+            model.to(self.device)
+        if unigram is None:
+            weights = torch.ones(len(vocab))
+        else:
+            weights = torch.as_tensor(np.asarray(unigram, dtype=np.float64), dtype=torch.float32)
+            if weights.shape != (len(vocab),) or not torch.isfinite(weights).all():
+                raise ConfigError("the unigram distribution does not match the vocabulary")
+            weights = weights.clamp_min(0)
+            if weights.sum() <= 0:
+                weights = torch.ones(len(vocab))
+        self.unigram = (weights / weights.sum()).to(self.device)
+        self._chars = np.array(vocab.chars, dtype=object)
+
+    # ----- public API ---------------------------------------------------------------
+
+    def stream(
+        self,
+        prompt: str,
+        params: SamplingParams,
+        *,
+        drop_unknown: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TokenInfo]:
+        """Yield the continuation of `prompt` one character at a time.
+
+        Stops after `params.length` characters, after a stop string, or as soon as
+        `cancel` is set (checked between characters). Beam search cannot stream
+        (the best beam is known only at the end): its best text is yielded at the
+        end, character by character.
+        """
+        params.validate()
+        if params.strategy == "beam":
+            yield from self._stream_beam(prompt, params, drop_unknown, cancel)
+            return
+        rng = self._rng(params.seed)
+        pipeline = params.pipeline()
+        rows = self._encode([prompt], rng, drop_unknown)  # unknown characters raise here
+        if params.length == 0:
+            return
+        ids, start = rows.ids[0], rows.starts[0]
+        stops = tuple(params.stop)
+        text = ""
+        if start == 0:  # empty prompt: the first character came from the unigram
+            char = self.vocab.chars[int(ids[0])]
+            p = float(self.unigram[int(ids[0])])
+            yield TokenInfo(char, p, p, self._top_of(self.unigram))
+            text = char
+            if params.length == 1 or _ends_with_stop(text, stops):
+                return
+        with self._decoding(1):
+            window = ContextWindow(self.model, self.history([ids], len(ids) + params.length))
+            logits = window.prime(len(ids))
+        while len(text) < params.length:
+            if cancel is not None and cancel.is_set():
+                return
+            with self._decoding(1):
+                token, info = self._choose_with_info(logits, window, pipeline, rng)
+                window.push(token)
+                if len(text) + 1 < params.length:
+                    logits = window.step()
+            text += info.char
+            yield info
+            if _ends_with_stop(text, stops):
+                return
+
+    def generate(
+        self,
+        prompts: str | list[str],
+        params: SamplingParams,
+        num_samples: int = 1,
+        *,
+        drop_unknown: bool = False,
+    ) -> list[str]:
+        """`num_samples` continuations of each prompt, prompt-major ([p0s0, p0s1, p1s0, ...]).
+
+        Sampling and greedy decode every row in one batch. Beam search runs once
+        per prompt (all its beams batched) and returns the `num_samples` best
+        beams, so it needs num_samples <= beam_width.
+        """
+        params.validate()
+        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompt_list:
+            return []
+        if not _is_int(num_samples) or num_samples < 1:
+            raise ConfigError(f"number of samples must be >= 1, got {num_samples}")
+        if params.strategy == "beam":
+            if num_samples > params.beam_width:
+                raise ConfigError(
+                    f"beam search returns at most beam-width ({params.beam_width}) "
+                    f"continuations, {num_samples} were asked for"
+                )
+            out = []
+            for prompt in prompt_list:
+                beams = self.beam_search(prompt, params, num_samples, drop_unknown=drop_unknown)
+                out.extend(b.text for b in beams)
+            return out
+        expanded = [p for p in prompt_list for _ in range(num_samples)]
+        if params.length == 0:
+            for prompt in prompt_list:  # still report unknown characters
+                self.vocab.encode(prompt, drop_unknown=drop_unknown)
+            return ["" for _ in expanded]
+        rng = self._rng(params.seed)
+        rows = self._encode(expanded, rng, drop_unknown)
+        with self._decoding(len(expanded)):
+            return self._sample_batch(rows, params, rng)
+
+    def beam_search(
+        self,
+        prompt: str,
+        params: SamplingParams,
+        num_return: int = 1,
+        *,
+        drop_unknown: bool = False,
+    ) -> list[BeamResult]:
+        """The `num_return` best continuations by length-normalised log-probability."""
+        from engine.beam import beam_search
+
+        params.validate()
+        if not _is_int(num_return) or not 1 <= num_return <= params.beam_width:
+            raise ConfigError(
+                f"beam search returns between 1 and beam-width ({params.beam_width}) "
+                f"continuations, {num_return} were asked for"
+            )
+        if params.length == 0:
+            self.vocab.encode(prompt, drop_unknown=drop_unknown)
+            return [BeamResult("", 0.0, 0.0)]
+        rng = self._rng(params.seed)
+        rows = self._encode([prompt], rng, drop_unknown)
+        with self._decoding(params.beam_width):
+            return beam_search(self, rows.ids[0], rows.starts[0], params, num_return)
+
+    # ----- helpers shared with engine/beam.py ----------------------------------------
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        return "".join(self._chars[np.asarray(ids, dtype=np.int64)])
+
+    def encode_stops(self, stops: Sequence[str]) -> list[torch.Tensor]:
+        """Stop strings as id tensors; one with a character outside the vocabulary can never
+        be generated, so it is left out."""
+        encoded = []
+        for stop in stops:
+            if not self.vocab.missing(stop):
+                ids = self.vocab.encode(stop)
+                encoded.append(torch.as_tensor(ids, dtype=torch.long, device=self.device))
+        return encoded
+
+    def history(self, rows: list[np.ndarray], columns: int) -> torch.Tensor:
+        """A (len(rows), columns) id tensor on the device, each row's ids at its start."""
+        history = np.zeros((len(rows), columns), dtype=np.int64)
+        for i, row in enumerate(rows):
+            history[i, : row.size] = row
+        return torch.from_numpy(history).to(self.device)
+
+    # ----- internals ----------------------------------------------------------------
+
+    def _rng(self, seed: int | None) -> torch.Generator:
+        rng = torch.Generator(device=self.device)
+        if seed is None:
+            rng.seed()  # fresh entropy, without touching the global generator
+        else:
+            rng.manual_seed(int(seed))
+        return rng
+
+    @contextlib.contextmanager
+    def _decoding(self, rows: int) -> Iterator[None]:
+        """Eval mode (restored after), no autograd, the fastest CPU kernels for one step."""
+        was_training = self.model.training
+        if was_training:
+            self.model.eval()
+        try:
+            with torch.inference_mode(), decoding_kernels(self.device, rows):
+                yield
+        finally:
+            if was_training:
+                self.model.train()
+
+    def _encode(self, prompts: list[str], rng: torch.Generator, drop_unknown: bool) -> _Rows:
+        """Prompts as ids; empty ones get a first character drawn from the unigram."""
+        ids = [self.vocab.encode(p, drop_unknown=drop_unknown) for p in prompts]
+        empty = [i for i, row in enumerate(ids) if row.size == 0]
+        starts = [row.size for row in ids]
+        if empty:
+            drawn = torch.multinomial(self.unigram, len(empty), replacement=True, generator=rng)
+            for i, char_id in zip(empty, drawn.tolist(), strict=True):
+                ids[i] = np.array([char_id], dtype=np.int64)
+        return _Rows(ids, starts)
+
+    def _recent(self, window: ContextWindow, window_size: int) -> torch.Tensor:
+        return window.history[:, max(0, window.filled - window_size) : window.filled]
+
+    def _sample_batch(self, rows: _Rows, params: SamplingParams, rng: torch.Generator) -> list[str]:
+        """Greedy or sampled decoding of every row in lockstep; continuations as strings."""
+        pipeline = params.pipeline()
+        lengths = [row.size for row in rows.ids]
+        total = max(start + params.length for start in rows.starts)
+        shortest, longest = min(lengths), max(lengths)
+        shared = all(np.array_equal(rows.ids[0], row) for row in rows.ids[1:])
+        window = ContextWindow(self.model, self.history(rows.ids, total))
+        logits = window.prime(shortest, shared=shared)
+        prompt_ends = torch.tensor(lengths, device=self.device)
+        starts = torch.tensor(rows.starts, device=self.device)
+        stops = self.encode_stops(params.stop)
+        never = total + 1
+        stop_at = torch.full((window.batch,), never, dtype=torch.long, device=self.device)
+        for column in range(shortest, total):
+            recent = (
+                self._recent(window, params.repetition_window) if pipeline.needs_history else None
+            )
+            token = pipeline.choose(logits, recent, rng)
+            if column < longest:  # rows still inside their prompt are fed the prompt
+                forced = column < prompt_ends
+                token = torch.where(forced, window.history[:, column], token)
+            window.push(token)
+            if stops:
+                stop_at = self._mark_stops(window, stops, starts, stop_at, never)
+                if (column - shortest) % STOP_CHECK_EVERY == 0:
+                    done = (stop_at < never) | (starts + params.length <= window.filled)
+                    if bool(done.all()):
+                        break
+            if column + 1 < total:
+                logits = window.step()
+        history = window.history.cpu().numpy()
+        ends = stop_at.cpu().tolist()
+        return [
+            self.decode(history[i, start : min(start + params.length, ends[i])])
+            for i, start in enumerate(rows.starts)
+        ]
+
+    @staticmethod
+    def _mark_stops(
+        window: ContextWindow,
+        stops: list[torch.Tensor],
+        starts: torch.Tensor,
+        stop_at: torch.Tensor,
+        never: int,
+    ) -> torch.Tensor:
+        """Record, per row, the column just after the first stop string that has ended."""
+        end = window.filled
+        generated = end - starts
+        for stop in stops:
+            size = stop.numel()
+            if end < size:
+                continue
+            hit = (window.history[:, end - size : end] == stop).all(dim=1) & (generated >= size)
+            stop_at = torch.where(hit & (stop_at == never), end, stop_at)
+        return stop_at
+
+    def _choose_with_info(
+        self,
+        logits: torch.Tensor,
+        window: ContextWindow,
+        pipeline: LogitsPipeline,
+        rng: torch.Generator,
+    ) -> tuple[torch.Tensor, TokenInfo]:
+        """The next character of a single row, plus its probabilities, in one host read.
+
+        Draws exactly as LogitsPipeline.choose does, so streaming and batched
+        generation of one sample agree for the same seed.
+        """
+        recent = (
+            self._recent(window, pipeline.repetition_window) if pipeline.needs_history else None
+        )
+        processed = pipeline(logits, recent)
+        if pipeline.greedy:
+            token = processed.argmax(dim=-1)
+            chosen_prob = torch.ones(1, device=processed.device)
+        else:
+            probs = processed.softmax(dim=-1)
+            token = torch.multinomial(probs, 1, generator=rng).squeeze(1)
+            chosen_prob = probs[0, token]
+        model_probs = sanitize(logits).softmax(dim=-1)[0]
+        top = model_probs.topk(min(TOP_ALTERNATIVES, model_probs.numel()))
+        packed = torch.cat(
+            [token.float(), chosen_prob, model_probs[token], top.values, top.indices.float()]
+        ).tolist()
+        count = top.values.numel()
+        char_id = int(packed[0])
+        alternatives = [
+            (self.vocab.chars[int(i)], float(p))
+            for p, i in zip(packed[3 : 3 + count], packed[3 + count :], strict=True)
+        ]
+        return token, TokenInfo(self.vocab.chars[char_id], packed[1], packed[2], alternatives)
+
+    def _top_of(self, probs: torch.Tensor) -> list[tuple[str, float]]:
+        top = probs.topk(min(TOP_ALTERNATIVES, probs.numel()))
+        return [
+            (self.vocab.chars[i], float(p))
+            for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ]
+
+    def _stream_beam(
+        self,
+        prompt: str,
+        params: SamplingParams,
+        drop_unknown: bool,
+        cancel: threading.Event | None,
+    ) -> Iterator[TokenInfo]:
+        """The best beam, character by character, with the model's view of each character
+        (beam search ranks by the model's distribution, so prob == model_prob)."""
+        from engine.scoring import continuation_log_probs
+
+        best = self.beam_search(prompt, params, 1, drop_unknown=drop_unknown)[0]
+        ids = self.vocab.encode(prompt, drop_unknown=drop_unknown)
+        text_ids = self.vocab.encode(best.text)
+        probs = continuation_log_probs(self.model, ids, text_ids, self.unigram).exp()
+        for position, char in enumerate(best.text):
+            if cancel is not None and cancel.is_set():
+                return
+            p = float(probs[position, text_ids[position]])
+            yield TokenInfo(char, p, p, self._top_of(probs[position]))
+
+
+def _ends_with_stop(text: str, stops: tuple[str, ...]) -> bool:
+    return any(text.endswith(stop) for stop in stops)

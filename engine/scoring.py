@@ -1,0 +1,66 @@
+"""How likely a model finds a given continuation of a prompt, under the generator's own rules.
+
+The continuation is teacher-forced through the same ContextWindow the generator
+uses (prompt primed once, then fed in chunks with the same Transformer window
+slides), so a score here is the probability the generator itself assigned, and a
+beam's log-probability can be checked against it. A continuation of an empty
+prompt has its first character scored by the unigram distribution, as the
+generator drew it from there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.models import CharLM
+from engine.sampling import sanitize
+from engine.window import ContextWindow, decoding_kernels
+
+
+def continuation_log_probs(
+    model: CharLM,
+    prompt_ids: np.ndarray,
+    continuation_ids: np.ndarray,
+    unigram: torch.Tensor,
+) -> torch.Tensor:
+    """(n, V) float32 log-probabilities of the next character at each of the n positions."""
+    prompt_ids = np.asarray(prompt_ids, dtype=np.int64)
+    continuation = np.asarray(continuation_ids, dtype=np.int64)
+    device = unigram.device
+    pieces = []
+    if prompt_ids.size == 0 and continuation.size:
+        pieces.append(torch.log(unigram.float())[None])
+        prompt_ids, continuation = continuation[:1], continuation[1:]
+    if continuation.size:
+        # The last character is predicted, never fed.
+        tokens = np.concatenate([prompt_ids, continuation[:-1]])
+        history = torch.as_tensor(tokens, device=device)[None]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode(), decoding_kernels(device, 1):
+                window = ContextWindow(model, history, filled=tokens.size)
+                logits = [window.prime(prompt_ids.size)]
+                if continuation.size > 1:
+                    logits.append(window.feed(continuation.size - 1)[0])
+                pieces.append(torch.log_softmax(sanitize(torch.cat(logits)), dim=-1))
+        finally:
+            model.train(was_training)
+    if not pieces:
+        return torch.empty(0, unigram.numel(), device=device)
+    return torch.cat(pieces)
+
+
+def continuation_log_likelihood(
+    model: CharLM,
+    prompt_ids: np.ndarray,
+    continuation_ids: np.ndarray,
+    unigram: torch.Tensor,
+) -> np.ndarray:
+    """Natural-log probability of each continuation character, shape (n,) float64."""
+    log_probs = continuation_log_probs(model, prompt_ids, continuation_ids, unigram)
+    index = torch.as_tensor(np.asarray(continuation_ids, dtype=np.int64), device=log_probs.device)
+    if index.numel() == 0:
+        return np.zeros(0)
+    return log_probs.gather(1, index[:, None]).squeeze(1).double().cpu().numpy()

@@ -1,0 +1,172 @@
+"""The decoding state of B rows advanced in lockstep: their tokens, the model state, the window.
+
+Every row has the same number of tokens at every moment, so one forward call per
+step serves the whole batch, and a Transformer's key/value cache (which needs one
+length for all rows) stays valid. `history` holds every token of every row
+(prompt and generated), column c being position c.
+
+Incremental decoding: the prompt is fed once (`prime`), then each new token costs
+one forward step of one position, carrying the state (an RNN's hidden state, a
+Transformer's key/value cache).
+
+The Transformer's sliding window: a cache holds at most `block_size` positions
+(learned position embeddings). When it is full and one more token must be fed,
+the last `max(1, block_size // 2)` tokens (the new one included) are re-fed as a
+fresh cache. Re-feeding costs half a window once every half window of steps, so
+the amortised cost stays one position per character plus a constant, and every
+prediction sees between half a context and a full one, as in training (never
+the one-token context a naive "drop the oldest" cache would give right after the
+slide). A prompt longer than the window is primed from its last `block_size`
+tokens, so the first prediction sees a full context. Recurrent models have no
+window: their state summarises everything fed so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from engine.models import CharLM, State
+
+# Long prompts go through a recurrent model in pieces, bounding activation memory.
+RECURRENT_CHUNK = 2048
+
+
+# Up to this many rows, decoding runs on one intra-op thread (see decoding_kernels).
+SINGLE_THREAD_ROWS = 64
+
+
+@contextlib.contextmanager
+def decoding_kernels(device: torch.device, rows: int) -> Iterator[None]:
+    """CPU settings that suit decoding's one-position steps; restored on exit.
+
+    - oneDNN (mkldnn) off: its LSTM/GRU kernels reorder the weights on every
+      call, which for one step of a small batch makes the step 2-3x slower than
+      PyTorch's native kernels (measured: 670 vs 245 us for a 512-unit LSTM step).
+    - One intra-op thread for batches up to SINGLE_THREAD_ROWS rows: a step is a
+      dozen small ops, and when other processes share the cores, OpenMP makes
+      every op wait for its slowest, descheduled thread. Measured on 2 shared
+      cores (load 5-7), 512-unit LSTM: one stream 1,000-2,500 chars/s with one
+      thread against 35-1,300 with two; 64 streams 15-37k chars/s against 3-22k.
+      On idle cores two threads are faster (about 4,000 against 2,800 chars/s
+      for one stream: the 4 MB of recurrent weights fit two cores' L2 caches,
+      not one's), but a fixed setting also keeps the output reproducible: with
+      another thread count the BLAS may split a reduction differently (seen for
+      a 1024-unit GRU), which could flip a sampled character.
+
+    The thread count applies to the calling thread (and to threads started
+    meanwhile), the oneDNN switch to the whole process (another thread's LSTM
+    runs on native kernels meanwhile: equal up to rounding, other speed). Both
+    hold only for one decoding call (or one streamed step) and are put back only
+    by the call that changed them, so overlapping decoders in several threads
+    cannot leave them changed.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    fewer_threads = rows <= SINGLE_THREAD_ROWS and threads != 1
+    mkldnn_off = torch.backends.mkldnn.enabled
+    if fewer_threads:
+        torch.set_num_threads(1)
+    if mkldnn_off:
+        torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        if fewer_threads:
+            torch.set_num_threads(threads)
+        if mkldnn_off:
+            torch.backends.mkldnn.enabled = True
+
+
+class ContextWindow:
+    """Model state plus token history for B rows; feeds tokens, slides a Transformer's window."""
+
+    def __init__(self, model: CharLM, history: torch.Tensor, filled: int = 0) -> None:
+        """`history` (B, capacity) long ids on the model's device; its first `filled`
+        columns hold known tokens (a prompt, or a whole text to teacher-force)."""
+        self.model = model
+        self.history = history
+        self.block = model.max_context
+        self.keep = max(1, self.block // 2) if self.block else 0
+        self.state: State = None
+        self.positions = 0  # positions in the current state (a Transformer's cache length)
+        self.filled = filled  # columns of `history` holding tokens
+        self.fed = 0  # columns whose tokens the state has seen
+
+    @property
+    def batch(self) -> int:
+        return int(self.history.shape[0])
+
+    def prime(self, columns: int, *, shared: bool = False) -> torch.Tensor:
+        """Feed the first `columns` tokens of every row; returns next-token logits (B, V).
+
+        `shared`: all rows hold the same tokens, so feed one row and copy its state.
+        """
+        self.filled = max(self.filled, columns)
+        start = 0
+        if self.block is not None and columns > self.block:
+            start = columns - self.block  # the first prediction sees a full window
+        rows = self.history[:1] if shared else self.history
+        self.state, self.positions = None, 0
+        logits = self._run(rows, start, columns)[:, -1]
+        self.fed = columns
+        if shared and self.batch > 1:
+            index = torch.zeros(self.batch, dtype=torch.long, device=self.history.device)
+            self.state = self.model.select_state(self.state, index)
+            logits = logits.expand(self.batch, -1)
+        return logits
+
+    def push(self, tokens: torch.Tensor) -> None:
+        """Write the next token of every row (B,) into the history (not fed yet)."""
+        self.history[:, self.filled] = tokens
+        self.filled += 1
+
+    def step(self) -> torch.Tensor:
+        """Feed the last pushed token; returns next-token logits (B, V)."""
+        return self.feed(1)[:, -1]
+
+    def feed(self, count: int) -> torch.Tensor:
+        """Feed the next `count` pushed tokens; logits (B, count, V), position by position.
+
+        Equal (up to float rounding) to feeding them one at a time with `step`,
+        slides included, which is what lets a continuation be scored in chunks.
+        """
+        end = self.fed + count
+        if end > self.filled:
+            raise ValueError("feeding tokens that were never pushed")
+        pieces = []
+        while self.fed < end:
+            if self.block is not None and self.positions >= self.block:
+                # Full cache: restart from the last `keep` tokens, the next one included.
+                first = self.fed + 1 - self.keep
+                self.state, self.positions = None, 0
+                pieces.append(self._run(self.history, first, self.fed + 1)[:, -1:])
+                self.fed += 1
+                continue
+            room = end - self.fed
+            if self.block is not None:
+                room = min(room, self.block - self.positions)
+            pieces.append(self._run(self.history, self.fed, self.fed + room))
+            self.fed += room
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Rows `index` of everything, in that order (beam search keeps its best beams)."""
+        self.history = self.history.index_select(0, index)
+        if self.state is not None:
+            self.state = self.model.select_state(self.state, index)
+
+    def _run(self, rows: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Columns [start, stop) of `rows` through the model, carrying the state."""
+        chunk = RECURRENT_CHUNK if self.block is None else stop - start
+        outputs = []
+        for first in range(start, stop, max(chunk, 1)):
+            last = min(stop, first + chunk)
+            logits, self.state = self.model(rows[:, first:last], self.state)
+            self.positions += last - first
+            outputs.append(logits)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
