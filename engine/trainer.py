@@ -32,7 +32,13 @@ from engine.checkpoint import (
     save_checkpoint,
 )
 from engine.corpus import Corpus
-from engine.device import autocast, enable_fast_math, resolve_device, resolve_precision
+from engine.device import (
+    autocast,
+    enable_fast_math,
+    resolve_device,
+    resolve_precision,
+    training_in_process,
+)
 from engine.errors import CheckpointError, ConfigError
 from engine.evaluate import WindowSampler, evaluate_split, evaluate_windows
 from engine.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent, TrainResult
@@ -588,6 +594,11 @@ class Trainer:
         return loss.detach()
 
     def run(self) -> TrainResult:
+        """Train until max_steps, the time budget or stop(); returns the final figures."""
+        with training_in_process():
+            return self._run()
+
+    def _run(self) -> TrainResult:
         cfg = self.config
         self.tokens_this_run = 0
         self.train_seconds_this_run = 0.0

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 
 import torch
 
+from engine.device import training_active
 from engine.models import CharLM, State
 
 # Long prompts go through a recurrent model in pieces, bounding activation memory.
@@ -61,9 +62,10 @@ def decoding_kernels(device: torch.device, rows: int) -> Iterator[None]:
     runs on native kernels meanwhile: equal up to rounding, other speed). Both
     hold only for one decoding call (or one streamed step) and are put back only
     by the call that changed them, so overlapping decoders in several threads
-    cannot leave them changed.
+    cannot leave them changed. While a trainer runs in the same process nothing
+    is changed: its speed matters more than a sample's.
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or training_active():
         yield
         return
     threads = torch.get_num_threads()
