@@ -296,6 +296,9 @@ def _corpus_words(spec: str | None, loaded: Checkpoint) -> frozenset[str] | None
     else:
         sample = find_sample(str(trained_on.get("name", "")))
         text = load_corpus(sample.name) if sample and sample.available_offline else None
+        files = [f for f in trained_on.get("files", []) if Path(f).is_file()]
+        if (text is None or text.content_key != trained_on.get("content_key")) and files:
+            text = load_corpus(files[0])  # the very file it was trained on, if still there
         if text is None or text.content_key != trained_on.get("content_key"):
             stderr.print("[dim]novelty: give --corpus (the training corpus) to measure it[/]")
             return None

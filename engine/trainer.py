@@ -814,6 +814,9 @@ class Trainer:
             "data": self.batches.state_dict(),
             "corpus": {
                 "name": self.corpus.name,
+                "files": [str(p.resolve()) for p in self.corpus.files[:1]]
+                if len(self.corpus.files) == 1
+                else [],
                 "content_key": self.corpus.content_key,
                 "chars": len(self.corpus),
             },
