@@ -38,9 +38,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         command = [
-            sys.executable, "-m", "charlm_tui", "train", "--corpus", args.corpus,
-            "--out", out, "--model", args.model, "--time-budget", str(args.budget),
-            "--seed", str(args.seed), "--json",
+            sys.executable,
+            "-m",
+            "charlm_tui",
+            "train",
+            "--corpus",
+            args.corpus,
+            "--out",
+            out,
+            "--model",
+            args.model,
+            "--time-budget",
+            str(args.budget),
+            "--seed",
+            str(args.seed),
+            "--json",
         ]
         if args.preset:
             command += ["--preset", args.preset]
@@ -65,8 +77,18 @@ def main() -> None:
         "chars_per_s": round(result["chars_per_s"]),
         "parameters": result["parameters"],
         "model": result["model"],
-        "train": {k: result["train"][k] for k in ("batch_size", "seq_len", "lr", "batching",
-                                                   "precision", "warmup_steps", "min_lr_ratio")},
+        "train": {
+            k: result["train"][k]
+            for k in (
+                "batch_size",
+                "seq_len",
+                "lr",
+                "batching",
+                "precision",
+                "warmup_steps",
+                "min_lr_ratio",
+            )
+        },
         "device": result["device"],
         "cpu_count": os.cpu_count(),
         "target_val_loss": TARGET,

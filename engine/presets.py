@@ -32,8 +32,14 @@ _RECURRENT = {
     ),
     "cpu": (
         {"embed_dim": 64, "hidden_size": 512, "num_layers": 1, "dropout": 0.0},
-        {"batch_size": 64, "seq_len": 128, "lr": 4e-3, "warmup_steps": 30, "max_steps": 3000,
-         "batching": "stateful"},
+        {
+            "batch_size": 64,
+            "seq_len": 128,
+            "lr": 4e-3,
+            "warmup_steps": 30,
+            "max_steps": 3000,
+            "batching": "stateful",
+        },
     ),
     "gpu": (
         {"embed_dim": 128, "hidden_size": 1024, "num_layers": 3, "dropout": 0.25},

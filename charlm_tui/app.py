@@ -1,0 +1,369 @@
+"""The app: three panes in tabs, the engine client, the command palette.
+
+The app is the only thing that talks to the engine: panes post `EngineCommand`
+messages, the app sends them, and every engine event comes back to the panes as
+an `EngineEvent`. Errors become notifications; if the engine process dies the
+app says why and starts a new one (once on its own, then on ctrl+r), reloading
+the corpus and the last checkpoint. Nothing here imports torch: the first paint
+happens while the engine warms up in the background.
+"""
+
+from __future__ import annotations
+
+import atexit
+import time
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+from textual import events, on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from charlm_tui.messages import (
+    CompareRequested,
+    EngineCommand,
+    EngineEvent,
+    OpenFileRequested,
+)
+from charlm_tui.panes.corpus import CorpusPane
+from charlm_tui.panes.generation import GenerationPane
+from charlm_tui.panes.recent import remember
+from charlm_tui.panes.training import TrainingPane
+from engine import protocol as p
+from engine.samples import default_sample_name, find_sample, list_samples
+from engine.worker import EngineClient
+
+AUTO_RESTART_AFTER_S = 10.0  # a crash sooner than this after a start waits for ctrl+r
+TABS = ("corpus", "training", "generate")
+
+
+class CharLMCommands(Provider):
+    """The main actions by name, for the command palette (ctrl+p)."""
+
+    def _commands(self) -> list[tuple[str, object, str]]:
+        app = self.app
+        assert isinstance(app, CharLMApp)
+        commands: list[tuple[str, object, str]] = [
+            ("Show corpus tab", partial(app.action_tab, "corpus"), "pick and inspect a corpus"),
+            ("Show training tab", partial(app.action_tab, "training"), "train and watch"),
+            ("Show generate tab", partial(app.action_tab, "generate"), "prompt and knobs"),
+            ("Open corpus file or directory…", app.action_open_file, "browse the disk"),
+            ("Train", partial(app.training_action, "train"), "with the training form's settings"),
+            ("Pause or resume training", partial(app.training_action, "pause_resume"), ""),
+            ("Stop training", partial(app.training_action, "stop"), "evaluate and save"),
+            ("Save checkpoint", partial(app.training_action, "save"), "of the current model"),
+            (
+                "Evaluate on the held-out split",
+                partial(app.training_action, "evaluate"),
+                "loss, bits/char and perplexity of the current model",
+            ),
+            ("Generate", partial(app.generation_action, "generate"), "from the prompt"),
+            (
+                "Compare strategies",
+                partial(app.generation_action, "compare"),
+                "the prompt under several strategies, with statistics",
+            ),
+            ("Restart engine", app.action_restart_engine, "start a fresh engine process"),
+            ("Help", app.action_help, "keys and colours"),
+        ]
+        training = app.query_one(TrainingPane)
+        for run in training.runs[:20]:
+            when = time.strftime("%b %d %H:%M", time.localtime(run.get("saved_at", 0)))
+            commands.append(
+                (
+                    f"Load run: {run.get('corpus')} · {run.get('model_type')} · {when}",
+                    partial(app.load_run, str(run["run_dir"])),
+                    f"step {run.get('step', 0):,} · {run['name']}",
+                )
+            )
+        for sample in list_samples():
+            commands.append(
+                (f"Load sample corpus: {sample.name}", partial(app.load_corpus, sample.name), "")
+            )
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text or None)  # type: ignore[arg-type]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text or None)  # type: ignore[arg-type]
+
+
+class CharLMApp(App[None]):
+    """charlm-tui: pick a corpus, watch a model learn it, play with generation."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "charlm-tui"
+    COMMANDS = App.COMMANDS | {CharLMCommands}
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("f2", "tab('corpus')", "Corpus", show=False),
+        Binding("f3", "tab('training')", "Training", show=False),
+        Binding("f4", "tab('generate')", "Generate", show=False),
+        Binding("1", "tab('corpus')", show=False),
+        Binding("2", "tab('training')", show=False),
+        Binding("3", "tab('generate')", show=False),
+        Binding("ctrl+r", "restart_engine", "Restart engine", show=False),
+    ]
+
+    def __init__(
+        self,
+        corpus: str | None = None,
+        checkpoint: str | None = None,
+        engine_mode: str = "process",
+    ) -> None:
+        super().__init__()
+        self.initial_corpus = corpus or default_sample_name()
+        self.initial_checkpoint = checkpoint
+        self.engine = EngineClient(engine_mode)
+        self.engine_state = "starting"
+        self.engine_device = ""
+        self.corpus_spec = ""
+        self.corpus_name = ""
+        self.last_checkpoint: str | None = None
+        self._started_at = 0.0
+        self._engine_starts = 0
+        self._stopped = False
+        self._realigned: set[str] = set()  # checkpoints whose corpus we loaded for them
+        self._reload_checkpoint: tuple[str, str] | None = None  # (checkpoint, its corpus)
+        atexit.register(self.engine.stop_now)
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        with TabbedContent(initial="corpus", id="tabs"):
+            with TabPane("1 Corpus", id="corpus"):
+                yield CorpusPane(id="corpus-pane")
+            with TabPane("2 Training", id="training"):
+                yield TrainingPane(id="training-pane")
+            with TabPane("3 Generate", id="generate"):
+                yield GenerationPane(id="generation-pane")
+        yield Footer()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.query_one(Footer).compact = event.size.width < 110
+
+    def on_mount(self) -> None:
+        self._update_subtitle()
+        self.query_one("#corpus-list").focus()
+        self._run_engine()
+
+    # ----- the engine ----------------------------------------------------------------
+
+    @work(group="engine", exclusive=True)
+    async def _run_engine(self) -> None:
+        await self._start_engine()
+        async for event in self.engine.events():
+            self._handle_engine_event(event)
+
+    async def _start_engine(self) -> None:
+        self.engine_state = "starting"
+        self._update_subtitle()
+        await self.engine.start()
+        self._started_at = time.monotonic()
+        self._engine_starts += 1
+        spec = self.corpus_spec or self.initial_corpus
+        self.query_one(CorpusPane).load(spec)
+        checkpoint = self.last_checkpoint or self.initial_checkpoint
+        if checkpoint:
+            self.engine.send(p.LoadCheckpoint(checkpoint, req=p.new_request_id()))
+        self.engine.send(p.ListRuns())
+
+    @on(EngineCommand)
+    def _send(self, message: EngineCommand) -> None:
+        message.stop()
+        if not self.engine.send(message.command):
+            # Answer for the engine so that whoever asked stops waiting.
+            command = message.command
+            self._handle_engine_event(
+                p.ErrorEvent(
+                    "the engine is not running: press ctrl+r to start a new one",
+                    type(command).__name__,
+                    int(getattr(command, "req", 0) or 0),
+                )
+            )
+
+    def _dispatch(self, event: object) -> None:
+        message_targets = [
+            self.query_one(CorpusPane),
+            self.query_one(TrainingPane),
+            self.query_one(GenerationPane),
+        ]
+        if self.screen is not self.screen_stack[0] and hasattr(self.screen, "on_engine_event"):
+            message_targets.append(self.screen)  # type: ignore[arg-type]
+        for target in message_targets:
+            target.post_message(EngineEvent(event))
+
+    def _handle_engine_event(self, event: object) -> None:
+        if isinstance(event, p.EngineReady):
+            self.engine_state = "ready"
+            self.engine_device = event.device
+        elif isinstance(event, p.CorpusLoading):
+            self.corpus_spec = event.spec
+        elif isinstance(event, p.CorpusLoaded):
+            self.corpus_spec = event.spec
+            self.corpus_name = event.name
+            if find_sample(event.spec) is None and Path(event.spec).exists():
+                remember(event.spec)
+            if self._reload_checkpoint and self._reload_checkpoint[1] == event.spec:
+                # now that its corpus is here, load it again
+                self.engine.send(p.LoadCheckpoint(self._reload_checkpoint[0]))
+                self._reload_checkpoint = None
+        elif isinstance(event, p.StatusEvent):
+            self.engine_state = event.state if event.state not in ("done", "failed") else "ready"
+            if event.state in ("stopped",):
+                self.engine_state = "ready"
+        elif isinstance(event, (p.CheckpointEvent, p.CheckpointLoaded, p.CheckpointSaved)):
+            self.last_checkpoint = event.path
+            if isinstance(event, p.CheckpointLoaded) and not event.vocab_matches_corpus:
+                self._checkpoint_elsewhere(event)
+        elif isinstance(event, p.ErrorEvent):
+            self.notify(
+                event.message,
+                title=f"{event.command or 'Engine'} failed" if event.user else "Engine error",
+                severity="error",
+                timeout=8,
+                markup=False,
+            )
+        elif isinstance(event, p.EngineDied):
+            self._engine_died(event)
+        self._update_subtitle()
+        self._dispatch(event)
+
+    def _checkpoint_elsewhere(self, event: p.CheckpointLoaded) -> None:
+        """A checkpoint trained on another corpus: load that corpus when we can."""
+        if event.corpus and find_sample(event.corpus) and event.path not in self._realigned:
+            self._realigned.add(event.path)
+            self._reload_checkpoint = (event.path, event.corpus)
+            self.notify(f"It was trained on '{event.corpus}': loading that corpus too.")
+            self.query_one(CorpusPane).load(event.corpus)
+        else:
+            self.notify(
+                f"This checkpoint was trained on '{event.corpus or 'another corpus'}'. "
+                "Generation works; open that corpus to evaluate or continue training.",
+                severity="warning",
+            )
+
+    def _engine_died(self, event: p.EngineDied) -> None:
+        self.engine_state = "dead"
+        if time.monotonic() - self._started_at >= AUTO_RESTART_AFTER_S or self._engine_starts < 2:
+            self.notify(
+                f"{event.reason}. Starting a new engine…",
+                title="Engine stopped",
+                severity="error",
+                timeout=10,
+            )
+            self.call_later(self.action_restart_engine)
+        else:
+            self.notify(
+                f"{event.reason}. Press ctrl+r to start a new engine.",
+                title="Engine stopped again",
+                severity="error",
+                timeout=30,
+            )
+
+    def _update_subtitle(self) -> None:
+        states = {
+            "starting": "engine starting…",
+            "ready": f"engine ready ({self.engine_device})",
+            "dead": "engine stopped: ctrl+r restarts",
+        }
+        engine = states.get(self.engine_state, f"engine {self.engine_state}")
+        corpus = self.corpus_name or "no corpus"
+        self.sub_title = f"{corpus} · {engine}"
+
+    async def action_restart_engine(self) -> None:
+        if self._stopped:
+            return
+        self.engine_state = "starting"
+        self._update_subtitle()
+        await self.engine.stop(timeout=3.0)
+        await self._start_engine()
+
+    async def _stop_engine(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            await self.engine.stop()
+
+    async def action_quit(self) -> None:
+        if self.query_one(TrainingPane).state in ("training", "paused", "evaluating"):
+            self.notify("Stopping training and saving the run…", title="Quitting")
+        await self._stop_engine()
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        await self._stop_engine()
+
+    # ----- actions -------------------------------------------------------------------
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id
+        if pane == "corpus":
+            self.query_one("#corpus-list").focus()
+        elif pane == "training":
+            self.query_one("#model-type").focus()
+        elif pane == "generate":
+            generation = self.query_one(GenerationPane)
+            target = "#output" if generation.req else "#prompt"
+            self.query_one(target).focus()
+
+    def action_help(self) -> None:
+        from charlm_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_open_file(self) -> None:
+        from charlm_tui.screens.file_open import FileOpenScreen
+
+        def opened(path: str | None) -> None:
+            if path:
+                self.load_corpus(path)
+
+        self.push_screen(FileOpenScreen(Path.cwd()), opened)
+
+    def load_corpus(self, spec: str) -> None:
+        self.action_tab("corpus")
+        self.query_one(CorpusPane).load(spec)
+
+    def load_run(self, run_dir: str) -> None:
+        self.action_tab("training")
+        self.query_one(TrainingPane).load_run(run_dir)
+
+    def training_action(self, action: str) -> None:
+        getattr(self.query_one(TrainingPane), f"action_{action}")()
+
+    def generation_action(self, action: str) -> None:
+        self.action_tab("generate")
+        getattr(self.query_one(GenerationPane), f"action_{action}")()
+
+    @on(OpenFileRequested)
+    def _open_file(self, message: OpenFileRequested) -> None:
+        self.action_open_file()
+
+    @on(CompareRequested)
+    def _compare(self, message: CompareRequested) -> None:
+        from charlm_tui.screens.compare import CompareScreen
+
+        if not self.query_one(GenerationPane).has_model:
+            self.notify(
+                "No model yet: train one (F3) or load a checkpoint.",
+                title="Compare",
+                severity="warning",
+            )
+            return
+        self.push_screen(CompareScreen(message.prompt, message.length, message.seed))

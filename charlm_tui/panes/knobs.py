@@ -1,0 +1,197 @@
+"""The sampling knobs: their ladders of values, their keys, and the one-line widget.
+
+Every knob moves along a ladder of sensible values (temperature in tenths, top-k
+over 1, 2, 3, 5, 10, ...) so one key press always makes a visible difference,
+and each knob's keys are shown beside its value: the widget is its own legend.
+Values here are UI values: 0 means "off" for top-k and min-p, 1.0 for top-p;
+`to_params` turns them into engine.generate.SamplingParams fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widget import Widget
+
+STRATEGIES = ("greedy", "sample", "beam")
+SAMPLING_KNOBS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+
+
+def _fixed(digits: int) -> Callable[[float], str]:
+    return lambda value: f"{value:.{digits}f}"
+
+
+def _off_when(off: float, fmt: Callable[[float], str]) -> Callable[[float], str]:
+    return lambda value: "off" if value == off else fmt(value)
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str  # the SamplingParams field
+    label: str
+    down: str  # key that lowers it
+    up: str  # key that raises it
+    ladder: tuple[float, ...]
+    fmt: Callable[[float], str]
+    strategies: tuple[str, ...]
+    order: Callable[[float], float] = float  # position on the ladder ("off" may sort last)
+
+    def step(self, value: float, direction: int) -> float:
+        """The next ladder value above (direction 1) or below (-1) `value`."""
+        key = self.order(value)
+        if direction > 0:
+            higher = [v for v in self.ladder if self.order(v) > key + 1e-9]
+            return min(higher, key=self.order) if higher else value
+        lower = [v for v in self.ladder if self.order(v) < key - 1e-9]
+        return max(lower, key=self.order) if lower else value
+
+
+_TEMPERATURES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5, 1.7, 2.0)
+_TEMPERATURES += (2.5, 3.0)
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("temperature", "temp", "t", "T", _TEMPERATURES, _fixed(2), ("sample",)),
+    Knob(
+        "top_k",
+        "top-k",
+        "k",
+        "K",
+        (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 60, 100, 0),
+        _off_when(0, lambda v: str(int(v))),
+        ("sample",),
+        order=lambda v: float("inf") if v == 0 else float(v),
+    ),
+    Knob(
+        "top_p",
+        "top-p",
+        "p",
+        "P",
+        (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0),
+        _off_when(1.0, _fixed(2)),
+        ("sample",),
+    ),
+    Knob(
+        "min_p",
+        "min-p",
+        "m",
+        "M",
+        (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5),
+        _off_when(0.0, _fixed(2)),
+        ("sample",),
+    ),
+    Knob(
+        "repetition_penalty",
+        "rep",
+        "e",
+        "E",
+        (1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.5, 1.75, 2.0),
+        _off_when(1.0, _fixed(2)),
+        ("greedy", "sample"),
+    ),
+    Knob(
+        "beam_width",
+        "beam",
+        "b",
+        "B",
+        tuple(range(1, 17)),
+        lambda v: str(int(v)),
+        ("beam",),
+    ),
+    Knob(
+        "length",
+        "len",
+        "l",
+        "L",
+        (20, 50, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000),
+        lambda v: str(int(v)),
+        STRATEGIES,
+    ),
+)
+KNOB_BY_NAME = {knob.name: knob for knob in KNOBS}
+
+
+def default_values() -> dict[str, float | int | str]:
+    return {
+        "strategy": "sample",
+        "temperature": 0.8,
+        "top_k": 0,
+        "top_p": 1.0,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "beam_width": 5,
+        "length": 200,
+        "seed": 1,
+    }
+
+
+def to_params(values: dict) -> dict:
+    """UI knob values as engine.generate.SamplingParams fields (None where a filter is off)."""
+    return {
+        "strategy": values["strategy"],
+        "temperature": float(values["temperature"]),
+        "top_k": int(values["top_k"]) or None,
+        "top_p": None if float(values["top_p"]) >= 1.0 else float(values["top_p"]),
+        "min_p": float(values["min_p"]) or None,
+        "repetition_penalty": float(values["repetition_penalty"]),
+        "beam_width": int(values["beam_width"]),
+        "length": int(values["length"]),
+        "seed": int(values["seed"]),
+    }
+
+
+class KnobBar(Widget):
+    """All knobs on one or two lines: key hints, names, values; the last changed one lit."""
+
+    DEFAULT_CSS = """
+    KnobBar {
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    values: reactive[dict] = reactive(default_values, always_update=True, layout=True)
+    changed: reactive[str] = reactive("")
+    auto: reactive[bool] = reactive(True)
+
+    def render(self) -> Content:
+        values = self.values
+        strategy = str(values["strategy"])
+        lit = "bold reverse $accent"
+        cells = [
+            Content.assemble(
+                ("s", "bold $accent"),
+                ("\u00a0strategy\u00a0", "dim"),
+                (strategy, lit if self.changed == "strategy" else "bold"),
+            )
+        ]
+        for knob in KNOBS:
+            active = strategy in knob.strategies
+            value_style = "bold" if active else "dim strike"
+            cells.append(
+                Content.assemble(
+                    (f"{knob.down}/{knob.up}", "bold $accent" if active else "dim"),
+                    (f"\u00a0{knob.label}\u00a0", "dim"),
+                    (
+                        knob.fmt(values[knob.name]),
+                        lit if knob.name == self.changed else value_style,
+                    ),
+                )
+            )
+        cells.append(
+            Content.assemble(
+                ("d/D", "bold $accent"),
+                ("\u00a0seed\u00a0", "dim"),
+                (str(values["seed"]), lit if self.changed == "seed" else "bold"),
+            )
+        )
+        cells.append(
+            Content.assemble(
+                ("a", "bold $accent"),
+                ("\u00a0auto\u00a0", "dim"),
+                ("on" if self.auto else "off", lit if self.changed == "auto" else "bold"),
+            )
+        )
+        return Content("   ").join(cells)

@@ -1,0 +1,333 @@
+"""The training pane: the form on the left, the live run on the right.
+
+Everything on the right is driven by engine events: step events (about ten a
+second) move the progress bar and numbers, evaluations add val points, and a
+sample of what the model writes now arrives every few seconds. Saved runs are
+listed under the form; choosing one loads it (model and loss history).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Label, OptionList, ProgressBar, Static
+from textual.widgets.option_list import Option
+
+from charlm_tui.messages import EngineCommand, EngineEvent
+from charlm_tui.panes.metrics import LossPlot, MetricsRow, fmt_duration, fmt_loss, fmt_rate
+from charlm_tui.panes.training_form import TrainForm
+from engine import protocol as p
+
+STATE_LABELS = {
+    "idle": ("idle", "dim"),
+    "starting": ("starting", "yellow"),
+    "training": ("training", "green"),
+    "paused": ("paused", "yellow"),
+    "evaluating": ("evaluating", "cyan"),
+    "saving": ("saving", "cyan"),
+    "done": ("done", "green"),
+    "stopped": ("stopped", "yellow"),
+    "failed": ("failed", "red"),
+}
+RUNNING = ("starting", "training", "paused", "evaluating", "saving")
+
+
+class TrainingPane(Horizontal):
+    """Form, controls and saved runs on the left; status, metrics, plot and sample on the right."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f5", "train", "Train"),
+        Binding("f6", "pause_resume", "Pause/Resume"),
+        Binding("f7", "stop", "Stop"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("f8", "evaluate", "Evaluate", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.state = "idle"
+        self.corpus = ""
+        self.max_steps: int | None = None
+        self.run_dir = ""
+        self.last_val: float | None = None
+        self.loaded_run = ""
+        self.runs: list[dict] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="train-side"):
+            yield Static(id="train-corpus")
+            yield TrainForm(id="train-form")
+            with Horizontal(id="train-buttons"):
+                yield Button("Train", id="train", variant="primary", compact=True)
+                yield Button("Pause", id="pause", compact=True)
+                yield Button("Stop", id="stop", variant="error", compact=True)
+                yield Button("Save", id="save", compact=True)
+            yield Label("saved runs (Enter loads)", id="runs-label")
+            yield OptionList(id="runs")
+        with Vertical(id="train-main"):
+            yield Static(id="train-state")
+            with Horizontal(id="train-status-row"):
+                yield ProgressBar(total=1.0, show_eta=False, id="train-progress")
+                yield Static(id="train-eta")
+            yield MetricsRow(id="metrics")
+            yield LossPlot(id="loss-plot")
+            yield Static(id="train-sample")
+
+    def on_mount(self) -> None:
+        self._set_state("idle")
+        self.query_one("#train-sample", Static).update(
+            "[dim]Press F5 (or the Train button) to train on the loaded corpus. "
+            "Every few seconds the model's own writing appears here.[/]"
+        )
+        self.query_one("#train-corpus", Static).update("[dim]corpus: loading…[/]")
+
+    # ----- state ---------------------------------------------------------------------
+
+    def _set_state(self, state: str, message: str = "") -> None:
+        self.state = state
+        label, colour = STATE_LABELS.get(state, (state, "white"))
+        text = f"[{colour}]●[/] [b]{label}[/]"
+        if message:
+            text += f" [dim]{message}[/]"
+        self.query_one("#train-state", Static).update(text)
+        running = state in RUNNING
+        self.query_one("#train", Button).disabled = running
+        self.query_one("#pause", Button).disabled = not running
+        self.query_one("#stop", Button).disabled = not running
+        self.query_one("#pause", Button).label = "Resume" if state == "paused" else "Pause"
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        running = self.state in RUNNING
+        if action == "train":
+            return None if running else True
+        if action in ("pause_resume", "stop"):
+            return True if running else None
+        return True
+
+    # ----- actions -------------------------------------------------------------------
+
+    def action_train(self) -> None:
+        if self.state in RUNNING:
+            return
+        command = self.query_one(TrainForm).command()
+        if isinstance(command, str):
+            self.query_one(TrainForm).show_error(f"[red]{command}[/]")
+            self.notify(command, severity="error", title="Training")
+            return
+        self.query_one(TrainForm).show_error("")
+        self.max_steps = command.train.get("max_steps")
+        self._set_state("starting", "starting…")
+        self.post_message(EngineCommand(command))
+
+    def action_pause_resume(self) -> None:
+        if self.state == "paused":
+            self.post_message(EngineCommand(p.Resume()))
+        elif self.state in RUNNING:
+            self.post_message(EngineCommand(p.Pause()))
+
+    def action_stop(self) -> None:
+        if self.state in RUNNING:
+            self._set_state(self.state, "stopping: final evaluation and save…")
+            self.post_message(EngineCommand(p.Stop()))
+
+    def action_save(self) -> None:
+        self.post_message(EngineCommand(p.SaveCheckpoint(req=p.new_request_id())))
+
+    def action_evaluate(self) -> None:
+        self.post_message(EngineCommand(p.Evaluate(req=p.new_request_id())))
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        event.stop()
+        actions = {
+            "train": self.action_train,
+            "pause": self.action_pause_resume,
+            "stop": self.action_stop,
+            "save": self.action_save,
+        }
+        if event.button.id in actions:
+            actions[event.button.id]()
+
+    @on(OptionList.OptionSelected, "#runs")
+    def _run_chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id:
+            self.load_run(event.option.id)
+
+    def load_run(self, run_dir: str) -> None:
+        if self.state in RUNNING:
+            self.notify("Stop training before loading a checkpoint.", severity="warning")
+            return
+        self._set_state(self.state, "loading the checkpoint…")
+        self.post_message(EngineCommand(p.LoadCheckpoint(run_dir, req=p.new_request_id())))
+
+    # ----- engine events -------------------------------------------------------------
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        handler = getattr(self, f"_got_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+
+    def _metrics(self) -> MetricsRow:
+        return self.query_one(MetricsRow)
+
+    def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
+        self.corpus = event.name
+        stats = event.stats
+        self.query_one("#train-corpus", Static).update(
+            f"[b]{_escape(event.name)}[/] [dim]· {fmt_rate(stats.get('chars', 0))} chars[/]"
+        )
+
+    def _got_TrainStarted(self, event: p.TrainStarted) -> None:
+        self.run_dir = event.run_dir
+        self.max_steps = event.train.get("max_steps")
+        self._set_state("training", f"{event.model_type} · {event.parameters:,} params")
+        self.query_one(LossPlot).reset(event.history)
+        self._metrics().clear()
+        self._metrics().set(step=f"{event.step:,}")
+        self.query_one("#train-progress", ProgressBar).update(progress=0.0)
+        self.query_one("#train-eta", Static).update("")
+        self.query_one(TrainForm).show_resume(False)
+
+    def _got_StepEvent(self, event: p.StepEvent) -> None:
+        total = f"/{event.max_steps:,}" if event.max_steps else ""
+        self._metrics().set(
+            step=f"{event.step:,}{total}",
+            train=fmt_loss(event.loss),
+            speed=fmt_rate(event.chars_per_s),
+            lr=f"{event.lr:.2e}",
+        )
+        self.query_one("#train-progress", ProgressBar).update(progress=event.progress)
+        eta = f"ETA {fmt_duration(event.eta_s)}" if event.eta_s is not None else ""
+        self.query_one("#train-eta", Static).update(
+            f"{eta} [dim]({fmt_duration(event.elapsed_s)} in)[/]"
+        )
+        self.query_one(LossPlot).add_train(event.step, event.loss)
+
+    def _got_EvalEvent(self, event: p.EvalEvent) -> None:
+        self.last_val = event.val_loss
+        self._metrics().set(
+            val=fmt_loss(event.val_loss) + (" ★" if event.best else ""),
+            bpc=f"{event.val_bpc:.3f}",
+            ppl=f"{event.val_perplexity:.2f}",
+        )
+        self.query_one(LossPlot).add_val(event.step, event.val_loss)
+
+    def _got_StatusEvent(self, event: p.StatusEvent) -> None:
+        self._set_state(event.state, event.message)
+        if event.state in ("done", "stopped", "failed"):
+            self.post_message(EngineCommand(p.ListRuns()))
+
+    def _got_CheckpointEvent(self, event: p.CheckpointEvent) -> None:
+        self.query_one("#runs-label", Label).update(
+            f"saved runs [dim]· saved step {event.step:,}[/]"
+        )
+        self.post_message(EngineCommand(p.ListRuns()))
+
+    def _got_TrainSample(self, event: p.TrainSample) -> None:
+        self.query_one("#train-sample", Static).update(
+            f"[dim]the model writes now (step {event.step:,}):[/]\n" + _escape(event.text)
+        )
+
+    def _got_TrainFinished(self, event: p.TrainFinished) -> None:
+        result = event.result
+        loss = result.get("val_loss")
+        if loss is not None and math.isfinite(loss):
+            self._metrics().set(
+                val=fmt_loss(loss),
+                bpc=f"{result.get('val_bpc', float('nan')):.3f}",
+                ppl=f"{result.get('val_perplexity', float('nan')):.2f}",
+            )
+        reasons = {"max_steps": "max steps · ", "time_budget": "time limit · "}
+        reason = reasons.get(result.get("stopped_by", ""), "")
+        self._set_state(
+            "stopped" if result.get("stopped_by") == "stop" else "done",
+            f"{reason}val {fmt_loss(loss)} on the whole held-out split",
+        )
+        if result.get("stopped_by") != "stop":
+            self.query_one("#train-progress", ProgressBar).update(progress=1.0)
+        self.query_one("#train-eta", Static).update(
+            f"[dim]{result.get('steps', 0):,} steps in {fmt_duration(result.get('elapsed_s'))}[/]"
+        )
+
+    def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
+        self.loaded_run = event.run_dir
+        self.query_one(LossPlot).reset(event.history)
+        self._metrics().clear()
+        self._metrics().set(step=f"{event.step:,}")
+        last = event.history[-1] if event.history else {}
+        if last.get("val_loss") is not None:
+            val = float(last["val_loss"])
+            self._metrics().set(
+                val=fmt_loss(val),
+                train=fmt_loss(last.get("train_loss")),
+                bpc=f"{val / math.log(2):.3f}",
+                ppl=f"{math.exp(min(val, 700)):.2f}",
+            )
+        form = self.query_one(TrainForm)
+        form.fill_from_checkpoint(event.model_type, event.model, event.train)
+        form.show_resume(event.vocab_matches_corpus)
+        self._set_state(
+            "idle", f"loaded a checkpoint: step {event.step:,}, {event.parameters:,} params"
+        )
+        self.query_one("#train-sample", Static).update(
+            f"[dim]run {_escape(Path(event.run_dir).name)}: F5 continues it "
+            "(untick “continue this run” to start a new one).[/]"
+        )
+
+    def _got_RunsListed(self, event: p.RunsListed) -> None:
+        self.runs = list(event.runs)
+        runs = self.query_one("#runs", OptionList)
+        runs.clear_options()
+        options = []
+        for run in event.runs:
+            loss = run.get("best_val_loss") or run.get("val_loss")
+            when = time.strftime("%b %d %H:%M", time.localtime(run.get("saved_at", 0)))
+            detail = f"step {run['step']:,}" + (f" · val {loss:.3f}" if loss else "")
+            title = f"{run.get('corpus', '?')} · {run.get('model_type', '?')} · {when}"
+            options.append(Option(f"{_escape(title)}\n[dim]  {detail}[/]", id=str(run["run_dir"])))
+        if not options:
+            options.append(Option("[dim]no saved runs yet[/]", disabled=True))
+        runs.add_options(options)
+
+    def _got_CheckpointSaved(self, event: p.CheckpointSaved) -> None:
+        self.notify(f"Saved {event.path}", title="Checkpoint")
+        self.post_message(EngineCommand(p.ListRuns()))
+
+    def _got_Evaluated(self, event: p.Evaluated) -> None:
+        self._metrics().set(
+            val=fmt_loss(event.loss), bpc=f"{event.bpc:.3f}", ppl=f"{event.perplexity:.2f}"
+        )
+        self.notify(
+            f"held-out split: {event.loss:.4f} nats/char, {event.bpc:.3f} bits/char, "
+            f"perplexity {event.perplexity:.2f} ({event.chars:,} chars)",
+            title="Evaluation",
+        )
+
+    def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
+        if event.command in ("Train", "Pause", "Resume", "Stop"):
+            self.query_one(TrainForm).show_error(f"[red]{_escape(event.message)}[/]")
+            if event.command == "Train" and self.state == "starting":
+                self._set_state("failed")
+
+    def _got_EngineDied(self, event: p.EngineDied) -> None:
+        if self.state in RUNNING:
+            self._set_state("failed", "the engine died; the last saved checkpoint is in the list")
+        else:
+            self._set_state(self.state)
+
+
+def _escape(text: str) -> str:
+    """Model output shown as is, never read as markup."""
+    from textual.markup import escape
+
+    return escape(text)

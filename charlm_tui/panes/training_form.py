@@ -1,0 +1,200 @@
+"""The training form: model type, preset and the main hyperparameters, validated as typed.
+
+Picking a model type or a preset fills the fields with the preset's values
+(engine/presets.py is plain data, so this needs no torch); `command()` turns the
+fields into a protocol `Train` command, or says which field is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.validation import Number
+from textual.widgets import Checkbox, Input, Label, Select, Static
+
+from engine import protocol as p
+from engine.presets import PRESET_NAMES, PRESETS, preset
+
+MODEL_TYPES = tuple(PRESETS)
+DEFAULT_MODEL = "lstm"
+DEFAULT_PRESET = "tiny"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    label: str
+    kind: type  # int or float
+    minimum: float
+    optional: bool = False
+    exclusive: bool = False  # minimum itself not allowed
+
+    @property
+    def input_type(self) -> str:
+        return "integer" if self.kind is int else "number"
+
+
+FIELDS = (
+    Field("layers", "layers", int, 1),
+    Field("width", "width", int, 1),
+    Field("lr", "learning rate", float, 0.0, exclusive=True),
+    Field("batch_size", "batch size", int, 1),
+    Field("seq_len", "context", int, 2),
+    Field("max_steps", "max steps", int, 1, optional=True),
+    Field("time_budget", "time limit s", float, 0.0, optional=True, exclusive=True),
+    Field("eval_interval", "eval every", int, 1),
+)
+
+# The form's "layers" and "width" are these settings of each architecture.
+_SIZE_KEYS = {
+    "transformer": ("n_layer", "n_embd"),
+    "lstm": ("num_layers", "hidden_size"),
+    "gru": ("num_layers", "hidden_size"),
+    "rnn": ("num_layers", "hidden_size"),
+}
+
+
+def _format(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class TrainForm(VerticalScroll):
+    """Select boxes and compact inputs; invalid fields turn red and the first error shows."""
+
+    def compose(self) -> ComposeResult:
+        yield Label("model", classes="field-label")
+        yield Select(
+            [(name, name) for name in MODEL_TYPES],
+            value=DEFAULT_MODEL,
+            allow_blank=False,
+            compact=True,
+            id="model-type",
+        )
+        yield Label("preset", classes="field-label")
+        yield Select(
+            [(name, name) for name in PRESET_NAMES],
+            value=DEFAULT_PRESET,
+            allow_blank=False,
+            compact=True,
+            id="preset",
+        )
+        for field in FIELDS:
+            with Horizontal(classes="field"):
+                yield Label(field.label, classes="field-label")
+                yield Input(
+                    type=field.input_type,
+                    validators=[
+                        Number(
+                            minimum=field.minimum + (1e-12 if field.exclusive else 0.0),
+                            failure_description=f"{field.label} must be "
+                            + (
+                                f"above {field.minimum:g}"
+                                if field.exclusive
+                                else f"at least {field.minimum:g}"
+                            ),
+                        )
+                    ],
+                    valid_empty=field.optional,
+                    placeholder="no limit" if field.optional else "",
+                    compact=True,
+                    id=f"f-{field.name}",
+                )
+        yield Checkbox("continue this run", id="resume", compact=True)
+        yield Static(id="form-error")
+
+    def on_mount(self) -> None:
+        self.query_one("#resume", Checkbox).display = False
+        self.fill_from_preset()
+
+    @property
+    def model_type(self) -> str:
+        return str(self.query_one("#model-type", Select).value)
+
+    @property
+    def preset_name(self) -> str:
+        return str(self.query_one("#preset", Select).value)
+
+    def fill_from_preset(self) -> None:
+        model, train = preset(self.model_type, self.preset_name)
+        layers_key, width_key = _SIZE_KEYS[self.model_type]
+        values = {
+            "layers": model.get(layers_key),
+            "width": model.get(width_key),
+            **{k: train.get(k) for k in ("lr", "batch_size", "seq_len", "max_steps")},
+            "time_budget": train.get("time_budget"),
+            "eval_interval": train.get("eval_interval", 250),
+        }
+        for name, value in values.items():
+            self.query_one(f"#f-{name}", Input).value = _format(value)
+        self.query_one("#form-error", Static).update("")
+
+    def fill_from_checkpoint(self, model_type: str, model: dict, train: dict) -> None:
+        """Show the settings a loaded checkpoint was trained with."""
+        with self.prevent(Select.Changed):
+            self.query_one("#model-type", Select).value = model_type
+        layers_key, width_key = _SIZE_KEYS.get(model_type, ("num_layers", "hidden_size"))
+        values = {
+            "layers": model.get(layers_key),
+            "width": model.get(width_key),
+            **{
+                k: train.get(k) for k in ("lr", "batch_size", "seq_len", "max_steps", "time_budget")
+            },
+            "eval_interval": train.get("eval_interval", 250),
+        }
+        for name, value in values.items():
+            self.query_one(f"#f-{name}", Input).value = _format(value)
+
+    def show_resume(self, available: bool) -> None:
+        box = self.query_one("#resume", Checkbox)
+        box.display = available
+        box.value = available
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        self.fill_from_preset()
+
+    def show_error(self, message: str) -> None:
+        self.query_one("#form-error", Static).update(message)
+
+    def command(self) -> p.Train | str:
+        """The Train command these fields describe, or the first problem with them."""
+        values: dict[str, float | int | None] = {}
+        for field in FIELDS:
+            widget = self.query_one(f"#f-{field.name}", Input)
+            text = widget.value.strip()
+            if not text:
+                if field.optional:
+                    values[field.name] = None
+                    continue
+                widget.focus()
+                return f"{field.label} is required"
+            result = widget.validate(text)
+            if result is not None and not result.is_valid:
+                widget.focus()
+                return result.failure_descriptions[0]
+            try:
+                values[field.name] = field.kind(float(text)) if field.kind is int else float(text)
+            except ValueError:
+                widget.focus()
+                return f"{field.label}: not a number"
+        model_type = self.model_type
+        layers_key, width_key = _SIZE_KEYS[model_type]
+        model = {layers_key: values.pop("layers"), width_key: values.pop("width")}
+        if model_type == "transformer":
+            preset_model, _ = preset(model_type, self.preset_name)
+            model["block_size"] = max(int(preset_model["block_size"]), int(values["seq_len"] or 0))
+        return p.Train(
+            model_type=model_type,
+            preset=self.preset_name,
+            model=model,
+            train=values,
+            resume=bool(self.query_one("#resume", Checkbox).value)
+            and self.query_one("#resume", Checkbox).display,
+        )

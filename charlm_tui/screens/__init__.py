@@ -1,0 +1,1 @@
+"""Screens shown over the panes: help, the strategy comparison, the file browser."""

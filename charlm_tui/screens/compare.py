@@ -1,0 +1,142 @@
+"""The strategy comparison: one prompt, one seed, several strategies side by side.
+
+The table holds the statistics of each strategy (engine/compare.py, the seed
+notebook's Part 6 plus distinct-n, repetition, self-perplexity and novelty);
+below it each strategy's first sample sits in its own column. Rows arrive one
+by one as the engine finishes them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import HorizontalScroll, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from charlm_tui.messages import EngineCommand, EngineEvent
+from engine import protocol as p
+
+COLUMNS = (
+    ("strategy", "strategy"),
+    ("entropy", "entropy"),
+    ("bigram_diversity", "bigram div"),
+    ("distinct_1", "dist-1"),
+    ("distinct_2", "dist-2"),
+    ("distinct_3", "dist-3"),
+    ("repetition_4", "rep-4"),
+    ("perplexity", "self-ppl"),
+    ("novelty", "novel words"),
+    ("chars_per_s", "chars/s"),
+)
+
+
+def _cell(key: str, value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        if key == "chars_per_s":
+            return f"{value:,.0f}"
+        return f"{value:.3f}"
+    return str(value)
+
+
+class CompareScreen(Screen[None]):
+    """Statistics table on top, samples side by side below; esc goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Back"),
+        Binding("r", "rerun", "New seed"),
+    ]
+
+    def __init__(self, prompt: str, length: int, seed: int) -> None:
+        super().__init__()
+        self.prompt = prompt
+        self.length = length
+        self.seed = seed
+        self.req = 0
+        self.done = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="compare-box"):
+            yield Static(id="compare-title")
+            yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+            yield HorizontalScroll(id="compare-samples")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.run_compare()
+
+    def run_compare(self) -> None:
+        self.req = p.new_request_id()
+        self.done = False
+        self.query_one(DataTable).clear()
+        self.query_one("#compare-samples").remove_children()
+        self._title()
+        self.post_message(
+            EngineCommand(p.Compare(self.prompt, self.length, 3, self.seed, req=self.req))
+        )
+
+    def _title(self, note: str = "") -> None:
+        prompt = repr(self.prompt) if self.prompt else "(empty: a random first character)"
+        state = "" if self.done else " · [yellow]generating…[/]"
+        self.query_one("#compare-title", Static).update(
+            f"[b]Compare strategies[/] · prompt {_escape(prompt)} · seed {self.seed} · "
+            f"3 samples × {self.length} chars{state}{note}"
+        )
+
+    def action_close(self) -> None:
+        if not self.done:
+            self.post_message(EngineCommand(p.Cancel(self.req)))
+        self.dismiss()
+
+    def action_rerun(self) -> None:
+        if not self.done:
+            self.post_message(EngineCommand(p.Cancel(self.req)))
+        self.seed += 1
+        self.run_compare()
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        if isinstance(event, p.CompareResult) and event.req == self.req:
+            self._show(event.rows)
+            self.done = event.done
+            self._title()
+        elif isinstance(event, p.ErrorEvent) and event.req == self.req:
+            self.done = True
+            self._title(f" · [red]{_escape(event.message)}[/]")
+
+    def _show(self, rows: list[dict]) -> None:
+        table = self.query_one(DataTable)
+        samples = self.query_one("#compare-samples", HorizontalScroll)
+        for row in rows[table.row_count :]:
+            table.add_row(*(_cell(key, row.get(key)) for key, _ in COLUMNS), key=row["strategy"])
+            column = VerticalScroll(
+                Static(row["samples"][0] if row.get("samples") else "", markup=False),
+                classes="compare-column",
+            )
+            column.border_title = row["strategy"]
+            samples.mount(column)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        columns = list(self.query(".compare-column"))
+        for index, column in enumerate(columns):
+            column.set_class(index == event.cursor_row, "-highlight")
+        if 0 <= event.cursor_row < len(columns):
+            self.query_one("#compare-samples").scroll_to_widget(columns[event.cursor_row])
+
+
+def _escape(text: str) -> str:
+    from textual.markup import escape
+
+    return escape(text)

@@ -1,0 +1,103 @@
+"""The help screen (F1 or ?): every key, what the colours mean, where things are saved."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from charlm_tui.panes.token_view import prob_hex
+
+SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "Everywhere",
+        (
+            ("1 2 3 / F2 F3 F4", "Corpus, Training, Generate tabs"),
+            ("ctrl+p", "command palette: every action by name"),
+            ("F1 / ?", "this help"),
+            ("tab / shift+tab", "move between fields"),
+            ("ctrl+r", "restart the engine"),
+            ("ctrl+q", "quit (stops the engine; the run is saved)"),
+        ),
+    ),
+    (
+        "Corpus",
+        (
+            ("enter", "load the highlighted corpus"),
+            ("ctrl+o", "browse for a file or directory"),
+            ("path + enter", "open a path (Right arrow accepts the completion)"),
+        ),
+    ),
+    (
+        "Training",
+        (
+            ("F5", "train with the form's settings"),
+            ("F6", "pause / resume"),
+            ("F7", "stop (evaluates and saves)"),
+            ("ctrl+s", "save a checkpoint now"),
+            ("F8", "evaluate on the whole held-out split"),
+            ("enter on a run", "load it: model, settings and loss history"),
+        ),
+    ),
+    (
+        "Generate (keys act when the output has focus)",
+        (
+            ("enter", "generate (in the prompt too)"),
+            ("/ · esc", "edit the prompt · leave it (or stop a generation)"),
+            ("r", "regenerate with a new seed"),
+            ("s", "strategy: greedy → sample → beam"),
+            ("t T", "temperature down / up"),
+            ("k K · p P · m M", "top-k · top-p · min-p (off at one end)"),
+            ("e E", "repetition penalty"),
+            ("b B", "beam width"),
+            ("l L · d D", "length · seed"),
+            ("a", "auto-regenerate after a knob change (same seed)"),
+            ("← → ↑ ↓ home end", "walk the output; the side panel shows the model's choice"),
+            ("c", "compare strategies on this prompt"),
+        ),
+    ),
+)
+
+
+def help_content() -> Content:
+    lines: list[Content] = []
+    for title, rows in SECTIONS:
+        lines.append(Content.styled(title, "bold $accent"))
+        for keys, what in rows:
+            lines.append(Content.assemble((f"  {keys:<18}", "bold"), (what, "")))
+        lines.append(Content(""))
+    legend = [("Colours: the probability the model gave each character  ", "bold $accent")]
+    for prob, label in ((0.001, "0.1%"), (0.01, "1%"), (0.1, "10%"), (0.5, "50%"), (0.99, "99%")):
+        legend.append(("██", prob_hex(prob)))
+        legend.append((f" {label}  ", ""))
+    lines.append(Content.assemble(*legend))
+    lines.append(
+        Content.styled(
+            "Unlikely spaces and newlines get a tinted cell. 'sampled p' is the probability "
+            "after temperature and the filters.",
+            "dim",
+        )
+    )
+    return Content("\n").join(lines)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and legend; any of escape, q, F1 or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,f1,question_mark", "dismiss", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Static(help_content(), id="help-text")
+
+    def on_mount(self) -> None:
+        box = self.query_one("#help-box")
+        box.border_title = "charlm-tui help"
+        box.border_subtitle = "esc closes"

@@ -1,0 +1,378 @@
+"""The commands and events that cross the worker queue.
+
+The TUI and the engine share nothing but these: small dataclasses of numbers,
+strings, lists and dicts, never tensors, so they pickle cheaply across a process
+boundary and can be read by code that never imports torch. Commands that start
+something long (a corpus load, a generation, a comparison) carry a request id
+`req`, chosen by the sender, that every event about it repeats, so the UI can
+drop events of a request it has since replaced.
+
+This module imports nothing heavy: the UI process imports it at start-up.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+# The trainer's own events cross the queue unchanged (they are plain already).
+from engine.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent
+
+_request_ids = itertools.count(1)
+
+
+def new_request_id() -> int:
+    """A fresh id for a command whose events the sender wants to recognise."""
+    return next(_request_ids)
+
+
+# ----- commands: UI -> engine -------------------------------------------------------
+
+
+@dataclass
+class LoadCorpus:
+    """Load a sample name, file or directory; it becomes the corpus to train on."""
+
+    spec: str
+    encoding: str = "utf-8"
+    req: int = 0
+
+
+@dataclass
+class Train:
+    """Train a model on the loaded corpus.
+
+    `model` and `train` override the preset's settings (TrainConfig field names;
+    None for `max_steps` / `time_budget` means no limit of that kind). With
+    `resume`, training continues the run of the checkpoint loaded last.
+    """
+
+    model_type: str = "lstm"
+    preset: str = "tiny"
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    resume: bool = False
+    sample_every_s: float = 4.0
+    sample_chars: int = 160
+
+
+@dataclass
+class Pause:
+    pass
+
+
+@dataclass
+class Resume:
+    pass
+
+
+@dataclass
+class Stop:
+    pass
+
+
+@dataclass
+class Evaluate:
+    """Score the current model on the whole held-out split of the loaded corpus."""
+
+    req: int = 0
+
+
+@dataclass
+class Generate:
+    """Stream a generation from the current model (the latest weights while training).
+
+    `params` are engine.generate.SamplingParams fields; missing ones come from
+    the last SetSampling.
+    """
+
+    prompt: str = ""
+    params: dict = field(default_factory=dict)
+    req: int = 0
+
+
+@dataclass
+class SetSampling:
+    """Validate and remember sampling parameters for later generations."""
+
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class LoadCheckpoint:
+    """Load a checkpoint directory or a run directory (its best checkpoint)."""
+
+    path: str
+    req: int = 0
+
+
+@dataclass
+class SaveCheckpoint:
+    """Save the current model: into its run directory, or into `path` if given."""
+
+    path: str | None = None
+    req: int = 0
+
+
+@dataclass
+class Compare:
+    """The same prompt under several strategies, with statistics of each output."""
+
+    prompt: str = ""
+    length: int = 200
+    num_samples: int = 3
+    seed: int = 0
+    req: int = 0
+
+
+@dataclass
+class Cancel:
+    """Cancel a generation or comparison (`req` 0: every one running)."""
+
+    req: int = 0
+
+
+@dataclass
+class ListRuns:
+    """List the training runs saved under the user's data directory."""
+
+
+@dataclass
+class Shutdown:
+    """Stop everything and exit the engine."""
+
+
+# ----- events: engine -> UI ---------------------------------------------------------
+
+
+@dataclass
+class EngineReady:
+    """The engine has imported torch and can take work."""
+
+    device: str
+    torch_version: str
+    threads: int
+    pid: int
+
+
+@dataclass
+class EngineDied:
+    """Sent by the client, not the engine: the engine process ended unexpectedly."""
+
+    exitcode: int | None
+    reason: str
+
+
+@dataclass
+class CorpusLoading:
+    spec: str
+    req: int = 0
+
+
+@dataclass
+class DownloadProgress:
+    name: str
+    done: int
+    total: int | None
+    req: int = 0
+
+
+@dataclass
+class CorpusLoaded:
+    """A corpus is loaded; `stats` is engine.corpus.CorpusStats.as_dict()."""
+
+    spec: str
+    name: str
+    stats: dict
+    req: int = 0
+
+
+@dataclass
+class TrainStarted:
+    run_dir: str
+    corpus: str
+    model_type: str
+    preset: str
+    model: dict
+    train: dict
+    parameters: int
+    device: str
+    step: int = 0
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class TrainSample:
+    """A short text the model writes now, so the user can watch it learn."""
+
+    step: int
+    text: str
+
+
+@dataclass
+class TrainFinished:
+    """Training ended; `result` is engine.events.TrainResult.as_dict()."""
+
+    result: dict
+
+
+@dataclass
+class GenerationStarted:
+    """A generation began; `params` are the full parameters used (with the seed)."""
+
+    prompt: str
+    params: dict
+    dropped: str = ""  # prompt characters outside the vocabulary, left out
+    req: int = 0
+
+
+@dataclass
+class GenerationChunk:
+    """Characters generated since the last chunk (about one per frame).
+
+    For each character: the probability it had under the sampling distribution,
+    the probability the model itself gave it, and the top alternatives as
+    (char, model probability) pairs.
+    """
+
+    text: str
+    probs: list
+    model_probs: list
+    tops: list
+    req: int = 0
+
+
+@dataclass
+class GenerationDone:
+    text: str
+    chars: int
+    seconds: float
+    chars_per_s: float
+    cancelled: bool = False
+    beams: list = field(default_factory=list)  # [{"text", "logprob", "score"}] for beam search
+    req: int = 0
+
+
+@dataclass
+class SamplingSet:
+    params: dict
+
+
+@dataclass
+class CheckpointLoaded:
+    path: str
+    run_dir: str
+    model_type: str
+    model: dict
+    train: dict
+    step: int
+    history: list
+    corpus: str
+    vocab_size: int
+    parameters: int
+    vocab_matches_corpus: bool
+    req: int = 0
+
+
+@dataclass
+class CheckpointSaved:
+    path: str
+    req: int = 0
+
+
+@dataclass
+class Evaluated:
+    loss: float
+    bpc: float
+    perplexity: float
+    chars: int
+    req: int = 0
+
+
+@dataclass
+class CompareResult:
+    """The rows finished so far (engine.compare.CompareRow.as_dict()); `done` on the last."""
+
+    prompt: str
+    rows: list
+    done: bool = False
+    req: int = 0
+
+
+@dataclass
+class RunsListed:
+    """Saved runs, newest first: {"run_dir", "name", "step", "val_loss", "model_type", ...}."""
+
+    runs: list
+
+
+@dataclass
+class ErrorEvent:
+    """Something went wrong: `message` is one line for the user, never a traceback.
+
+    `user` is False for an engine bug (its traceback went to the engine log).
+    """
+
+    message: str
+    command: str = ""
+    req: int = 0
+    user: bool = True
+
+
+COMMANDS = (
+    LoadCorpus,
+    Train,
+    Pause,
+    Resume,
+    Stop,
+    Evaluate,
+    Generate,
+    SetSampling,
+    LoadCheckpoint,
+    SaveCheckpoint,
+    Compare,
+    Cancel,
+    ListRuns,
+    Shutdown,
+)
+
+__all__ = [
+    "COMMANDS",
+    "Cancel",
+    "CheckpointEvent",
+    "CheckpointLoaded",
+    "CheckpointSaved",
+    "Compare",
+    "CompareResult",
+    "CorpusLoaded",
+    "CorpusLoading",
+    "DownloadProgress",
+    "EngineDied",
+    "EngineReady",
+    "ErrorEvent",
+    "EvalEvent",
+    "Evaluate",
+    "Evaluated",
+    "Generate",
+    "GenerationChunk",
+    "GenerationDone",
+    "GenerationStarted",
+    "ListRuns",
+    "LoadCheckpoint",
+    "LoadCorpus",
+    "Pause",
+    "Resume",
+    "RunsListed",
+    "SamplingSet",
+    "SaveCheckpoint",
+    "SetSampling",
+    "Shutdown",
+    "StatusEvent",
+    "StepEvent",
+    "Stop",
+    "Train",
+    "TrainFinished",
+    "TrainSample",
+    "TrainStarted",
+    "new_request_id",
+]

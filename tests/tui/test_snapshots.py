@@ -1,0 +1,108 @@
+"""Snapshots of the main screens (regenerate with `pytest tests/tui --snapshot-update`).
+
+Everything shown is deterministic: the engine runs in a thread on a shipped
+corpus, waits are on content (never on time), and the generation pane is fed
+a fixed generation instead of a model's.
+"""
+
+from __future__ import annotations
+
+from charlm_tui.app import CharLMApp
+from charlm_tui.messages import EngineEvent
+from charlm_tui.panes.corpus import CorpusPane
+from charlm_tui.panes.generation import GenerationPane
+from charlm_tui.panes.token_view import TokenView
+from engine import protocol as p
+from tests.tui.waiting import wait_until
+
+TEXT = (
+    "The keeper climbs at half past four\nwith oil can, rag and flint,\n"
+    "and every step along the stair\nis worn into a dint.\n"
+)
+
+
+def _app() -> CharLMApp:
+    return CharLMApp(corpus="verse", engine_mode="thread")
+
+
+async def _ready(pilot) -> None:
+    app = pilot.app
+    await wait_until(pilot, lambda: app.query_one(CorpusPane).loaded_name == "verse")
+    await wait_until(pilot, lambda: app.query_one("#runs").option_count > 0)
+    await wait_until(pilot, lambda: app.engine_state == "ready")
+    await pilot.pause()
+
+
+def _fake_generation(pane: GenerationPane) -> None:
+    """A fixed 'generation' with made-up but varied probabilities."""
+    pane.req = 424242
+    pane.has_model = True
+    pane.model_info = "lstm checkpoint, step 500"
+    chars = list(TEXT)
+    probs = [((i * 37) % 100) / 100 + 0.005 for i in range(len(chars))]
+    tops = [
+        [(c, q), ("e", 0.2), ("a", 0.1), (" ", 0.05), ("t", 0.02)]
+        for c, q in zip(chars, probs, strict=True)
+    ]
+    for event in (
+        p.GenerationStarted("The keeper", {}, req=424242),
+        p.GenerationChunk(TEXT, probs, probs, tops, req=424242),
+        p.GenerationDone(TEXT, len(TEXT), 0.25, len(TEXT) / 0.25, req=424242),
+    ):
+        pane.post_message(EngineEvent(event))
+
+
+def test_corpus_pane_on_startup(snap_compare) -> None:
+    assert snap_compare(_app(), terminal_size=(100, 30), run_before=_ready)
+
+
+def test_corpus_pane_80x24(snap_compare) -> None:
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=_ready)
+
+
+def test_training_pane(snap_compare) -> None:
+    async def run_before(pilot) -> None:
+        await _ready(pilot)
+        await pilot.press("2")
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(100, 30), run_before=run_before)
+
+
+def test_generation_pane(snap_compare) -> None:
+    async def run_before(pilot) -> None:
+        await _ready(pilot)
+        await pilot.press("3")
+        app = pilot.app
+        pane = app.query_one(GenerationPane)
+        app.query_one("#prompt").value = "The keeper"
+        _fake_generation(pane)
+        view = app.query_one(TokenView)
+        await wait_until(pilot, lambda: len(view.data) == len(TEXT))
+        view.focus()
+        await pilot.press("a", "T", "home", "right", "right", "right")
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(100, 30), run_before=run_before)
+
+
+def test_generation_pane_80x24(snap_compare) -> None:
+    async def run_before(pilot) -> None:
+        await _ready(pilot)
+        await pilot.press("3")
+        _fake_generation(pilot.app.query_one(GenerationPane))
+        view = pilot.app.query_one(TokenView)
+        await wait_until(pilot, lambda: len(view.data) == len(TEXT))
+        view.focus()
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_help_screen(snap_compare) -> None:
+    async def run_before(pilot) -> None:
+        await _ready(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(100, 34), run_before=run_before)
