@@ -36,6 +36,8 @@ async def _train(pilot, max_steps: str = "50") -> TrainingPane:
     """Train the tiny preset on the loaded corpus from the Training tab, until done."""
     app = pilot.app
     await pilot.press("f3")
+    app.query_one("#preset").value = "tiny"
+    await pilot.pause()
     app.query_one("#f-max_steps").value = max_steps
     app.query_one("#f-eval_interval").value = "25"
     await pilot.press("f5")
@@ -212,6 +214,8 @@ async def test_pause_resume_stop() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await _loaded(pilot, "markov")
         await pilot.press("f3")
+        app.query_one("#preset").value = "tiny"
+        await pilot.pause()
         app.query_one("#f-max_steps").value = ""  # no limit: runs until stopped
         await pilot.press("f5")
         pane = app.query_one(TrainingPane)
