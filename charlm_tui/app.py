@@ -194,10 +194,12 @@ class CharLMApp(App[None]):
             )
 
     def _dispatch(self, event: object) -> None:
-        message_targets = [
-            self.query_one(CorpusPane),
-            self.query_one(TrainingPane),
-            self.query_one(GenerationPane),
+        # query(), not query_one(): while the app starts up or shuts down the panes may
+        # not be there, and an engine event must never crash the app.
+        message_targets: list = [
+            *self.query(CorpusPane),
+            *self.query(TrainingPane),
+            *self.query(GenerationPane),
         ]
         if self.screen is not self.screen_stack[0] and hasattr(self.screen, "on_engine_event"):
             message_targets.append(self.screen)  # type: ignore[arg-type]
@@ -205,6 +207,8 @@ class CharLMApp(App[None]):
             target.post_message(EngineEvent(event))
 
     def _handle_engine_event(self, event: object) -> None:
+        if not self.screen_stack:  # shutting down: nothing left to show it on
+            return
         if isinstance(event, p.EngineReady):
             self.engine_state = "ready"
             self.engine_device = event.device
@@ -246,7 +250,8 @@ class CharLMApp(App[None]):
             self._realigned.add(event.path)
             self._reload_checkpoint = (event.path, event.corpus)
             self.notify(f"It was trained on '{event.corpus}': loading that corpus too.")
-            self.query_one(CorpusPane).load(event.corpus)
+            for pane in self.query(CorpusPane):  # absent while shutting down
+                pane.load(event.corpus)
         else:
             self.notify(
                 f"This checkpoint was trained on '{event.corpus or 'another corpus'}'. "
