@@ -51,7 +51,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import engine.window  # noqa: E402
 from engine.corpus import Vocab  # noqa: E402
 from engine.generate import Generator, SamplingParams  # noqa: E402
 from engine.models import build_model, make_config  # noqa: E402
@@ -209,23 +208,12 @@ def per_threads(counts: list[int], fn, *args, **kwargs) -> dict[int, float]:
     return seconds
 
 
-def engine_all_threads(fn, *args, **kwargs) -> float:
-    """Seconds of an engine call with its one-thread rule off (see engine/window.py)."""
-    saved = engine.window.SINGLE_THREAD_ROWS
-    engine.window.SINGLE_THREAD_ROWS = 0
-    try:
-        return timed(fn, *args, **kwargs)[0]
-    finally:
-        engine.window.SINGLE_THREAD_ROWS = saved
-
-
-def speedups(ours: dict[str, float], seed: dict[int, float], threads: int) -> dict[str, float]:
-    """Rates (higher is better) compared: what a user gets against the seed at its best, and
-    each side at the same thread count."""
-    out = {"engine_default_vs_seed_best": ours["default"] / max(seed.values())}
-    out["1_thread_each"] = ours["default"] / seed[1]
-    if threads > 1:
-        out[f"{threads}_threads_each"] = ours["all_threads"] / seed[threads]
+def speedups(ours: dict[int, float], seed: dict[int, float]) -> dict[str, float]:
+    """Rates (higher is better) compared: each side at its best thread count, and each side
+    at the same thread count."""
+    out = {"best_vs_seed_best": max(ours.values()) / max(seed.values())}
+    for count in sorted(seed):
+        out[f"{count}_threads_each"] = ours[count] / seed[count]
     return {k: round(v, 1) for k, v in out.items()}
 
 
@@ -275,19 +263,16 @@ def main() -> None:
         cpu_started = time.process_time()
         seconds, texts = timed(gen.generate, prompt, sample)
         assert len(texts[0]) == args.chars
-        keep("sample", args.chars / seconds)
         keep("sample_cpu", args.chars / (time.process_time() - cpu_started))
-        keep("sample_all", args.chars / engine_all_threads(gen.generate, prompt, sample))
         keep("stream", args.chars / timed(lambda: sum(1 for _ in gen.stream(prompt, sample)))[0])
-        seconds, beams = timed(gen.beam_search, prompt, beam)
-        assert len(beams[0].text) == args.beam_chars
-        keep("beam", 1 / seconds)
-        keep("beam_all", 1 / engine_all_threads(gen.beam_search, prompt, beam))
-        keep("batch", batch_chars / timed(gen.generate, prompt, batch_params, args.streams)[0])
-        keep(
-            "batch_all",
-            batch_chars / engine_all_threads(gen.generate, prompt, batch_params, args.streams),
-        )
+        for n, seconds in per_threads(counts, gen.generate, prompt, sample).items():
+            keep(f"sample_{n}", args.chars / seconds)
+        for n, seconds in per_threads(counts, gen.beam_search, prompt, beam).items():
+            keep(f"beam_{n}", 1 / seconds)
+        for n, seconds in per_threads(
+            counts, gen.generate, prompt, batch_params, args.streams
+        ).items():
+            keep(f"batch_{n}", batch_chars / seconds)
         for n, seconds in per_threads(
             counts,
             seed_generate_text,
@@ -314,16 +299,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     first_short = first_char_ms(gen, SHORT_PROMPT, args.chars)
     first_long = first_char_ms(gen, prompt, args.chars)
-    ours_sample = {"default": best["sample"], "all_threads": best["sample_all"]}
+    ours_sample = {n: best[f"sample_{n}"] for n in counts}
     seed_sample = {n: best[f"seed_sample_{n}"] for n in counts}
-    ours_beam = {"default": best["beam"], "all_threads": best["beam_all"]}
+    ours_beam = {n: best[f"beam_{n}"] for n in counts}
     seed_beam = {n: best[f"seed_beam_{n}"] for n in counts}
+    ours_batch = {n: best[f"batch_{n}"] for n in counts}
 
     def rounded(values: dict, invert: bool = False) -> dict[str, float]:
         return {str(k): round(1 / v if invert else v, 2) for k, v in values.items()}
 
-    single_speedup = speedups(ours_sample, seed_sample, args.threads)
-    beam_speedup = speedups(ours_beam, seed_beam, args.threads)
+    single_speedup = speedups(ours_sample, seed_sample)
+    beam_speedup = speedups(ours_beam, seed_beam)
     result = {
         "model": described,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -336,8 +322,8 @@ def main() -> None:
         "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "single_stream": {
             "chars": args.chars,
-            "generate_chars_per_s": round(best["sample"], 1),
-            "generate_chars_per_s_all_threads": round(best["sample_all"], 1),
+            "generate_chars_per_s": round(max(ours_sample.values()), 1),
+            "generate_chars_per_s_by_threads": rounded(ours_sample),
             "generate_chars_per_cpu_s": round(best["sample_cpu"], 1),
             "stream_chars_per_s": round(best["stream"], 1),
             "first_char_ms_short_prompt": first_short,
@@ -350,8 +336,8 @@ def main() -> None:
         "beam_search": {
             "width": args.beam_width,
             "chars": args.beam_chars,
-            "seconds": round(1 / best["beam"], 3),
-            "seconds_all_threads": round(1 / best["beam_all"], 3),
+            "seconds": round(1 / max(ours_beam.values()), 3),
+            "seconds_by_threads": rounded(ours_beam, invert=True),
             "seed_seconds_by_threads": rounded(seed_beam, invert=True),
             "seed_steps_timed": args.seed_beam_steps,
             "speedup": beam_speedup,
@@ -359,17 +345,19 @@ def main() -> None:
         "batched": {
             "streams": args.streams,
             "chars_each": args.stream_chars,
-            "chars_per_s": round(best["batch"], 1),
-            "chars_per_s_all_threads": round(best["batch_all"], 1),
+            "chars_per_s": round(max(ours_batch.values()), 1),
+            "chars_per_s_by_threads": rounded(ours_batch),
         },
     }
     single = result["single_stream"]
     result["targets_met"] = {
-        "sample_speedup>=20": single_speedup["engine_default_vs_seed_best"]
-        >= TARGETS["sample_speedup"],
+        "sample_speedup>=20": single_speedup["best_vs_seed_best"] >= TARGETS["sample_speedup"],
         "sample_chars_per_s>=2000": single["generate_chars_per_s"] >= TARGETS["sample_chars_per_s"],
-        "first_char_ms<20": single["first_char_ms_short_prompt"] < TARGETS["first_char_ms"],
-        "beam_speedup>=30": beam_speedup["engine_default_vs_seed_best"] >= TARGETS["beam_speedup"],
+        "first_char_ms<20": max(
+            single["first_char_ms_short_prompt"], single["first_char_ms_long_prompt"]
+        )
+        < TARGETS["first_char_ms"],
+        "beam_speedup>=30": beam_speedup["best_vs_seed_best"] >= TARGETS["beam_speedup"],
     }
     print(json.dumps(result))
 

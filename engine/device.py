@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
 import torch
@@ -75,30 +74,3 @@ def enable_fast_math(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-
-_training_lock = threading.Lock()
-_training_runs = 0
-
-
-@contextlib.contextmanager
-def training_in_process() -> Iterator[None]:
-    """Mark that a training loop runs in this process (see `training_active`)."""
-    global _training_runs
-    with _training_lock:
-        _training_runs += 1
-    try:
-        yield
-    finally:
-        with _training_lock:
-            _training_runs -= 1
-
-
-def training_active() -> bool:
-    """Whether a training loop runs in this process right now.
-
-    Decoding retunes process-wide CPU settings (thread count, oneDNN) for speed;
-    while a trainer shares the process (the TUI's engine generates samples from
-    the latest weights as it trains) it must not, or training would slow down.
-    """
-    return _training_runs > 0

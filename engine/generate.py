@@ -50,7 +50,7 @@ from engine.corpus import Vocab
 from engine.errors import ConfigError
 from engine.models import CharLM
 from engine.sampling import LogitsPipeline, sanitize
-from engine.window import ContextWindow, decoding_kernels
+from engine.window import ContextWindow
 
 STRATEGIES = ("greedy", "sample", "beam")
 MAX_LENGTH = 1_000_000
@@ -348,7 +348,7 @@ class Generator:
         if was_training:
             self.model.eval()
         try:
-            with torch.inference_mode(), decoding_kernels(self.device, rows):
+            with torch.inference_mode():
                 yield
         finally:
             if was_training:

@@ -15,7 +15,7 @@ import torch
 
 from engine.models import CharLM
 from engine.sampling import sanitize
-from engine.window import ContextWindow, decoding_kernels
+from engine.window import ContextWindow
 
 
 def continuation_log_probs(
@@ -39,7 +39,7 @@ def continuation_log_probs(
         was_training = model.training
         model.eval()
         try:
-            with torch.inference_mode(), decoding_kernels(device, 1):
+            with torch.inference_mode():
                 window = ContextWindow(model, history, filled=tokens.size)
                 logits = [window.prime(prompt_ids.size)]
                 if continuation.size > 1:

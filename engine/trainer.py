@@ -37,7 +37,6 @@ from engine.device import (
     enable_fast_math,
     resolve_device,
     resolve_precision,
-    training_in_process,
 )
 from engine.errors import CheckpointError, ConfigError
 from engine.evaluate import WindowSampler, evaluate_split, evaluate_windows
@@ -595,10 +594,6 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train until max_steps, the time budget or stop(); returns the final figures."""
-        with training_in_process():
-            return self._run()
-
-    def _run(self) -> TrainResult:
         cfg = self.config
         self.tokens_this_run = 0
         self.train_seconds_this_run = 0.0

@@ -23,65 +23,12 @@ window: their state summarises everything fed so far.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 
-from engine.device import training_active
 from engine.models import CharLM, State
 
 # Long prompts go through a recurrent model in pieces, bounding activation memory.
 RECURRENT_CHUNK = 2048
-
-
-# Up to this many rows, decoding runs on one intra-op thread (see decoding_kernels).
-SINGLE_THREAD_ROWS = 64
-
-
-@contextlib.contextmanager
-def decoding_kernels(device: torch.device, rows: int) -> Iterator[None]:
-    """CPU settings that suit decoding's one-position steps; restored on exit.
-
-    - oneDNN (mkldnn) off: its LSTM/GRU kernels reorder the weights on every
-      call, which for one step of a small batch makes the step 2-3x slower than
-      PyTorch's native kernels (measured: 670 vs 245 us for a 512-unit LSTM step).
-    - One intra-op thread for batches up to SINGLE_THREAD_ROWS rows: a step is a
-      dozen small ops, and when other processes share the cores, OpenMP makes
-      every op wait for its slowest, descheduled thread. Measured on 2 shared
-      cores (load 5-7), 512-unit LSTM: one stream 1,000-2,500 chars/s with one
-      thread against 35-1,300 with two; 64 streams 15-37k chars/s against 3-22k.
-      On idle cores two threads are faster (about 4,000 against 2,800 chars/s
-      for one stream: the 4 MB of recurrent weights fit two cores' L2 caches,
-      not one's), but a fixed setting also keeps the output reproducible: with
-      another thread count the BLAS may split a reduction differently (seen for
-      a 1024-unit GRU), which could flip a sampled character.
-
-    The thread count applies to the calling thread (and to threads started
-    meanwhile), the oneDNN switch to the whole process (another thread's LSTM
-    runs on native kernels meanwhile: equal up to rounding, other speed). Both
-    hold only for one decoding call (or one streamed step) and are put back only
-    by the call that changed them, so overlapping decoders in several threads
-    cannot leave them changed. While a trainer runs in the same process nothing
-    is changed: its speed matters more than a sample's.
-    """
-    if device.type != "cpu" or training_active():
-        yield
-        return
-    threads = torch.get_num_threads()
-    fewer_threads = rows <= SINGLE_THREAD_ROWS and threads != 1
-    mkldnn_off = torch.backends.mkldnn.enabled
-    if fewer_threads:
-        torch.set_num_threads(1)
-    if mkldnn_off:
-        torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        if fewer_threads:
-            torch.set_num_threads(threads)
-        if mkldnn_off:
-            torch.backends.mkldnn.enabled = True
 
 
 class ContextWindow:

@@ -419,19 +419,3 @@ def test_generation_uses_eval_mode_and_restores_everything(vocab):
     assert first == g.generate("ab", params)  # no dropout noise
     assert model.training
     assert (torch.get_num_threads(), torch.backends.mkldnn.enabled) == (threads, mkldnn)
-
-
-def test_small_batches_decode_on_one_thread_and_the_setting_comes_back(lstm):
-    seen = []
-    hook = lstm.model.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        lstm.generate("ab", SamplingParams(length=5, seed=0), num_samples=4)
-        list(lstm.stream("ab", SamplingParams(length=3, seed=0)))
-        assert torch.get_num_threads() == 2
-        assert torch.backends.mkldnn.enabled
-    finally:
-        hook.remove()
-        torch.set_num_threads(before)
-    assert seen and set(seen) == {1}

@@ -171,3 +171,27 @@ def test_config_round_trips_through_a_dict(model_type: str) -> None:
 def test_bad_model_settings_are_config_errors(model_type: str, values: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         make_config(model_type, **values)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_decode_step_follows_weight_updates(kind: str) -> None:
+    """The one-position decoding path caches layer 0's input projection; after an
+    optimizer step it must use the new weights, exactly as the fused kernel does."""
+    torch.manual_seed(0)
+    model = build_model(make_config(kind, vocab_size=7, embed_dim=5, hidden_size=12, num_layers=2))
+    tokens = torch.randint(0, 7, (3, 6))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(2):
+        model.eval()
+        with torch.inference_mode():
+            full, _ = model(tokens)
+            state, steps = None, []
+            for t in range(tokens.shape[1]):
+                logits, state = model(tokens[:, t : t + 1], state)
+                steps.append(logits)
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+        model.train()
+        loss = model(tokens)[0].logsumexp(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
