@@ -66,7 +66,7 @@ class RecurrentLM(CharLM):
             zeros = weights[1].new_zeros(layers, batch, hidden)
             state = (zeros, zeros) if isinstance(self.rnn, nn.LSTM) else zeros
         hs, cs = [], []
-        x = self.embedding(token)
+        x = token  # layer 0 reads its input projection from the table, by token
         for layer in range(layers):
             w_ih, w_hh, b_ih, b_hh = weights[4 * layer : 4 * layer + 4]
             # Layer 0's input projection depends on the token alone: look it up.
@@ -76,9 +76,12 @@ class RecurrentLM(CharLM):
                 if projected is None:
                     projected = F.linear(x, w_ih, b_ih).add_(b_hh)
                 gates = torch.addmm(projected, h, w_hh.t())
-                i, f, g, o = gates.chunk(4, dim=1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                x = torch.sigmoid(o) * torch.tanh(c)
+                # Few, whole-tensor ops: per-op overhead is most of a one-position step.
+                squashed = torch.sigmoid(gates)
+                i, f, _, o = squashed.chunk(4, dim=1)
+                g = torch.tanh(gates[:, 2 * hidden : 3 * hidden])
+                c = torch.addcmul(f * c, i, g)
+                x = o * torch.tanh(c)
                 cs.append(c)
             elif isinstance(self.rnn, nn.GRU):
                 h = state[layer]
@@ -97,8 +100,12 @@ class RecurrentLM(CharLM):
                 pre = torch.addmm(projected, h, w_hh.t())
                 x = torch.tanh(pre) if self.rnn.nonlinearity == "tanh" else torch.relu(pre)
             hs.append(x)
-        new_h = torch.stack(hs)
-        new_state = (new_h, torch.stack(cs)) if cs else new_h
+
+        def stacked(parts: list[torch.Tensor]) -> torch.Tensor:
+            return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+
+        new_h = stacked(hs)
+        new_state = (new_h, stacked(cs)) if cs else new_h
         return self.head(x).unsqueeze(1), new_state
 
     def _input_table(self) -> torch.Tensor:
