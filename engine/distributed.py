@@ -30,6 +30,7 @@ streams afresh.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import signal
 import socket
@@ -208,6 +209,7 @@ def train_rank(
         show(event)
 
     previous = signal.getsignal(signal.SIGINT)
+    trainer = None
     try:
         corpus = _load_corpus(corpus_spec, encoding, world)
         trainer = Trainer(
@@ -235,6 +237,11 @@ def train_rank(
         dist.barrier()
     finally:
         signal.signal(signal.SIGINT, previous)
+        # The DDP wrapper holds the process group and gloo work with tensors in it: free
+        # them now, while the interpreter is whole. Left to interpreter shutdown, gloo's
+        # worker threads can take the GIL too late and abort the process (SIGABRT).
+        trainer = None
+        gc.collect()
         if dist.is_initialized():
             dist.destroy_process_group()
     return RankOutcome(world.rank, result, losses)
