@@ -1,4 +1,4 @@
-"""Where charlm-tui keeps per-user data (downloads, encoding cache)."""
+"""Where charlm-tui keeps per-user files: a cache (downloads, encodings) and data (runs)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,24 @@ import os
 from pathlib import Path
 
 
-def cache_dir() -> Path:
-    """The user cache root; `CHARLM_CACHE_DIR` overrides it (tests, CI, shared machines)."""
-    override = os.environ.get("CHARLM_CACHE_DIR")
+def _user_dir(variable: str, kind: str) -> Path:
+    """`variable` overrides (tests, CI, shared machines); else the platform's user dir."""
+    override = os.environ.get(variable)
     if override:
         path = Path(override)
     else:
-        from platformdirs import user_cache_dir
+        import platformdirs
 
-        path = Path(user_cache_dir("charlm-tui"))
+        path = Path(getattr(platformdirs, f"user_{kind}_dir")("charlm-tui"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir() -> Path:
+    """Downloads and encoding caches: safe to delete; `CHARLM_CACHE_DIR` overrides."""
+    return _user_dir("CHARLM_CACHE_DIR", "cache")
+
+
+def data_dir() -> Path:
+    """Runs, recent corpora, the engine log: the user's work; `CHARLM_DATA_DIR` overrides."""
+    return _user_dir("CHARLM_DATA_DIR", "data")

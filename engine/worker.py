@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import protocol as p
 from engine.errors import ConfigError, UserError
+from engine.paths import data_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.checkpoint import Checkpoint
@@ -49,19 +50,6 @@ SHUTDOWN_GRACE_S = 8.0
 
 
 # ----- where things live ------------------------------------------------------------
-
-
-def data_dir() -> Path:
-    """The user data root (runs, recent corpora, the engine log); CHARLM_DATA_DIR overrides."""
-    override = os.environ.get("CHARLM_DATA_DIR")
-    if override:
-        path = Path(override)
-    else:
-        from platformdirs import user_data_dir
-
-        path = Path(user_data_dir("charlm-tui"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def runs_dir() -> Path:

@@ -10,7 +10,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from engine.worker import data_dir
+from engine.paths import data_dir
 
 MAX_RECENT = 8
 
