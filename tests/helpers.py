@@ -127,3 +127,23 @@ def run_main(*args: str | os.PathLike) -> subprocess.CompletedProcess[str]:
     finally:
         sys.argv = saved
     return subprocess.CompletedProcess(list(map(str, args)), code, "", "")
+
+
+def context_generator(kind: str, vocab, settings: dict, seed: int = 0, unigram=None):
+    """A Generator over a random model whose outputs really depend on the context.
+
+    A freshly initialised model barely looks at its context (a Transformer just copies
+    the last character); larger random weights make every output depend on it, which
+    is what decoding tests need to tell a right state from a wrong one.
+    """
+    import torch
+
+    from engine.generate import Generator
+    from engine.models import build_model, make_config
+
+    torch.manual_seed(seed)
+    model = build_model(make_config(kind, vocab_size=len(vocab), **settings[kind]))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.5)
+    return Generator(model.eval(), vocab, unigram)

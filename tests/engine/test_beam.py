@@ -12,7 +12,7 @@ import torch
 from engine.corpus import Vocab
 from engine.errors import ConfigError
 from engine.generate import BeamResult, Generator, SamplingParams
-from engine.models import build_model, make_config
+from tests.helpers import context_generator
 
 SETTINGS = {
     "lstm": {"embed_dim": 8, "hidden_size": 24, "num_layers": 1, "dropout": 0.0},
@@ -26,12 +26,7 @@ def vocab() -> Vocab:
 
 
 def make_generator(kind: str, vocab: Vocab, unigram=None) -> Generator:
-    torch.manual_seed(1)
-    model = build_model(make_config(kind, vocab_size=len(vocab), **SETTINGS[kind]))
-    with torch.no_grad():  # larger weights: outputs that depend on the context
-        for param in model.parameters():
-            param.normal_(0.0, 0.5)
-    return Generator(model.eval(), vocab, unigram)
+    return context_generator(kind, vocab, SETTINGS, seed=1, unigram=unigram)
 
 
 @pytest.fixture(scope="module", params=list(SETTINGS))

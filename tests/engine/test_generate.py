@@ -15,6 +15,7 @@ from engine.generate import Generator, SamplingParams
 from engine.models import build_model, make_config
 from engine.scoring import continuation_log_likelihood
 from engine.window import ContextWindow
+from tests.helpers import context_generator
 
 CHARS = " .\nabcdefgh"
 BLOCK = 8  # a tiny Transformer window, so short generations slide many times
@@ -32,14 +33,7 @@ def vocab() -> Vocab:
 
 
 def make_generator(kind: str, vocab: Vocab, seed: int = 0, unigram=None) -> Generator:
-    torch.manual_seed(seed)
-    model = build_model(make_config(kind, vocab_size=len(vocab), **MODEL_SETTINGS[kind]))
-    # A freshly initialised model barely looks at its context (a Transformer just copies
-    # the last character); larger random weights make every output depend on the context.
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0.0, 0.5)
-    return Generator(model.eval(), vocab, unigram)
+    return context_generator(kind, vocab, MODEL_SETTINGS, seed=seed, unigram=unigram)
 
 
 @pytest.fixture(scope="module", params=list(MODEL_SETTINGS))
