@@ -1,7 +1,7 @@
 """Generation speed of the engine against the seed notebook's own method. Prints one JSON object.
 
 The model is the CPU default (`charlm-tui train` with no preset on a CPU:
-engine.presets.preset("lstm", "cpu")), randomly initialised with a 65-character
+engine.training.presets.preset("lstm", "cpu")), randomly initialised with a 65-character
 vocabulary (tinyshakespeare's when the file is at hand) unless --checkpoint
 names a trained one: speed does not depend on the weights.
 
@@ -51,10 +51,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.corpus import Vocab  # noqa: E402
-from engine.generate import Generator, SamplingParams  # noqa: E402
+from engine.data.corpus import Vocab  # noqa: E402
+from engine.decoding.generator import Generator  # noqa: E402
+from engine.decoding.params import SamplingParams  # noqa: E402
 from engine.models import build_model, make_config  # noqa: E402
-from engine.presets import preset  # noqa: E402
+from engine.training.presets import preset  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 SEQ_LEN = 64  # the seed notebook's context window
@@ -168,7 +169,7 @@ class SeedModel(torch.nn.Module):
 
 def load_model(checkpoint: str | None) -> tuple[torch.nn.Module, Vocab, object, str]:
     if checkpoint:
-        from engine.checkpoint import load_checkpoint
+        from engine.training.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(checkpoint, "cpu")
         return loaded.model, loaded.vocab, loaded.unigram, f"checkpoint {loaded.path}"

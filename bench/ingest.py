@@ -85,7 +85,7 @@ def generate(path: Path, size: int, seed: int = 0) -> None:
 
 
 def work_encode(path: Path) -> dict:
-    from engine.corpus import load_corpus
+    from engine.data.corpus import load_corpus
 
     started, cpu_started = time.perf_counter(), cpu_seconds()
     corpus = load_corpus(str(path))
@@ -105,7 +105,7 @@ def work_encode(path: Path) -> dict:
 
 
 def work_load(path: Path) -> dict:
-    from engine.corpus import load_corpus
+    from engine.data.corpus import load_corpus
 
     started = time.perf_counter()
     corpus = load_corpus(str(path))
@@ -120,10 +120,11 @@ def work_load(path: Path) -> dict:
 
 
 def work_train(path: Path, steps: int) -> dict:
-    from engine.corpus import load_corpus
+    from engine.data.corpus import load_corpus
     from engine.models import make_config
-    from engine.presets import preset
-    from engine.trainer import TrainConfig, Trainer
+    from engine.training.config import TrainConfig
+    from engine.training.presets import preset
+    from engine.training.trainer import Trainer
 
     baseline = status_mb("VmRSS")
     corpus = load_corpus(str(path))

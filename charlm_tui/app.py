@@ -32,9 +32,9 @@ from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.recent import remember
 from charlm_tui.panes.training import TrainingPane
-from engine import protocol as p
-from engine.samples import default_sample_name, find_sample, list_samples
-from engine.worker import EngineClient
+from engine.data.samples import default_sample_name, find_sample, list_samples
+from engine.worker import protocol as p
+from engine.worker.client import EngineClient
 
 AUTO_RESTART_AFTER_S = 10.0  # a crash sooner than this after a start waits for ctrl+r
 TABS = ("corpus", "training", "generate")

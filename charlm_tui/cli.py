@@ -61,7 +61,7 @@ def root(
 @user_errors
 def corpus_list(json_out: bool = JSON_OPTION) -> None:
     """The sample corpora: shipped, downloadable and built on the fly."""
-    from engine.samples import default_sample_name, list_samples
+    from engine.data.samples import default_sample_name, list_samples
 
     samples = list_samples()
     rows = [
@@ -95,7 +95,7 @@ def corpus_info(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Size, vocabulary, unigram entropy, most common characters and a preview."""
-    from engine.corpus import load_corpus
+    from engine.data.corpus import load_corpus
 
     with _download_progress() as on_download:
         loaded = load_corpus(corpus, encoding, download_progress=on_download)

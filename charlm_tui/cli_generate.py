@@ -14,8 +14,9 @@ import typer
 from charlm_tui.cli_common import emit_json, stderr, user_errors
 
 if TYPE_CHECKING:
-    from engine.checkpoint import Checkpoint
-    from engine.generate import Generator, SamplingParams
+    from engine.decoding.generator import Generator
+    from engine.decoding.params import SamplingParams
+    from engine.training.checkpoint import Checkpoint
 
 # A streamed JSON chunk is flushed at least this often (seconds), so a reader sees
 # text arrive smoothly without one line per character.
@@ -48,9 +49,9 @@ def unescape(text: str) -> str:
 
 
 def _load(checkpoint: Path, device: str) -> tuple[Checkpoint, Generator]:
-    from engine.checkpoint import load_checkpoint
+    from engine.decoding.generator import Generator
     from engine.device import resolve_device
-    from engine.generate import Generator
+    from engine.training.checkpoint import load_checkpoint
 
     torch_device = resolve_device(device)
     loaded = load_checkpoint(checkpoint, torch_device)
@@ -102,8 +103,8 @@ def generate(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Continue a prompt; samples go to stdout (with --json: `samples`, `chars_per_s`)."""
+    from engine.decoding.params import SamplingParams
     from engine.errors import ConfigError
-    from engine.generate import SamplingParams
 
     if seed is None:
         seed = secrets.randbelow(2**31)  # reported, so any run can be repeated
@@ -245,9 +246,9 @@ def compare(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Greedy, temperatures, top-k, top-p, min-p and beam side by side, with statistics."""
-    from engine.compare import compare_strategies
+    from engine.decoding.compare import compare_strategies
+    from engine.decoding.params import SamplingParams
     from engine.errors import ConfigError
-    from engine.generate import SamplingParams
 
     SamplingParams(length=length, seed=seed).validate()
     if num_samples < 1:
@@ -286,9 +287,9 @@ def _corpus_words(spec: str | None, loaded: Checkpoint) -> frozenset[str] | None
     a sample at hand with the very content trained on; None when neither can be had."""
     import numpy as np
 
-    from engine.corpus import load_corpus
-    from engine.samples import find_sample
-    from engine.textstats import word_set
+    from engine.data.corpus import load_corpus
+    from engine.data.samples import find_sample
+    from engine.decoding.textstats import word_set
 
     trained_on = loaded.meta.get("corpus", {})
     if spec is not None:

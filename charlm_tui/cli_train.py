@@ -35,7 +35,7 @@ def _apply_settings(settings: list[str], model: dict, train: dict, model_type: s
 
     from engine.errors import ConfigError
     from engine.models import MODELS
-    from engine.trainer import TrainConfig
+    from engine.training.config import TrainConfig
 
     model_fields = {f.name for f in fields(MODELS[model_type][0])} - {"vocab_size"}
     train_fields = {f.name for f in fields(TrainConfig)}
@@ -132,12 +132,13 @@ def train(
     if max_steps is not None and max_steps < 0:
         raise ConfigError("--max-steps must not be negative")
 
-    from engine.corpus import load_corpus
+    from engine.data.corpus import load_corpus
     from engine.device import resolve_device
     from engine.models import MODEL_TYPES, make_config
-    from engine.presets import default_preset
-    from engine.presets import preset as get_preset
-    from engine.trainer import TrainConfig, Trainer
+    from engine.training.config import TrainConfig
+    from engine.training.presets import default_preset
+    from engine.training.presets import preset as get_preset
+    from engine.training.trainer import Trainer
 
     if model not in MODEL_TYPES:
         raise ConfigError(f"unknown model '{model}': choose one of {', '.join(MODEL_TYPES)}")
@@ -163,10 +164,10 @@ def train(
     if time_budget is not None:
         deadline = COMMAND_STARTED - INTERPRETER_STARTUP_S + time_budget
 
-    from engine.distributed import launched_by_torchrun
+    from engine.training.ddp import launched_by_torchrun
 
     if ddp or launched_by_torchrun():
-        from engine.distributed import run_distributed
+        from engine.training.launch import run_distributed
 
         result = run_distributed(corpus, encoding, model_config, config, out, resume, deadline)
         if result is None:  # not rank 0
@@ -223,11 +224,11 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Score a checkpoint on a corpus: loss (nats/char), bits per char, perplexity."""
-    from engine.checkpoint import load_checkpoint
-    from engine.corpus import load_corpus
+    from engine.data.corpus import load_corpus
     from engine.device import resolve_device
     from engine.errors import ConfigError, CorpusError
-    from engine.evaluate import evaluate_split
+    from engine.training.checkpoint import load_checkpoint
+    from engine.training.evaluate import evaluate_split
 
     if split not in ("auto", "val", "all"):
         raise ConfigError("--split must be auto, val or all")

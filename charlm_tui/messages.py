@@ -11,7 +11,7 @@ from textual.message import Message
 
 
 class EngineCommand(Message):
-    """A pane asks the app to send a command (an engine.protocol dataclass) to the engine."""
+    """A pane asks the app to send a command (an engine.worker.protocol dataclass) to the engine."""
 
     def __init__(self, command: object) -> None:
         super().__init__()
@@ -19,7 +19,7 @@ class EngineCommand(Message):
 
 
 class EngineEvent(Message, bubble=False):
-    """The app hands a pane (or screen) an event from the engine (an engine.protocol dataclass)."""
+    """The app hands a pane (or screen) an event from the engine (an engine.worker.protocol dataclass)."""
 
     def __init__(self, event: object) -> None:
         super().__init__()

@@ -1,1 +1,1 @@
-"""Sample corpora shipped with charlm-tui; `manifest.json` lists them (see engine.samples)."""
+"""Sample corpora shipped with charlm-tui; `manifest.json` lists them (see engine.data.samples)."""

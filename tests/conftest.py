@@ -29,7 +29,7 @@ def _torch_threads() -> None:
 
 @pytest.fixture
 def markov_text() -> str:
-    from engine.markov import generate_markov
+    from engine.data.markov import generate_markov
 
     return generate_markov(20_000, seed=3)[0]
 

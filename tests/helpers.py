@@ -103,7 +103,7 @@ def write_markov(path: Path, length: int = 20_000, seed: int = 3) -> tuple[Path,
     """A Markov-chain corpus on disk and its entropy rate in nats/char."""
     import math
 
-    from engine.markov import MarkovSource
+    from engine.data.markov import MarkovSource
 
     source = MarkovSource(seed=seed)
     path.write_text(source.generate(length, seed=seed + 1), encoding="utf-8")
@@ -138,7 +138,7 @@ def context_generator(kind: str, vocab, settings: dict, seed: int = 0, unigram=N
     """
     import torch
 
-    from engine.generate import Generator
+    from engine.decoding.generator import Generator
     from engine.models import build_model, make_config
 
     torch.manual_seed(seed)

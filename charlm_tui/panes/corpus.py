@@ -25,8 +25,8 @@ from textual.widgets.option_list import Option
 from charlm_tui.messages import EngineCommand, EngineEvent, OpenFileRequested
 from charlm_tui.panes.next_char import bar, shown
 from charlm_tui.panes.recent import load_recent
-from engine import protocol as p
-from engine.samples import default_sample_name, list_samples
+from engine.data.samples import default_sample_name, list_samples
+from engine.worker import protocol as p
 
 
 class PathExists(Validator):

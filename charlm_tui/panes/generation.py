@@ -23,7 +23,7 @@ from charlm_tui.messages import CompareRequested, CursorMoved, EngineCommand, En
 from charlm_tui.panes.knobs import KNOB_BY_NAME, STRATEGIES, KnobBar, default_values, to_params
 from charlm_tui.panes.next_char import NextCharPanel
 from charlm_tui.panes.token_view import TokenView, prob_hex
-from engine import protocol as p
+from engine.worker import protocol as p
 
 AUTO_REGENERATE_S = 0.3
 

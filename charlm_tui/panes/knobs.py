@@ -4,7 +4,7 @@ Every knob moves along a ladder of sensible values (temperature in tenths, top-k
 over 1, 2, 3, 5, 10, ...) so one key press always makes a visible difference,
 and each knob's keys are shown beside its value: the widget is its own legend.
 Values here are UI values: 0 means "off" for top-k and min-p, 1.0 for top-p;
-`to_params` turns them into engine.generate.SamplingParams fields.
+`to_params` turns them into engine.decoding.params.SamplingParams fields.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def default_values() -> dict[str, float | int | str]:
 
 
 def to_params(values: dict) -> dict:
-    """UI knob values as engine.generate.SamplingParams fields (None where a filter is off)."""
+    """UI knob values as engine.decoding.params.SamplingParams fields (None where a filter is off)."""
     return {
         "strategy": values["strategy"],
         "temperature": float(values["temperature"]),

@@ -23,7 +23,7 @@ from textual.widgets.option_list import Option
 from charlm_tui.messages import EngineCommand, EngineEvent
 from charlm_tui.panes.metrics import LossPlot, MetricsRow, fmt_duration, fmt_loss, fmt_rate
 from charlm_tui.panes.training_form import TrainForm
-from engine import protocol as p
+from engine.worker import protocol as p
 
 STATE_LABELS = {
     "idle": ("idle", "dim"),

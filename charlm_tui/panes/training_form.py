@@ -15,8 +15,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.validation import Number
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from engine import protocol as p
-from engine.presets import PRESET_NAMES, PRESETS, preset
+from engine.training.presets import PRESET_NAMES, PRESETS, preset
+from engine.worker import protocol as p
 
 MODEL_TYPES = tuple(PRESETS)
 DEFAULT_MODEL = "lstm"

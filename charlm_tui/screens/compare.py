@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from charlm_tui.messages import EngineCommand, EngineEvent
-from engine import protocol as p
+from engine.worker import protocol as p
 
 COLUMNS = (
     ("strategy", "strategy"),

@@ -137,23 +137,23 @@ def test_unknown_option_is_a_usage_error() -> None:
 
 def test_an_internal_error_keeps_its_own_traceback(monkeypatch, cli_main) -> None:
     """A bug is not bad input: it propagates as itself (exit 1 with its traceback)."""
-    import engine.corpus
+    import engine.data.corpus
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom: a bug, not bad input")
 
-    monkeypatch.setattr(engine.corpus, "load_corpus", broken)
+    monkeypatch.setattr(engine.data.corpus, "load_corpus", broken)
     with pytest.raises(RuntimeError, match="boom"):
         cli_main("corpus", "info", "markov", "--json")
 
 
 def test_end_of_input_is_an_interruption(monkeypatch, cli_main) -> None:
-    import engine.corpus
+    import engine.data.corpus
 
     def eof(*args, **kwargs):
         raise EOFError
 
-    monkeypatch.setattr(engine.corpus, "load_corpus", eof)
+    monkeypatch.setattr(engine.data.corpus, "load_corpus", eof)
     proc = cli_main("corpus", "info", "markov", "--json")
     assert proc.returncode == 130
     assert proc.stderr.strip() == "charlm-tui: interrupted"

@@ -159,7 +159,7 @@ def test_ctrl_c_leaves_a_loadable_checkpoint(corpus_file: Path, tmp_path: Path) 
     assert result["stopped_by"] == "stop"
     assert 25 <= result["steps"] < 1_000_000
 
-    from engine.checkpoint import load_checkpoint
+    from engine.training.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(out, prefer="last", with_trainer=True)
     assert checkpoint.step == result["steps"]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.corpus import Vocab
+from engine.data.corpus import Vocab
+from engine.decoding.generator import Generator
+from engine.decoding.params import BeamResult, SamplingParams
 from engine.errors import ConfigError
-from engine.generate import BeamResult, Generator, SamplingParams
 from tests.helpers import context_generator
 
 SETTINGS = {

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import (
+from engine.data.corpus import Vocab
+from engine.errors import CheckpointError
+from engine.training.checkpoint import (
     FORMAT_VERSION,
     MODEL_FILE,
     STATE_FILE,
@@ -26,8 +28,6 @@ from engine.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from engine.corpus import Vocab
-from engine.errors import CheckpointError
 from tests.helpers import MODEL_TYPES, assert_one_line, tiny_model
 
 VOCAB = Vocab(list("\n abcdefghi"))  # 11 characters

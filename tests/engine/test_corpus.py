@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.corpus import Vocab, load_corpus, resolve_files
+from engine.data.corpus import Vocab, load_corpus, resolve_files
 from engine.errors import CorpusError
 from tests.helpers import assert_one_line
 
@@ -79,7 +79,7 @@ def test_load_a_text_file(text_file: Path, markov_text: str) -> None:
 
 
 def test_load_a_sample_by_name() -> None:
-    from engine.markov import generate_markov
+    from engine.data.markov import generate_markov
 
     corpus = load_corpus("markov")
     assert corpus.name == "markov"
@@ -191,7 +191,8 @@ def test_corpus_too_short_for_one_training_window(tmp_path: Path) -> None:
 
 
 def test_trainer_refuses_a_corpus_too_short_for_its_window(tmp_path: Path) -> None:
-    from engine.trainer import TrainConfig, Trainer
+    from engine.training.config import TrainConfig
+    from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 
     path = tmp_path / "short.txt"

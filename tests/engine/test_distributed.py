@@ -21,14 +21,17 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import load_checkpoint
-from engine.corpus import load_corpus
-from engine.distributed import launch, rank_device, torchrun_world
+from engine.data.corpus import load_corpus
 from engine.errors import ConfigError
-from engine.events import StepEvent
 from engine.models import make_config
-from engine.presets import preset
-from engine.trainer import BatchSource, TrainConfig, Trainer
+from engine.training.batches import BatchSource
+from engine.training.checkpoint import load_checkpoint
+from engine.training.config import TrainConfig
+from engine.training.ddp import rank_device, torchrun_world
+from engine.training.events import StepEvent
+from engine.training.launch import launch
+from engine.training.presets import preset
+from engine.training.trainer import Trainer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,7 +83,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def corpus_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.markov import generate_markov
+    from engine.data.markov import generate_markov
 
     path = tmp_path_factory.mktemp("ddp") / "markov.txt"
     path.write_text(generate_markov(20_000, seed=3)[0], encoding="utf-8")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import encoding
-from engine.corpus import load_corpus
-from engine.encoding import ids_dtype, iter_text_chunks
+from engine.data import encoding
+from engine.data.corpus import load_corpus
+from engine.data.encoding import ids_dtype, iter_text_chunks
 from engine.errors import CorpusError
 from tests.helpers import assert_one_line
 

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from engine import evaluate
-from engine.evaluate import EvalResult, WindowSampler, evaluate_split, evaluate_windows
 from engine.models import CharLM, ModelConfig
+from engine.training import evaluate
+from engine.training.evaluate import EvalResult, WindowSampler, evaluate_split, evaluate_windows
 from tests.helpers import tiny_model
 
 VOCAB = 11

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.corpus import Vocab
+from engine.data.corpus import Vocab
+from engine.decoding.generator import Generator
+from engine.decoding.params import SamplingParams
+from engine.decoding.scoring import continuation_log_likelihood
+from engine.decoding.window import ContextWindow
 from engine.errors import ConfigError, CorpusError
-from engine.generate import Generator, SamplingParams
 from engine.models import build_model, make_config
-from engine.scoring import continuation_log_likelihood
-from engine.window import ContextWindow
 from tests.helpers import context_generator
 
 CHARS = " .\nabcdefgh"

@@ -19,12 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import load_checkpoint
-from engine.corpus import load_corpus
-from engine.events import StatusEvent, StepEvent
+from engine.data.corpus import load_corpus
 from engine.models import build_model, make_config
-from engine.presets import preset
-from engine.trainer import BatchSource, TrainConfig, Trainer, _copy_to_device, _device_dtype
+from engine.training.batches import BatchSource, _copy_to_device, _device_dtype
+from engine.training.checkpoint import load_checkpoint
+from engine.training.config import TrainConfig
+from engine.training.events import StatusEvent, StepEvent
+from engine.training.presets import preset
+from engine.training.trainer import Trainer
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
@@ -130,7 +132,8 @@ def test_incremental_decoding_on_cuda_matches_a_full_pass(model_type: str) -> No
 @pytest.mark.parametrize("model_type", ["lstm", "transformer"])
 def test_generation_on_cuda(text_file: Path, tmp_path: Path, model_type: str) -> None:
     """Greedy text from a GPU equals the CPU's; streamed and batched sampling agree."""
-    from engine.generate import Generator, SamplingParams
+    from engine.decoding.generator import Generator
+    from engine.decoding.params import SamplingParams
 
     model_config, config = tiny(model_type, device="cuda", max_steps=60)
     Trainer(load_corpus(str(text_file)), model_config, config, out_dir=tmp_path).run()
@@ -176,7 +179,7 @@ def test_wide_vocabulary_ids_live_on_the_gpu_as_int16(tmp_path: Path) -> None:
 def test_ddp_on_two_gpus_with_nccl(text_file: Path, tmp_path: Path) -> None:
     import time
 
-    from engine.distributed import launch
+    from engine.training.launch import launch
 
     model_config, config = tiny("lstm", device="cuda", max_steps=None, final_eval=True)
     deadline = time.monotonic() + 60  # the ranks import torch first: give them time

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import encoding
+from engine.data import encoding
 from engine.errors import CorpusError
 
 
@@ -145,8 +145,9 @@ def test_cpu_batches_are_gathered_from_the_memory_map(text_file: Path) -> None:
     """On the CPU the ids stay a memory map of the cache: no int32 copy of the corpus."""
     import torch
 
-    from engine.corpus import load_corpus
-    from engine.trainer import BatchSource, TrainConfig
+    from engine.data.corpus import load_corpus
+    from engine.training.batches import BatchSource
+    from engine.training.config import TrainConfig
 
     train_ids, _ = load_corpus(str(text_file)).split(0.1)
     assert isinstance(train_ids, np.memmap)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from engine import samples
-from engine.corpus import load_corpus
+from engine.data import samples
+from engine.data.corpus import load_corpus
+from engine.data.markov import MarkovSource, generate_markov
 from engine.errors import CorpusError
-from engine.markov import MarkovSource, generate_markov
 from tests.helpers import assert_one_line
 
-MANIFEST = Path(samples.__file__).resolve().parent.parent / "sample_corpora" / "manifest.json"
+MANIFEST = Path(samples.__file__).resolve().parents[2] / "sample_corpora" / "manifest.json"
 BEING_WRITTEN = {"verse", "code"}  # shipped files another engineer is writing right now
 
 PAYLOAD = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n" * 40).encode()

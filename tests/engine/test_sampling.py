@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from engine.sampling import (
+from engine.decoding.processors import (
     LogitsPipeline,
     apply_min_p,
     apply_repetition_penalty,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.compare import STRATEGIES, compare_strategies
-from engine.corpus import Vocab
-from engine.generate import Generator, SamplingParams
-from engine.models import build_model, make_config
-from engine.scoring import continuation_log_likelihood
-from engine.textstats import (
+from engine.data.corpus import Vocab
+from engine.decoding.compare import STRATEGIES, compare_strategies
+from engine.decoding.generator import Generator
+from engine.decoding.params import SamplingParams
+from engine.decoding.scoring import continuation_log_likelihood
+from engine.decoding.textstats import (
     distinct_n,
     generated_words,
     novelty,
@@ -24,6 +24,7 @@ from engine.textstats import (
     seed_statistics,
     word_set,
 )
+from engine.models import build_model, make_config
 
 
 def seed_analyze_generation_statistics(text, vocab_size):

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.corpus import Corpus, Vocab, load_corpus
+from engine.data.corpus import Corpus, Vocab, load_corpus
 from engine.errors import CheckpointError, ConfigError
-from engine.events import (
+from engine.training.batches import BatchSource
+from engine.training.config import TrainConfig
+from engine.training.events import (
     CheckpointEvent,
     EvalEvent,
     StatusEvent,
@@ -22,7 +24,7 @@ from engine.events import (
     TrainResult,
     event_dict,
 )
-from engine.trainer import BatchSource, TrainConfig, Trainer
+from engine.training.trainer import Trainer
 from tests.helpers import tiny_config, write_markov
 
 LEARNER = {"embed_dim": 16, "hidden_size": 64, "num_layers": 1, "dropout": 0.0}

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol as p
-from engine.worker import EngineClient, Outbox, list_runs
+from engine.worker import protocol as p
+from engine.worker.client import EngineClient
+from engine.worker.outbox import Outbox
+from engine.worker.runs import list_runs
 
 TRAIN = {"max_steps": 40, "eval_interval": 20, "eval_chars": 1024}
 

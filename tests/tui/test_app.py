@@ -92,7 +92,7 @@ async def test_download_shows_progress_then_loads(
     """tinyshakespeare from a local server (its sha256 patched): progress, then stats."""
     import hashlib
 
-    from engine import samples
+    from engine.data import samples
 
     body = ("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 4000).encode()
     served = tmp_path / "served"
@@ -114,7 +114,7 @@ async def test_download_shows_progress_then_loads(
     monkeypatch.setenv(
         "CHARLM_URL_TINYSHAKESPEARE", f"http://127.0.0.1:{server.server_port}/input.txt"
     )
-    from engine import protocol as p
+    from engine.worker import protocol as p
 
     seen_progress: list[object] = []
     original = CorpusPane.on_engine_event
@@ -358,9 +358,10 @@ async def test_open_a_path_and_remember_it(tmp_path: Path) -> None:
 
 
 async def test_checkpoint_from_the_command_line_brings_its_corpus(tmp_path: Path) -> None:
-    from engine.corpus import load_corpus
+    from engine.data.corpus import load_corpus
     from engine.models import make_config
-    from engine.trainer import TrainConfig, Trainer
+    from engine.training.config import TrainConfig
+    from engine.training.trainer import Trainer
 
     run = tmp_path / "run"
     config = TrainConfig(

@@ -12,7 +12,7 @@ from charlm_tui.messages import EngineEvent
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.token_view import TokenView
-from engine import protocol as p
+from engine.worker import protocol as p
 from tests.tui.waiting import wait_until
 
 TEXT = (

@@ -19,7 +19,7 @@ def test_app_import_does_not_load_torch() -> None:
 
 def test_engine_side_never_imports_textual_or_rich() -> None:
     code = (
-        "import sys; import engine.worker, engine.protocol; "
+        "import sys; import engine.worker, engine.worker.protocol; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'torch')]; "
         "assert not bad, bad"
     )

@@ -17,22 +17,18 @@ finished (or the length is reached; then the live beams join the finished
 ones). Results are the `num_return` best by score (fewer when fewer distinct
 continuations exist). With beam_width 1 this is greedy decoding exactly.
 
-An empty prompt starts from a unigram-drawn character (as in engine/generate.py),
+An empty prompt starts from a unigram-drawn character (as in engine/decoding/generator.py),
 whose unigram log-probability counts in the beam's log-probability.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
-from engine.sampling import sanitize
-from engine.window import ContextWindow
-
-if TYPE_CHECKING:
-    from engine.generate import BeamResult, Generator, SamplingParams
+from engine.decoding.params import BeamResult, DecodingSource, SamplingParams
+from engine.decoding.processors import sanitize
+from engine.decoding.window import ContextWindow
 
 
 def _score(logprob: float, length: int, alpha: float) -> float:
@@ -40,7 +36,7 @@ def _score(logprob: float, length: int, alpha: float) -> float:
 
 
 def beam_search(
-    gen: Generator, ids: np.ndarray, start: int, params: SamplingParams, num_return: int
+    gen: DecodingSource, ids: np.ndarray, start: int, params: SamplingParams, num_return: int
 ) -> list[BeamResult]:
     """Beams for one prompt (`ids`, continuation from column `start`); call in inference mode."""
     width, vocab_size = params.beam_width, len(gen.vocab)
@@ -128,13 +124,11 @@ def _set_aside_finished(
 
 
 def _results(
-    gen: Generator,
+    gen: DecodingSource,
     finished: list[tuple[float, list[int]]],
     params: SamplingParams,
     num_return: int,
 ) -> list[BeamResult]:
-    from engine.generate import BeamResult
-
     alpha = params.length_penalty
     ranked = sorted(
         (

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.encoding import EncodedText, ProgressFn, encode_files, ids_dtype
+from engine.data.encoding import EncodedText, ProgressFn, encode_files, ids_dtype
+from engine.data.samples import DownloadProgress, find_sample, sample_files
 from engine.errors import CorpusError
-from engine.samples import DownloadProgress, find_sample, sample_files
 
 DEFAULT_VAL_FRACTION = 0.1
 

@@ -16,7 +16,7 @@ import itertools
 from dataclasses import dataclass, field
 
 # The trainer's own events cross the queue unchanged (they are plain already).
-from engine.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent
+from engine.training.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent
 
 _request_ids = itertools.count(1)
 
@@ -82,7 +82,7 @@ class Evaluate:
 class Generate:
     """Stream a generation from the current model (the latest weights while training).
 
-    `params` are engine.generate.SamplingParams fields; missing ones come from
+    `params` are engine.decoding.params.SamplingParams fields; missing ones come from
     the last SetSampling.
     """
 
@@ -179,7 +179,7 @@ class DownloadProgress:
 
 @dataclass
 class CorpusLoaded:
-    """A corpus is loaded; `stats` is engine.corpus.CorpusStats.as_dict()."""
+    """A corpus is loaded; `stats` is engine.data.corpus.CorpusStats.as_dict()."""
 
     spec: str
     name: str
@@ -211,7 +211,7 @@ class TrainSample:
 
 @dataclass
 class TrainFinished:
-    """Training ended; `result` is engine.events.TrainResult.as_dict()."""
+    """Training ended; `result` is engine.training.events.TrainResult.as_dict()."""
 
     result: dict
 
@@ -291,7 +291,7 @@ class Evaluated:
 
 @dataclass
 class CompareResult:
-    """The rows finished so far (engine.compare.CompareRow.as_dict()); `done` on the last."""
+    """The rows finished so far (engine.decoding.compare.CompareRow.as_dict()); `done` on the last."""
 
     prompt: str
     rows: list

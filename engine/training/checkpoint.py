@@ -28,7 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from engine.corpus import Vocab
+from engine.data.corpus import Vocab
 from engine.errors import CheckpointError, UserError
 from engine.models import CharLM, build_model, config_from_dict
 

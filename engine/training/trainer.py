@@ -13,25 +13,16 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import threading
 import time
-import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
-from engine.checkpoint import (
-    load_checkpoint,
-    optimizer_tensors,
-    restore_optimizer,
-    save_checkpoint,
-)
-from engine.corpus import Corpus
+from engine.data.corpus import Corpus
 from engine.device import (
     autocast,
     enable_fast_math,
@@ -39,206 +30,20 @@ from engine.device import (
     resolve_precision,
 )
 from engine.errors import CheckpointError, ConfigError
-from engine.evaluate import WindowSampler, evaluate_split, evaluate_windows
-from engine.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent, TrainResult
 from engine.models import CharLM, ModelConfig, build_model, config_from_dict
+from engine.training.batches import BatchSource
+from engine.training.checkpoint import (
+    load_checkpoint,
+    optimizer_tensors,
+    restore_optimizer,
+    save_checkpoint,
+)
+from engine.training.config import TrainConfig
+from engine.training.evaluate import WindowSampler, evaluate_split, evaluate_windows
+from engine.training.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent, TrainResult
+from engine.training.schedule import lr_at
 
 EventCallback = Callable[[object], None]
-BATCHING = ("random", "stateful")
-
-
-@dataclass
-class TrainConfig:
-    batch_size: int = 32
-    seq_len: int = 128
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 50
-    weight_decay: float = 0.0
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    max_steps: int | None = None
-    time_budget: float | None = None
-    eval_interval: int = 250
-    eval_chars: int = 16384
-    batching: str = "random"
-    val_fraction: float = 0.1
-    seed: int = 1337
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    final_eval: bool = True
-
-    def validate(self) -> None:
-        for f in fields(self):  # types first: `--set lr=abc` is bad input, not a crash
-            value = getattr(self, f.name)
-            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            integer = number and isinstance(value, numbers.Integral)
-            if f.name in ("max_steps", "time_budget"):
-                ok = value is None or (integer if f.name == "max_steps" else number)
-            elif isinstance(f.default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(f.default, int):
-                ok = integer
-            elif isinstance(f.default, float):
-                ok = number
-            else:
-                ok = isinstance(value, str)
-            if not ok:
-                raise ConfigError(f"{f.name} has a value of the wrong type: {value!r}")
-        positive = ("batch_size", "seq_len", "eval_interval", "eval_chars")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise ConfigError("learning rate must be a positive number")
-        if self.max_steps is not None and self.max_steps < 0:
-            raise ConfigError("--max-steps must not be negative")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ConfigError("--time-budget must be a positive number of seconds")
-        if self.batching not in BATCHING:
-            raise ConfigError(f"batching must be one of {', '.join(BATCHING)}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError("validation fraction must be between 0 and 1")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def _device_dtype(ids: np.ndarray, vocab_size: int | None) -> tuple[torch.dtype, np.dtype]:
-    """The narrowest integer dtype (torch, numpy) that holds every id of `ids` exactly."""
-    top = vocab_size if vocab_size is not None else np.iinfo(ids.dtype).max + 1
-    if top <= 1 << 8:
-        return torch.uint8, np.dtype(np.uint8)
-    if top <= 1 << 15:
-        return torch.int16, np.dtype(np.int16)
-    return torch.int32, np.dtype(np.int32)
-
-
-def _copy_to_device(ids: np.ndarray, device: torch.device, vocab_size: int | None) -> torch.Tensor:
-    """ids on `device` in a narrow dtype, copied in slices so host memory stays bounded."""
-    dtype, np_dtype = _device_dtype(ids, vocab_size)
-    out = torch.empty(len(ids), dtype=dtype, device=device)
-    step = 64 << 20
-    for start in range(0, len(ids), step):
-        part = np.asarray(ids[start : start + step]).astype(np_dtype)  # a writable copy
-        out[start : start + len(part)] = torch.from_numpy(part).to(device)
-    return out
-
-
-class BatchSource:
-    """Training windows: random offsets, or parallel contiguous streams (stateful TBPTT).
-
-    On an accelerator the ids live on the device, in the narrowest integer dtype
-    that holds them (uint8 for most corpora), and on CUDA the offsets are drawn
-    there too with a device generator: a step costs no host-to-device copy.
-    Corpora too big for that, and every corpus on the CPU, stay where they are (a
-    memory map of the encoding cache for big ones) and windows are gathered with
-    numpy: copying a 1 GB corpus into an int32 tensor would cost 4 GB of RAM.
-
-    Under DDP (`world_size` > 1) every rank draws the same global batch of
-    world_size x batch_size rows from an identically seeded generator and keeps
-    rows rank::world_size, so N ranks train exactly as one process would with
-    the global batch, and the generator state in a checkpoint is every rank's.
-    """
-
-    DEVICE_LIMIT_BYTES = 2 << 30
-
-    def __init__(
-        self,
-        ids: np.ndarray,
-        config: TrainConfig,
-        device: torch.device,
-        seed: int,
-        *,
-        rank: int = 0,
-        world_size: int = 1,
-        vocab_size: int | None = None,
-    ):
-        self.config = config
-        self.device = device
-        self.length = len(ids)
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.rows = config.batch_size * world_size  # the global batch
-        self.host_ids = ids
-        self.device_ids: torch.Tensor | None = None
-        if device.type != "cpu":
-            narrow = _device_dtype(ids, vocab_size)[1]
-            if self.length * narrow.itemsize <= self.DEVICE_LIMIT_BYTES:
-                self.device_ids = _copy_to_device(ids, device, vocab_size)
-        # Offsets are drawn where they are used: on the GPU when the ids are there.
-        on_gpu = device.type == "cuda" and self.device_ids is not None
-        self.index_device = device if on_gpu else torch.device("cpu")
-        self.generator = torch.Generator(device=self.index_device).manual_seed(seed)
-        self.position = 0
-        self.stream_len = self.length // self.rows
-        if config.batching == "stateful" and self.stream_len < config.seq_len + 1:
-            raise ConfigError(
-                f"stateful batching needs at least batch-size x (seq-len + 1) = "
-                f"{self.rows * (config.seq_len + 1)} training chars, the corpus has "
-                f"{self.length}: lower batch_size or seq_len, or use random batching"
-            )
-        self.window = torch.arange(config.seq_len + 1, device=self.index_device)
-
-    def _gather(self, index: torch.Tensor) -> torch.Tensor:
-        if self.device_ids is not None:
-            return self.device_ids[index.to(self.device)].long()
-        # Fancy indexing a memory map reads just the pages these windows touch.
-        rows = torch.from_numpy(np.asarray(self.host_ids)[index.numpy()].astype(np.int64))
-        if self.device.type == "cpu":
-            return rows
-        return rows.pin_memory().to(self.device, non_blocking=True)
-
-    def _mine(self, rows: torch.Tensor) -> torch.Tensor:
-        """This rank's share of the global batch."""
-        return rows[self.rank :: self.world_size] if self.world_size > 1 else rows
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(inputs, targets, reset): `reset` says carried state must start fresh."""
-        seq = self.config.seq_len
-        if self.config.batching == "random":
-            starts = torch.randint(
-                0,
-                self.length - seq,
-                (self.rows,),
-                generator=self.generator,
-                device=self.index_device,
-            )
-            chunk = self._gather(self._mine(starts)[:, None] + self.window)
-            return chunk[:, :-1], chunk[:, 1:], True
-        reset = False
-        if self.position == 0 or self.position + seq + 1 > self.stream_len:
-            # Start a new pass at a random phase so window boundaries move between passes.
-            # The phase must leave a whole window inside each stream.
-            phases = min(seq, self.stream_len - seq)
-            self.position = int(
-                torch.randint(0, phases, (1,), generator=self.generator, device=self.index_device)
-            )
-            reset = True
-        streams = self._mine(torch.arange(self.rows, device=self.index_device))
-        chunk = self._gather((streams * self.stream_len + self.position)[:, None] + self.window)
-        self.position += seq
-        return chunk[:, :-1], chunk[:, 1:], reset
-
-    def state_dict(self) -> dict:
-        return {"position": self.position}
-
-    def generator_state(self) -> torch.Tensor:
-        return self.generator.get_state()
-
-    def restore(self, position: int, generator_state: torch.Tensor) -> None:
-        self.position = position
-        try:
-            self.generator.set_state(generator_state)
-        except (RuntimeError, ValueError):
-            # Saved by a generator on another kind of device (a GPU run resumed on a CPU):
-            # reseed from the saved state, the same way on every rank, not from the start.
-            state = bytes(generator_state.to(torch.uint8).flatten().tolist())
-            self.generator.manual_seed(self.seed ^ zlib.crc32(state))
 
 
 def _detach(state: object) -> object:
@@ -389,7 +194,7 @@ class Trainer:
     def _training_module(self) -> torch.nn.Module:
         """What a training step calls: the model, wrapped in DDP when there are several ranks."""
         if self.world_size > 1:
-            from engine.distributed import wrap_ddp
+            from engine.training.ddp import wrap_ddp
 
             return wrap_ddp(self.model, self.device)
         return self.model
@@ -494,10 +299,13 @@ class Trainer:
 
     def lr_at(self, progress: float) -> float:
         cfg = self.config
-        if self.step < cfg.warmup_steps:
-            return cfg.lr * (self.step + 1) / cfg.warmup_steps
-        min_lr = cfg.lr * cfg.min_lr_ratio
-        return min_lr + 0.5 * (cfg.lr - min_lr) * (1 + math.cos(math.pi * progress))
+        return lr_at(
+            self.step,
+            progress,
+            lr=cfg.lr,
+            warmup_steps=cfg.warmup_steps,
+            min_lr_ratio=cfg.min_lr_ratio,
+        )
 
     def _reserve_seconds(self, eval_chars_per_s: float | None, save_s: float) -> float:
         """Time to keep for the final full evaluation and save."""
@@ -650,7 +458,7 @@ class Trainer:
             if len(pending) >= sync_every or self.step % cfg.eval_interval == 0:
                 mean_loss = torch.stack(pending).mean()
                 if self.world_size > 1:  # the loss of the global batch
-                    from engine.distributed import mean_over_ranks
+                    from engine.training.ddp import mean_over_ranks
 
                     mean_loss = mean_over_ranks(mean_loss)
                 last_loss = float(mean_loss)
@@ -690,7 +498,7 @@ class Trainer:
         return self._finish(stopped_by)
 
     def _agree_with_ranks(self, reason: str | None, now: float) -> str | None:
-        from engine.distributed import agree
+        from engine.training.ddp import agree
 
         reason, self._shared_time_progress = agree(
             reason, self._time_progress(now), is_main=self.is_main, device=self.device

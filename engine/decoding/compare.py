@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from engine.generate import Generator, SamplingParams
-from engine.scoring import continuation_log_likelihood
-from engine.textstats import TextStats, sample_statistics
+from engine.decoding.generator import Generator
+from engine.decoding.params import SamplingParams
+from engine.decoding.scoring import continuation_log_likelihood
+from engine.decoding.textstats import TextStats, sample_statistics
 
 # (row name, SamplingParams fields that differ from the defaults)
 STRATEGIES: tuple[tuple[str, dict], ...] = (

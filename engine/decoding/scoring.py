@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine.decoding.processors import sanitize
+from engine.decoding.window import ContextWindow
 from engine.models import CharLM
-from engine.sampling import sanitize
-from engine.window import ContextWindow
 
 
 def continuation_log_probs(

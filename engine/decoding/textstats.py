@@ -126,7 +126,7 @@ def sample_statistics(
     """Statistics of `samples` (continuations of `prompt`).
 
     `logprobs`: per-sample arrays of per-character log-probabilities (from
-    engine.scoring), for mean log-probability and self-perplexity.
+    engine.decoding.scoring), for mean log-probability and self-perplexity.
     `corpus_words`: the training corpus's word set, for novelty.
     """
     seed = seed_statistics("".join(samples))

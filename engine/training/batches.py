@@ -1,0 +1,145 @@
+"""Training windows from the encoded corpus, on whichever device trains."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+
+from engine.errors import ConfigError
+from engine.training.config import TrainConfig
+
+
+def _device_dtype(ids: np.ndarray, vocab_size: int | None) -> tuple[torch.dtype, np.dtype]:
+    """The narrowest integer dtype (torch, numpy) that holds every id of `ids` exactly."""
+    top = vocab_size if vocab_size is not None else np.iinfo(ids.dtype).max + 1
+    if top <= 1 << 8:
+        return torch.uint8, np.dtype(np.uint8)
+    if top <= 1 << 15:
+        return torch.int16, np.dtype(np.int16)
+    return torch.int32, np.dtype(np.int32)
+
+
+def _copy_to_device(ids: np.ndarray, device: torch.device, vocab_size: int | None) -> torch.Tensor:
+    """ids on `device` in a narrow dtype, copied in slices so host memory stays bounded."""
+    dtype, np_dtype = _device_dtype(ids, vocab_size)
+    out = torch.empty(len(ids), dtype=dtype, device=device)
+    step = 64 << 20
+    for start in range(0, len(ids), step):
+        part = np.asarray(ids[start : start + step]).astype(np_dtype)  # a writable copy
+        out[start : start + len(part)] = torch.from_numpy(part).to(device)
+    return out
+
+
+class BatchSource:
+    """Training windows: random offsets, or parallel contiguous streams (stateful TBPTT).
+
+    On an accelerator the ids live on the device, in the narrowest integer dtype
+    that holds them (uint8 for most corpora), and on CUDA the offsets are drawn
+    there too with a device generator: a step costs no host-to-device copy.
+    Corpora too big for that, and every corpus on the CPU, stay where they are (a
+    memory map of the encoding cache for big ones) and windows are gathered with
+    numpy: copying a 1 GB corpus into an int32 tensor would cost 4 GB of RAM.
+
+    Under DDP (`world_size` > 1) every rank draws the same global batch of
+    world_size x batch_size rows from an identically seeded generator and keeps
+    rows rank::world_size, so N ranks train exactly as one process would with
+    the global batch, and the generator state in a checkpoint is every rank's.
+    """
+
+    DEVICE_LIMIT_BYTES = 2 << 30
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        config: TrainConfig,
+        device: torch.device,
+        seed: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        vocab_size: int | None = None,
+    ):
+        self.config = config
+        self.device = device
+        self.length = len(ids)
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.rows = config.batch_size * world_size  # the global batch
+        self.host_ids = ids
+        self.device_ids: torch.Tensor | None = None
+        if device.type != "cpu":
+            narrow = _device_dtype(ids, vocab_size)[1]
+            if self.length * narrow.itemsize <= self.DEVICE_LIMIT_BYTES:
+                self.device_ids = _copy_to_device(ids, device, vocab_size)
+        # Offsets are drawn where they are used: on the GPU when the ids are there.
+        on_gpu = device.type == "cuda" and self.device_ids is not None
+        self.index_device = device if on_gpu else torch.device("cpu")
+        self.generator = torch.Generator(device=self.index_device).manual_seed(seed)
+        self.position = 0
+        self.stream_len = self.length // self.rows
+        if config.batching == "stateful" and self.stream_len < config.seq_len + 1:
+            raise ConfigError(
+                f"stateful batching needs at least batch-size x (seq-len + 1) = "
+                f"{self.rows * (config.seq_len + 1)} training chars, the corpus has "
+                f"{self.length}: lower batch_size or seq_len, or use random batching"
+            )
+        self.window = torch.arange(config.seq_len + 1, device=self.index_device)
+
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        if self.device_ids is not None:
+            return self.device_ids[index.to(self.device)].long()
+        # Fancy indexing a memory map reads just the pages these windows touch.
+        rows = torch.from_numpy(np.asarray(self.host_ids)[index.numpy()].astype(np.int64))
+        if self.device.type == "cpu":
+            return rows
+        return rows.pin_memory().to(self.device, non_blocking=True)
+
+    def _mine(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's share of the global batch."""
+        return rows[self.rank :: self.world_size] if self.world_size > 1 else rows
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(inputs, targets, reset): `reset` says carried state must start fresh."""
+        seq = self.config.seq_len
+        if self.config.batching == "random":
+            starts = torch.randint(
+                0,
+                self.length - seq,
+                (self.rows,),
+                generator=self.generator,
+                device=self.index_device,
+            )
+            chunk = self._gather(self._mine(starts)[:, None] + self.window)
+            return chunk[:, :-1], chunk[:, 1:], True
+        reset = False
+        if self.position == 0 or self.position + seq + 1 > self.stream_len:
+            # Start a new pass at a random phase so window boundaries move between passes.
+            # The phase must leave a whole window inside each stream.
+            phases = min(seq, self.stream_len - seq)
+            self.position = int(
+                torch.randint(0, phases, (1,), generator=self.generator, device=self.index_device)
+            )
+            reset = True
+        streams = self._mine(torch.arange(self.rows, device=self.index_device))
+        chunk = self._gather((streams * self.stream_len + self.position)[:, None] + self.window)
+        self.position += seq
+        return chunk[:, :-1], chunk[:, 1:], reset
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def generator_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def restore(self, position: int, generator_state: torch.Tensor) -> None:
+        self.position = position
+        try:
+            self.generator.set_state(generator_state)
+        except (RuntimeError, ValueError):
+            # Saved by a generator on another kind of device (a GPU run resumed on a CPU):
+            # reseed from the saved state, the same way on every rank, not from the start.
+            state = bytes(generator_state.to(torch.uint8).flatten().tolist())
+            self.generator.manual_seed(self.seed ^ zlib.crc32(state))

@@ -1,0 +1,1 @@
+"""The worker queue between the UI and the engine: protocol, outbox, server, client, runs."""

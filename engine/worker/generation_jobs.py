@@ -1,0 +1,232 @@
+"""The engine's generation, comparison and evaluation commands (a mixin of EngineServer)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, fields
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import ConfigError, UserError
+from engine.worker import protocol as p
+from engine.worker.jobs import Job
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.data.corpus import Corpus
+
+
+class GenerationHandlers:
+    """Generate, compare, evaluate and the sampling settings."""
+
+    def _current_model(self) -> tuple[Any, Any, Any, Any]:
+        """(model, vocab, unigram, device) to generate from: the latest weights."""
+        with self.lock:
+            current, trainer, loaded = self.current, self.trainer, self.loaded
+        if current == "trainer" and trainer is not None:
+            return (
+                trainer.snapshot(),
+                trainer.corpus.vocab,
+                trainer.corpus.unigram(),
+                trainer.device,
+            )
+        if current == "checkpoint" and loaded is not None:
+            return loaded.model, loaded.vocab, loaded.unigram, self.device
+        raise UserError("no model yet: train one (Training tab) or load a checkpoint")
+
+    def _params(self, overrides: dict) -> Any:
+        from engine.decoding.params import SamplingParams
+
+        values = {**self.sampling, **overrides}
+        known = {f.name for f in fields(SamplingParams)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown sampling parameter {', '.join(unknown)}")
+        if "stop" in values:
+            values["stop"] = tuple(values["stop"] or ())
+        params = SamplingParams(**values)
+        params.validate()
+        return params
+
+    def on_SetSampling(self, cmd: p.SetSampling) -> None:
+        params = self._params(cmd.params)
+        self.sampling.update(cmd.params)
+        self.out.send(p.SamplingSet(_plain(asdict(params))))
+
+    def on_Generate(self, cmd: p.Generate) -> None:
+        params = self._params(cmd.params)
+        if params.seed is None:
+            params.seed = random.randrange(1 << 31)
+        self._cancel_kind("generate")
+
+        def work(job: Job) -> None:
+            from engine.decoding.generator import Generator
+
+            # The snapshot is taken here, not in the command loop: it may wait for an
+            # optimizer step to finish.
+            model, vocab, unigram, device = self._current_model()
+
+            generator = Generator(model, vocab, unigram, device=str(device))
+            dropped = "".join(vocab.missing(cmd.prompt))
+            self.out.send(
+                p.GenerationStarted(cmd.prompt, _plain(params.as_dict()), dropped, cmd.req)
+            )
+            started = time.perf_counter()
+            beams: list[dict] = []
+            if params.strategy == "beam":
+                results = generator.beam_search(
+                    cmd.prompt, params, num_return=min(3, params.beam_width), drop_unknown=True
+                )
+                beams = [{"text": r.text, "logprob": r.logprob, "score": r.score} for r in results]
+                text = results[0].text if results else ""
+                for info in _score_text(model, vocab, unigram, device, cmd.prompt, text):
+                    if job.cancel.is_set():
+                        break
+                    self.out.chars(cmd.req, *info)
+            else:
+                pieces = []
+                for info in generator.stream(
+                    cmd.prompt, params, drop_unknown=True, cancel=job.cancel
+                ):
+                    pieces.append(info.char)
+                    self.out.chars(cmd.req, info.char, info.prob, info.model_prob, info.top)
+                text = "".join(pieces)
+            seconds = time.perf_counter() - started
+            self.out.send(
+                p.GenerationDone(
+                    text=text,
+                    chars=len(text),
+                    seconds=seconds,
+                    chars_per_s=len(text) / max(seconds, 1e-9),
+                    cancelled=job.cancel.is_set(),
+                    beams=beams,
+                    req=cmd.req,
+                )
+            )
+
+        self._spawn("generate", cmd, work)
+
+    def on_Cancel(self, cmd: p.Cancel) -> None:
+        with self.lock:
+            for job in self.jobs.values():
+                if job.kind in ("generate", "compare") and cmd.req in (0, job.req):
+                    job.cancel.set()
+
+    def on_Compare(self, cmd: p.Compare) -> None:
+        self._cancel_kind("compare")
+        corpus = self.corpus
+
+        def work(job: Job) -> None:
+            from engine.decoding.compare import compare_strategies
+            from engine.decoding.generator import Generator
+
+            model, vocab, unigram, device = self._current_model()
+
+            generator = Generator(model, vocab, unigram, device=str(device))
+            words = _corpus_words(corpus) if corpus is not None and corpus.vocab == vocab else None
+            rows: list[dict] = []
+
+            def on_row(row: Any) -> None:
+                rows.append(_plain(row.as_dict()))
+                self.out.send(p.CompareResult(cmd.prompt, list(rows), False, cmd.req))
+
+            compare_strategies(
+                generator,
+                cmd.prompt,
+                length=cmd.length,
+                num_samples=cmd.num_samples,
+                seed=cmd.seed,
+                corpus_words=words,
+                drop_unknown=True,
+                cancel=job.cancel,
+                on_row=on_row,
+            )
+            self.out.send(p.CompareResult(cmd.prompt, rows, True, cmd.req))
+
+        self._spawn("compare", cmd, work)
+
+    def on_Evaluate(self, cmd: p.Evaluate) -> None:
+        corpus = self.corpus
+        if corpus is None:
+            raise UserError("no corpus loaded to evaluate on")
+
+        def work(job: Job) -> None:
+            from engine.training.evaluate import evaluate_split
+
+            model, vocab, _, device = self._current_model()
+            if corpus.vocab != vocab:
+                raise UserError(f"the model's vocabulary does not match '{corpus.name}'")
+
+            _, val = corpus.split()
+            result = evaluate_split(model, val, device)
+            self.out.send(
+                p.Evaluated(result.loss, result.bpc, result.perplexity, result.chars, cmd.req)
+            )
+
+        self._spawn("evaluate", cmd, work)
+
+
+def _score_text(model, vocab, unigram, device, prompt: str, text: str):
+    """(char, prob, model_prob, top) for each char of `text` after `prompt`.
+
+    Beam search returns whole texts; scoring them afterwards (one forward pass when
+    the context fits) gives the same per-character colouring and alternatives as
+    streamed sampling.
+    """
+    import torch
+
+    if not text:
+        return
+    chars = vocab.chars
+    context = vocab.encode(prompt, drop_unknown=True).tolist()
+    ids = vocab.encode(text, drop_unknown=True).tolist()
+
+    def entry(target: int, probs: torch.Tensor) -> tuple:
+        top = torch.topk(probs, min(5, probs.numel()))
+        q = float(probs[target])
+        return chars[target], q, q, [(chars[int(i)], float(v)) for v, i in zip(*top, strict=True)]
+
+    if not context:  # the first character was drawn from the unigram distribution
+        yield entry(ids[0], torch.as_tensor(unigram, dtype=torch.float32))
+        context, ids = ids[:1], ids[1:]
+    sequence = context + ids
+    window = model.max_context
+    with torch.inference_mode():
+        if window is None or len(sequence) - 1 <= window:
+            tokens = torch.tensor([sequence[:-1]], device=device)
+            logits, _ = model(tokens)
+            probs = torch.softmax(logits[0].float(), dim=-1).cpu()
+            for position in range(len(context), len(sequence)):
+                yield entry(sequence[position], probs[position - 1])
+            return
+        for position in range(len(context), len(sequence)):
+            tokens = torch.tensor([sequence[max(0, position - window) : position]], device=device)
+            logits, _ = model(tokens)
+            yield entry(sequence[position], torch.softmax(logits[0, -1].float(), dim=-1).cpu())
+
+
+_WORDS_LIMIT = 20_000_000
+_words_cache: dict[str, frozenset[str]] = {}
+
+
+def _corpus_words(corpus: Corpus) -> frozenset[str] | None:
+    """The corpus's word set, for the novelty column (skipped for huge corpora)."""
+    from engine.decoding.textstats import word_set
+
+    if len(corpus) > _WORDS_LIMIT:
+        return None
+    key = corpus.content_key or corpus.name
+    if key not in _words_cache:
+        _words_cache.clear()
+        _words_cache[key] = word_set(corpus.vocab.decode(corpus.ids.tolist()))
+    return _words_cache[key]
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists and numpy/torch scalars to Python numbers: safe to pickle anywhere."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value

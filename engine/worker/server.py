@@ -1,0 +1,202 @@
+"""The engine side of the worker: one command loop, slow work in threads.
+
+Inside the engine the command loop never blocks: training runs in a thread (so
+generation from `trainer.snapshot()` can run beside it), and corpus loads,
+generations, evaluations and comparisons run in threads of their own. Commands
+are dispatched to `on_<CommandName>` handlers, grouped by concern in mixins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import UserError
+from engine.worker import protocol as p
+from engine.worker.generation_jobs import GenerationHandlers
+from engine.worker.jobs import Job
+from engine.worker.outbox import Outbox
+from engine.worker.runs import log_exception, log_path
+from engine.worker.training_jobs import TrainingHandlers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.data.corpus import Corpus
+    from engine.training.checkpoint import Checkpoint
+    from engine.training.trainer import Trainer
+
+SHUTDOWN_GRACE_S = 8.0
+
+
+class EngineServer(TrainingHandlers, GenerationHandlers):
+    """Executes commands; everything slow runs in a thread so commands keep flowing."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.out = outbox
+        self.lock = threading.RLock()
+        self.device: Any = None
+        self.corpus: Corpus | None = None
+        self.corpus_req = 0
+        self.trainer: Trainer | None = None
+        self.train_thread: threading.Thread | None = None
+        self.train_stop = threading.Event()
+        self.trainer_paused = threading.Event()
+        self.last_saved: tuple[int, str] | None = None
+        self.loaded: Checkpoint | None = None
+        self.current: str | None = None  # "trainer" or "checkpoint": whose model generates
+        self.sampling: dict = {}
+        self.jobs: dict[int, Job] = {}
+        self._sampling_now = threading.Event()
+        self._last_sample_at = 0.0
+
+    # ----- life cycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        import torch
+
+        from engine.device import resolve_device
+
+        self.device = resolve_device("auto")
+        self.out.send(
+            p.EngineReady(
+                device=str(self.device),
+                torch_version=torch.__version__.split("+")[0],
+                threads=torch.get_num_threads(),
+                pid=os.getpid(),
+            )
+        )
+
+    def shutdown(self) -> None:
+        for job in list(self.jobs.values()):
+            job.cancel.set()
+        trainer, thread = self.trainer, self.train_thread
+        self.train_stop.set()
+        if trainer is not None and thread is not None and thread.is_alive():
+            trainer.config.final_eval = False  # quitting: save the run, skip the long scoring
+            trainer.stop()
+            thread.join(SHUTDOWN_GRACE_S)
+
+    def handle(self, command: object) -> bool:
+        """Run one command; False once the engine should exit."""
+        if isinstance(command, p.Shutdown):
+            return False
+        name = type(command).__name__
+        handler = getattr(self, f"on_{name}", None)
+        req = int(getattr(command, "req", 0) or 0)
+        if handler is None:
+            self.out.send(p.ErrorEvent(f"unknown command {name}", name, req))
+            return True
+        self._guarded(name, req, lambda: handler(command))
+        return True
+
+    def _guarded(self, name: str, req: int, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except UserError as exc:
+            self.out.send(p.ErrorEvent(str(exc).strip().splitlines()[0], name, req))
+        except Exception as exc:
+            log_exception(name)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            message = f"internal error in {name}: {type(exc).__name__}" + (
+                f": {first}" if first else ""
+            )
+            self.out.send(p.ErrorEvent(f"{message} (details in {log_path()})", name, req, False))
+
+    def _spawn(self, kind: str, command: object, work: Callable[[Job], object]) -> Job:
+        """Run `work` in a thread; its errors are reported as errors of `command`."""
+        req = int(getattr(command, "req", 0) or 0)
+        job = Job(kind, req)
+
+        def run() -> None:
+            try:
+                self._guarded(type(command).__name__, req, lambda: work(job))
+            finally:
+                with self.lock:
+                    if self.jobs.get(id(job)) is job:
+                        del self.jobs[id(job)]
+
+        with self.lock:
+            self.jobs[id(job)] = job
+        job.thread = threading.Thread(target=run, name=f"{kind}-{req}", daemon=True)
+        job.thread.start()
+        return job
+
+    def _cancel_kind(self, kind: str) -> None:
+        with self.lock:
+            for job in self.jobs.values():
+                if job.kind == kind:
+                    job.cancel.set()
+
+    @property
+    def training(self) -> bool:
+        return self.train_thread is not None and self.train_thread.is_alive()
+
+    # ----- corpus ------------------------------------------------------------------
+
+    def on_LoadCorpus(self, cmd: p.LoadCorpus) -> None:
+        with self.lock:
+            self.corpus_req = cmd.req
+
+        def work(job: Job) -> None:
+            from engine.data.corpus import load_corpus
+
+            self.out.send(p.CorpusLoading(cmd.spec, cmd.req))
+
+            def progress(done: int, total: int | None) -> None:
+                self.out.latest("download", p.DownloadProgress(cmd.spec, done, total, cmd.req))
+
+            corpus = load_corpus(cmd.spec, cmd.encoding or "utf-8", download_progress=progress)
+            stats = corpus.stats().as_dict()
+            with self.lock:
+                if self.corpus_req != cmd.req:
+                    return  # a later load replaced this one
+                self.corpus = corpus
+            self.out.send(p.CorpusLoaded(cmd.spec, corpus.name, stats, cmd.req))
+
+        self._spawn("corpus", cmd, work)
+
+
+def serve(recv: Callable[[], object], send: Callable[[object], None]) -> None:
+    """The engine's command loop: runs until Shutdown or until the UI goes away."""
+    outbox = Outbox(send)
+    server = EngineServer(outbox)
+    try:
+        server.start()
+        while True:
+            try:
+                command = recv()
+            except (EOFError, OSError):
+                break  # the UI is gone
+            if not server.handle(command):
+                break
+    except Exception:
+        log_exception("engine")
+        with contextlib.suppress(Exception):
+            outbox.send(p.ErrorEvent("the engine failed to start (see the engine log)", user=False))
+    finally:
+        server.shutdown()
+        outbox.close()
+
+
+def _process_main(conn: Any) -> None:
+    """Entry point of the engine process (spawn context)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the UI
+    try:  # the UI's terminal is not ours: torch warnings go to the log
+        fd = os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    except OSError:
+        pass
+    lock = threading.Lock()
+
+    def send(event: object) -> None:
+        with lock:
+            conn.send(event)
+
+    serve(conn.recv, send)
+    with contextlib.suppress(OSError):
+        conn.close()

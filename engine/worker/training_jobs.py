@@ -1,0 +1,272 @@
+"""The engine's training and checkpoint commands (a mixin of EngineServer)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.errors import ConfigError, UserError
+from engine.worker import protocol as p
+from engine.worker.jobs import Job
+from engine.worker.runs import list_runs, log_exception, new_run_dir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.data.corpus import Corpus
+    from engine.training.trainer import Trainer
+
+
+class TrainingHandlers:
+    """Train, pause, resume, stop, save, load and list runs."""
+
+    def on_Train(self, cmd: p.Train) -> None:
+        from engine.models import make_config
+        from engine.training.config import TrainConfig
+        from engine.training.presets import preset
+
+        if self.training:
+            raise UserError("training is already running: stop it first")
+        corpus = self.corpus
+        if corpus is None:
+            raise UserError("no corpus loaded yet: pick one in the Corpus tab first")
+        model_values, train_values = preset(cmd.model_type, cmd.preset)
+        model_values.update(cmd.model)
+        train_values.update(cmd.train)
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(train_values) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting {', '.join(unknown)}")
+        config = TrainConfig.from_dict(train_values)
+        config.validate()
+        model_config = None
+        if cmd.resume:
+            if self.loaded is None:
+                raise UserError("nothing to continue: load a checkpoint first")
+            out_dir = self._run_dir_of(self.loaded.path)
+            if self.loaded.vocab != corpus.vocab:
+                raise UserError(
+                    f"the checkpoint was trained on another vocabulary than '{corpus.name}': "
+                    "load its corpus first"
+                )
+        else:
+            model_config = make_config(cmd.model_type, **model_values)
+            out_dir = new_run_dir(corpus.name, cmd.model_type)
+        self.train_stop.clear()
+        self.trainer_paused.clear()
+        self.train_thread = threading.Thread(
+            target=self._train,
+            args=(cmd, corpus, model_config, config, out_dir),
+            name="train",
+            daemon=True,
+        )
+        self.train_thread.start()
+
+    def _train(self, cmd: p.Train, corpus: Corpus, model_config, config, out_dir: Path) -> None:
+        def run() -> None:
+            from engine.training.trainer import Trainer
+
+            self.out.send(p.StatusEvent("starting", "building the model"))
+            trainer = Trainer(
+                corpus,
+                model_config,
+                config,
+                out_dir=out_dir,
+                on_event=lambda event: self._on_train_event(event, cmd),
+                resume=cmd.resume,
+            )
+            if cmd.resume and config.max_steps is not None and trainer.step >= config.max_steps:
+                raise ConfigError(
+                    f"the checkpoint is already at step {trainer.step}: "
+                    f"raise max steps above it to continue"
+                )
+            with self.lock:
+                self.trainer = trainer
+                self.current = "trainer"
+                self.last_saved = None
+            self.out.send(
+                p.TrainStarted(
+                    run_dir=str(out_dir),
+                    corpus=corpus.name,
+                    model_type=trainer.model_config.model_type,
+                    preset=cmd.preset,
+                    model=trainer.model_config.as_dict(),
+                    train=asdict(config),
+                    parameters=trainer.model.num_parameters(),
+                    device=str(trainer.device),
+                    step=trainer.step,
+                    history=list(trainer.history),
+                )
+            )
+            if self.train_stop.is_set():
+                trainer.stop()
+            self._last_sample_at = time.monotonic()
+            result = trainer.run()
+            self._train_sample(trainer, cmd.sample_chars)
+            self.out.send(p.TrainFinished(result.as_dict()))
+
+        finished = False
+
+        def guarded_run() -> None:
+            nonlocal finished
+            run()
+            finished = True
+
+        try:
+            self._guarded("Train", 0, guarded_run)
+        finally:
+            self.trainer_paused.clear()
+            if not finished:
+                self.out.send(p.StatusEvent("failed", "training failed"))
+
+    def _on_train_event(self, event: object, cmd: p.Train) -> None:
+        if isinstance(event, p.StepEvent):
+            self.out.latest("step", event)
+            now = time.monotonic()
+            if (
+                cmd.sample_every_s > 0
+                and now - self._last_sample_at >= cmd.sample_every_s
+                and not self._sampling_now.is_set()
+            ):
+                self._last_sample_at = now
+                trainer = self.trainer
+                if trainer is not None:
+                    self._sampling_now.set()
+                    threading.Thread(
+                        target=self._train_sample,
+                        args=(trainer, cmd.sample_chars),
+                        name="train-sample",
+                        daemon=True,
+                    ).start()
+            return
+        if isinstance(event, p.StatusEvent):
+            if event.state == "paused":
+                self.trainer_paused.set()
+            elif event.state == "training":
+                self.trainer_paused.clear()
+        if isinstance(event, p.CheckpointEvent):
+            self.last_saved = (event.step, event.path)
+        self.out.send(event)
+
+    def _train_sample(self, trainer: Trainer, chars: int) -> None:
+        """What the model writes now: a short sample at temperature 0.8 from the latest weights."""
+        try:
+            from engine.decoding.generator import Generator
+            from engine.decoding.params import SamplingParams
+
+            step = trainer.step
+            generator = Generator(
+                trainer.snapshot(), trainer.corpus.vocab, trainer.corpus.unigram(), trainer.device
+            )
+            params = SamplingParams(temperature=0.8, length=chars, seed=step)
+            text = generator.generate([""], params)[0]
+            self.out.send(p.TrainSample(step, text))
+        except Exception:
+            log_exception("train sample")
+        finally:
+            self._sampling_now.clear()
+
+    def _require_training(self) -> Trainer:
+        if not self.training or self.trainer is None:
+            raise UserError("nothing is training")
+        return self.trainer
+
+    def on_Pause(self, cmd: p.Pause) -> None:
+        self._require_training().pause()
+
+    def on_Resume(self, cmd: p.Resume) -> None:
+        self._require_training().resume()
+
+    def on_Stop(self, cmd: p.Stop) -> None:
+        if not self.training:
+            raise UserError("nothing is training")
+        self.train_stop.set()
+        if self.trainer is not None:
+            self.trainer.stop()
+
+    # ----- checkpoints -------------------------------------------------------------
+
+    @staticmethod
+    def _run_dir_of(checkpoint_dir: Path) -> Path:
+        checkpoint_dir = Path(checkpoint_dir)
+        return checkpoint_dir.parent if checkpoint_dir.name.startswith("step-") else checkpoint_dir
+
+    def on_SaveCheckpoint(self, cmd: p.SaveCheckpoint) -> None:
+        def work(job: Job) -> None:
+            path = self._save(cmd.path)
+            self.out.send(p.CheckpointSaved(path, cmd.req))
+
+        self._spawn("save", cmd, work)
+
+    def _save(self, target: str | None) -> str:
+        from engine.training.checkpoint import save_checkpoint
+
+        with self.lock:
+            current, trainer, loaded = self.current, self.trainer, self.loaded
+        if current == "trainer" and trainer is not None:
+            if target is not None:
+                raise UserError("a training run saves into its own run directory")
+            if self.training:
+                was_paused = trainer.paused
+                trainer.pause()
+                while not self.trainer_paused.wait(0.05):  # wait for the step in flight
+                    if not self.training:
+                        break
+                try:
+                    if self.training:
+                        return str(trainer.save(tags=("last",)))
+                finally:
+                    if not was_paused:
+                        trainer.resume()
+            if self.last_saved is not None and self.last_saved[0] == trainer.step:
+                return self.last_saved[1]
+            return str(trainer.save(tags=("last",)))
+        if current == "checkpoint" and loaded is not None:
+            if target is None:
+                return str(loaded.path)
+            meta = {
+                k: v
+                for k, v in loaded.meta.items()
+                if k not in ("format", "version", "model", "vocab", "saved_at")
+            }
+            path = save_checkpoint(
+                Path(target).expanduser(), model=loaded.model, vocab=loaded.vocab, meta=meta
+            )
+            return str(path)
+        raise UserError("no model to save yet: train one first")
+
+    def on_LoadCheckpoint(self, cmd: p.LoadCheckpoint) -> None:
+        if self.training:
+            raise UserError("stop training before loading a checkpoint")
+
+        def work(job: Job) -> None:
+            from engine.training.checkpoint import load_checkpoint
+
+            loaded = load_checkpoint(cmd.path, self.device, prefer="best")
+            with self.lock:
+                self.loaded = loaded
+                self.current = "checkpoint"
+                corpus = self.corpus
+            meta = loaded.meta
+            self.out.send(
+                p.CheckpointLoaded(
+                    path=str(loaded.path),
+                    run_dir=str(self._run_dir_of(loaded.path)),
+                    model_type=loaded.model.config.model_type,
+                    model=loaded.model.config.as_dict(),
+                    train=dict(meta.get("train") or {}),
+                    step=loaded.step,
+                    history=loaded.history,
+                    corpus=str((meta.get("corpus") or {}).get("name", "")),
+                    vocab_size=len(loaded.vocab),
+                    parameters=loaded.model.num_parameters(),
+                    vocab_matches_corpus=corpus is not None and corpus.vocab == loaded.vocab,
+                    req=cmd.req,
+                )
+            )
+
+        self._spawn("checkpoint", cmd, work)
+
+    def on_ListRuns(self, cmd: p.ListRuns) -> None:
+        self.out.send(p.RunsListed(list_runs()))

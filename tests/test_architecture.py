@@ -1,0 +1,29 @@
+"""The layering in pyproject.toml's import-linter contracts holds (run as CI runs it)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_are_kept() -> None:
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert lint, "import-linter is a dev dependency: pip install -e '.[dev]'"
+    proc = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout
+
+
+def test_contracts_cover_the_engine_layers() -> None:
+    """A contract list that silently lost a layer would pass: check what it names."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    kinds = {c["type"] for c in contracts["contracts"]}
+    assert {"forbidden", "layers", "acyclic_siblings"} <= kinds
+    layers = next(c for c in contracts["contracts"] if c["type"] == "layers")["layers"]
+    assert layers[:5] == ["worker", "decoding", "training", "models", "data"]
