@@ -50,9 +50,9 @@ async def measure(args: argparse.Namespace) -> dict:
 
     from charlm_tui.app import CharLMApp
     from charlm_tui.panes.generation import GenerationPane
-    from charlm_tui.panes.knobs import KnobBar
-    from charlm_tui.panes.token_view import TokenView
     from charlm_tui.panes.training import TrainingPane
+    from charlm_tui.widgets.knobs import KnobBar
+    from charlm_tui.widgets.token_view import TokenView
 
     painted: list[tuple[float, str]] = []  # (time, temperature shown) per compositor refresh
     shown = {"temperature": ""}

@@ -23,15 +23,15 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from charlm_tui.messages import (
-    CompareRequested,
     EngineCommand,
     EngineEvent,
-    OpenFileRequested,
+    EngineEventHandler,
+    dispatch_engine_event,
 )
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
-from charlm_tui.panes.recent import remember
 from charlm_tui.panes.training import TrainingPane
+from charlm_tui.state.recent import remember
 from engine.data.samples import default_sample_name, find_sample, list_samples
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
@@ -201,7 +201,7 @@ class CharLMApp(App[None]):
             *self.query(TrainingPane),
             *self.query(GenerationPane),
         ]
-        if self.screen is not self.screen_stack[0] and hasattr(self.screen, "on_engine_event"):
+        if self.screen is not self.screen_stack[0] and isinstance(self.screen, EngineEventHandler):
             message_targets.append(self.screen)  # type: ignore[arg-type]
         for target in message_targets:
             target.post_message(EngineEvent(event))
@@ -209,40 +209,53 @@ class CharLMApp(App[None]):
     def _handle_engine_event(self, event: object) -> None:
         if not self.screen_stack:  # shutting down: nothing left to show it on
             return
-        if isinstance(event, p.EngineReady):
-            self.engine_state = "ready"
-            self.engine_device = event.device
-        elif isinstance(event, p.CorpusLoading):
-            self.corpus_spec = event.spec
-        elif isinstance(event, p.CorpusLoaded):
-            self.corpus_spec = event.spec
-            self.corpus_name = event.name
-            if find_sample(event.spec) is None and Path(event.spec).exists():
-                remember(event.spec)
-            if self._reload_checkpoint and self._reload_checkpoint[1] == event.spec:
-                # now that its corpus is here, load it again
-                self.engine.send(p.LoadCheckpoint(self._reload_checkpoint[0]))
-                self._reload_checkpoint = None
-        elif isinstance(event, p.StatusEvent):
-            self.engine_state = event.state if event.state not in ("done", "failed") else "ready"
-            if event.state in ("stopped",):
-                self.engine_state = "ready"
-        elif isinstance(event, (p.CheckpointEvent, p.CheckpointLoaded, p.CheckpointSaved)):
-            self.last_checkpoint = event.path
-            if isinstance(event, p.CheckpointLoaded) and not event.vocab_matches_corpus:
-                self._checkpoint_elsewhere(event)
-        elif isinstance(event, p.ErrorEvent):
-            self.notify(
-                event.message,
-                title=f"{event.command or 'Engine'} failed" if event.user else "Engine error",
-                severity="error",
-                timeout=8,
-                markup=False,
-            )
-        elif isinstance(event, p.EngineDied):
-            self._engine_died(event)
+        dispatch_engine_event(self, event)
         self._update_subtitle()
         self._dispatch(event)
+
+    # ----- engine events the app itself keeps track of (see charlm_tui.messages) -------
+
+    def _got_EngineReady(self, event: p.EngineReady) -> None:
+        self.engine_state = "ready"
+        self.engine_device = event.device
+
+    def _got_CorpusLoading(self, event: p.CorpusLoading) -> None:
+        self.corpus_spec = event.spec
+
+    def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
+        self.corpus_spec = event.spec
+        self.corpus_name = event.name
+        if find_sample(event.spec) is None and Path(event.spec).exists():
+            remember(event.spec)
+        if self._reload_checkpoint and self._reload_checkpoint[1] == event.spec:
+            # now that its corpus is here, load it again
+            self.engine.send(p.LoadCheckpoint(self._reload_checkpoint[0]))
+            self._reload_checkpoint = None
+
+    def _got_StatusEvent(self, event: p.StatusEvent) -> None:
+        self.engine_state = event.state if event.state not in ("done", "failed") else "ready"
+        if event.state in ("stopped",):
+            self.engine_state = "ready"
+
+    def _got_CheckpointEvent(self, event: p.CheckpointEvent) -> None:
+        self.last_checkpoint = event.path
+
+    def _got_CheckpointSaved(self, event: p.CheckpointSaved) -> None:
+        self.last_checkpoint = event.path
+
+    def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
+        self.last_checkpoint = event.path
+        if not event.vocab_matches_corpus:
+            self._checkpoint_elsewhere(event)
+
+    def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
+        self.notify(
+            event.message,
+            title=f"{event.command or 'Engine'} failed" if event.user else "Engine error",
+            severity="error",
+            timeout=8,
+            markup=False,
+        )
 
     def _checkpoint_elsewhere(self, event: p.CheckpointLoaded) -> None:
         """A checkpoint trained on another corpus: load that corpus when we can."""
@@ -259,7 +272,7 @@ class CharLMApp(App[None]):
                 severity="warning",
             )
 
-    def _engine_died(self, event: p.EngineDied) -> None:
+    def _got_EngineDied(self, event: p.EngineDied) -> None:
         self.engine_state = "dead"
         if time.monotonic() - self._started_at >= AUTO_RESTART_AFTER_S or self._engine_starts < 2:
             self.notify(
@@ -356,12 +369,12 @@ class CharLMApp(App[None]):
         self.action_tab("generate")
         getattr(self.query_one(GenerationPane), f"action_{action}")()
 
-    @on(OpenFileRequested)
-    def _open_file(self, message: OpenFileRequested) -> None:
+    @on(CorpusPane.OpenFileRequested)
+    def _open_file(self, message: CorpusPane.OpenFileRequested) -> None:
         self.action_open_file()
 
-    @on(CompareRequested)
-    def _compare(self, message: CompareRequested) -> None:
+    @on(GenerationPane.CompareRequested)
+    def _compare(self, message: GenerationPane.CompareRequested) -> None:
         from charlm_tui.screens.compare import CompareScreen
 
         if not self.query_one(GenerationPane).has_model:

@@ -1,8 +1,15 @@
-"""The Textual messages the panes and the app exchange (all of them, in one place).
+"""The app-wide messages between the panes and the engine, and the one way the UI reads engine events.
 
 Panes never talk to the engine: they post `EngineCommand` with a protocol
 command and the app forwards it; the app turns whatever the engine says into
-`EngineEvent` messages for the panes. Everything else here is UI-to-UI.
+`EngineEvent` messages for the panes and screens. UI-to-UI messages live in the
+widget that posts them (`TokenView.CursorMoved`, `CorpusPane.OpenFileRequested`, ...).
+
+Engine events are dispatched by name, as the engine server dispatches commands:
+an event class `CorpusLoaded` goes to a method `_got_CorpusLoaded(event)`; a class
+without such a method ignores that event. The app and every pane and screen use
+`dispatch_engine_event` (panes and screens through `EngineEventHandler`), so there
+is one place to look for who reacts to an event.
 """
 
 from __future__ import annotations
@@ -26,32 +33,15 @@ class EngineEvent(Message, bubble=False):
         self.event = event
 
 
-class OpenFileRequested(Message):
-    """Show the file browser to pick a corpus file or directory."""
+def dispatch_engine_event(receiver: object, event: object) -> None:
+    """Call `receiver._got_{EventClass}(event)` when the receiver has one."""
+    handler = getattr(receiver, f"_got_{type(event).__name__}", None)
+    if handler is not None:
+        handler(event)
 
 
-class CompareRequested(Message):
-    """Open the strategy comparison for a prompt."""
+class EngineEventHandler:
+    """Mixin for a widget or screen that reacts to engine events by `_got_{EventClass}` methods."""
 
-    def __init__(self, prompt: str, length: int, seed: int) -> None:
-        super().__init__()
-        self.prompt = prompt
-        self.length = length
-        self.seed = seed
-
-
-class KnobsChanged(Message):
-    """The sampling knobs changed (posted by the knobs widget, handled by the generation pane)."""
-
-    def __init__(self, params: dict, knob: str) -> None:
-        super().__init__()
-        self.params = params
-        self.knob = knob
-
-
-class CursorMoved(Message):
-    """The cursor in the generated text moved to character `index` (-1: nothing there)."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
+    def on_engine_event(self, message: EngineEvent) -> None:
+        dispatch_engine_event(self, message.event)

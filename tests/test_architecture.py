@@ -25,5 +25,32 @@ def test_contracts_cover_the_engine_layers() -> None:
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     kinds = {c["type"] for c in contracts["contracts"]}
     assert {"forbidden", "layers", "acyclic_siblings"} <= kinds
-    layers = next(c for c in contracts["contracts"] if c["type"] == "layers")["layers"]
+    layers = _layers(contracts, "engine")
     assert layers[:5] == ["worker", "decoding", "training", "models", "data"]
+
+
+def test_contracts_cover_the_ui_layers() -> None:
+    """The UI's layers: entry points over panes and screens over widgets over state."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = [
+        {name.strip() for name in layer.split("|")} for layer in _layers(contracts, "charlm_tui")
+    ]
+    assert layers[0] == {"cli"}
+    assert "app" in layers[1]
+    assert {"panes", "screens"} <= layers[2]
+    assert layers[3] == {"widgets"}
+    assert {"state", "messages"} <= layers[4]
+    # every UI package is named somewhere, so a new folder cannot slip past the contract
+    named = set().union(*layers)
+    packages = {p.name for p in (ROOT / "charlm_tui").iterdir() if (p / "__init__.py").exists()}
+    assert packages <= named, packages - named
+
+
+def _layers(contracts: dict, container: str) -> list[str]:
+    return next(
+        c
+        for c in contracts["contracts"]
+        if c["type"] == "layers" and c.get("containers") == [container]
+    )["layers"]

@@ -1,1 +1,1 @@
-"""The three panes of the app (corpus, training, generation) and their small widgets."""
+"""The three panes of the app (corpus, training, generation); the training form belongs to the training pane."""

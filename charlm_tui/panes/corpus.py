@@ -17,14 +17,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
+from textual.message import Message
 from textual.suggester import Suggester
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
-from charlm_tui.messages import EngineCommand, EngineEvent, OpenFileRequested
-from charlm_tui.panes.next_char import bar, shown
-from charlm_tui.panes.recent import load_recent
+from charlm_tui.messages import EngineCommand, EngineEventHandler
+from charlm_tui.state.recent import load_recent
+from charlm_tui.widgets.next_char import bar, shown
 from engine.data.samples import default_sample_name, list_samples
 from engine.worker import protocol as p
 
@@ -74,8 +75,11 @@ def _human_bytes(count: float) -> str:
     return f"{count:.1f} GB"
 
 
-class CorpusPane(Horizontal):
+class CorpusPane(EngineEventHandler, Horizontal):
     """Sample and recent corpora, a path input; stats, common characters and a preview."""
+
+    class OpenFileRequested(Message):
+        """Show the file browser to pick a corpus file or directory."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+o", "browse", "Browse files")]
 
@@ -161,7 +165,7 @@ class CorpusPane(Horizontal):
         self.post_message(EngineCommand(p.LoadCorpus(spec, req=self.req)))
 
     def action_browse(self) -> None:
-        self.post_message(OpenFileRequested())
+        self.post_message(self.OpenFileRequested())
 
     # ----- widgets -------------------------------------------------------------------
 
@@ -193,38 +197,46 @@ class CorpusPane(Horizontal):
         error.display = bool(message)
         error.update(Content.from_markup("[b]✗[/] $message", message=message))
 
-    def on_engine_event(self, message: EngineEvent) -> None:
-        event = message.event
-        if isinstance(event, p.DownloadProgress) and event.req == self.req:
-            progress = self.query_one("#download", ProgressBar)
-            progress.display = True
-            progress.update(total=event.total, progress=event.done)
-            total = f" of {_human_bytes(event.total)}" if event.total else ""
-            self.query_one("#corpus-title", Static).update(
-                Content.from_markup(
-                    "[b]$name[/] [dim]downloading $done$total…[/]",
-                    name=event.name,
-                    done=_human_bytes(event.done),
-                    total=total,
-                )
+    def _got_DownloadProgress(self, event: p.DownloadProgress) -> None:
+        if event.req != self.req:
+            return
+        progress = self.query_one("#download", ProgressBar)
+        progress.display = True
+        progress.update(total=event.total, progress=event.done)
+        total = f" of {_human_bytes(event.total)}" if event.total else ""
+        self.query_one("#corpus-title", Static).update(
+            Content.from_markup(
+                "[b]$name[/] [dim]downloading $done$total…[/]",
+                name=event.name,
+                done=_human_bytes(event.done),
+                total=total,
             )
-        elif isinstance(event, p.CorpusLoaded) and event.req == self.req:
-            self.query_one("#download", ProgressBar).display = False
-            self.loaded_name = event.name
-            self._show_stats(event)
-            self.refresh_list()
-        elif isinstance(event, p.ErrorEvent) and event.req == self.req and self.req:
-            self.query_one("#download", ProgressBar).display = False
-            title = self.loaded_name or "no corpus loaded"
-            self.query_one("#corpus-title", Static).update(
-                Content.from_markup(
-                    "[b]$title[/] [dim](could not load $spec)[/]",
-                    title=title,
-                    spec=self.current_spec,
-                )
+        )
+
+    def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
+        if event.req != self.req:
+            return
+        self.query_one("#download", ProgressBar).display = False
+        self.loaded_name = event.name
+        self._show_stats(event)
+        self.refresh_list()
+
+    def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
+        if event.req != self.req or not self.req:
+            return
+        self.query_one("#download", ProgressBar).display = False
+        title = self.loaded_name or "no corpus loaded"
+        self.query_one("#corpus-title", Static).update(
+            Content.from_markup(
+                "[b]$title[/] [dim](could not load $spec)[/]",
+                title=title,
+                spec=self.current_spec,
             )
-            self._show_error(event.message)
-        elif isinstance(event, p.EngineReady) and not self.loaded_name:
+        )
+        self._show_error(event.message)
+
+    def _got_EngineReady(self, event: p.EngineReady) -> None:
+        if not self.loaded_name:
             self.query_one("#corpus-title", Static).update("[dim]engine ready, loading…[/]")
 
     def _show_stats(self, event: p.CorpusLoaded) -> None:

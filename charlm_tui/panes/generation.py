@@ -16,13 +16,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
-from charlm_tui.messages import CompareRequested, CursorMoved, EngineCommand, EngineEvent
-from charlm_tui.panes.knobs import KNOB_BY_NAME, STRATEGIES, KnobBar, default_values, to_params
-from charlm_tui.panes.next_char import NextCharPanel
-from charlm_tui.panes.token_view import TokenView, prob_hex
+from charlm_tui.messages import EngineCommand, EngineEventHandler
+from charlm_tui.widgets.knobs import KNOB_BY_NAME, STRATEGIES, KnobBar, default_values, to_params
+from charlm_tui.widgets.next_char import NextCharPanel
+from charlm_tui.widgets.token_view import TokenView, prob_hex
 from engine.worker import protocol as p
 
 AUTO_REGENERATE_S = 0.3
@@ -46,8 +47,17 @@ def _knob_bindings() -> list[Binding]:
     return bindings
 
 
-class GenerationPane(Vertical):
+class GenerationPane(EngineEventHandler, Vertical):
     """Prompt, knobs, streamed output coloured by probability, next-character panel."""
+
+    class CompareRequested(Message):
+        """Open the strategy comparison for a prompt."""
+
+        def __init__(self, prompt: str, length: int, seed: int) -> None:
+            super().__init__()
+            self.prompt = prompt
+            self.length = length
+            self.seed = seed
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "generate", "Generate"),
@@ -154,7 +164,7 @@ class GenerationPane(Vertical):
 
     def action_compare(self) -> None:
         self.post_message(
-            CompareRequested(
+            self.CompareRequested(
                 self.query_one("#prompt", Input).value,
                 min(int(self.values["length"]), 400),
                 int(self.values["seed"]),
@@ -187,54 +197,64 @@ class GenerationPane(Vertical):
         self.action_generate()
         self.query_one(TokenView).focus()
 
-    @on(CursorMoved)
-    def _cursor_moved(self, event: CursorMoved) -> None:
+    @on(TokenView.CursorMoved)
+    def _cursor_moved(self, event: TokenView.CursorMoved) -> None:
         view = self.query_one(TokenView)
         self.query_one(NextCharPanel).show(event.index, view.entry(event.index))
 
     # ----- engine events -------------------------------------------------------------
 
-    def on_engine_event(self, message: EngineEvent) -> None:
-        event = message.event
-        view = self.query_one(TokenView)
-        if isinstance(event, p.GenerationStarted) and event.req == self.req:
-            self._dropped = event.dropped
-            view.reset(event.prompt)
-            self.query_one(NextCharPanel).show(-1, None)
-        elif isinstance(event, p.GenerationChunk) and event.req == self.req:
-            view.append(event.text, event.probs, event.model_probs, event.tops)
-        elif isinstance(event, p.GenerationDone) and event.req == self.req:
-            self.generating = False
-            summary = f"{event.chars} chars in {event.seconds:.2f} s ({event.chars_per_s:,.0f}/s)"
-            if event.cancelled:
-                summary += " (stopped)"
-            if self._dropped:
-                summary += f" · left out of the prompt (not in the vocabulary): {self._dropped!r}"
-            if event.beams:
-                scores = ", ".join(f"{b['score']:.3f}" for b in event.beams)
-                summary += f" · beam scores {scores}"
-            self.last_summary = summary
-            self._show_status()
-        elif isinstance(event, p.ErrorEvent) and event.req == self.req and self.req:
+    def _got_GenerationStarted(self, event: p.GenerationStarted) -> None:
+        if event.req != self.req:
+            return
+        self._dropped = event.dropped
+        self.query_one(TokenView).reset(event.prompt)
+        self.query_one(NextCharPanel).show(-1, None)
+
+    def _got_GenerationChunk(self, event: p.GenerationChunk) -> None:
+        if event.req == self.req:
+            self.query_one(TokenView).append(event.text, event.probs, event.model_probs, event.tops)
+
+    def _got_GenerationDone(self, event: p.GenerationDone) -> None:
+        if event.req != self.req:
+            return
+        self.generating = False
+        summary = f"{event.chars} chars in {event.seconds:.2f} s ({event.chars_per_s:,.0f}/s)"
+        if event.cancelled:
+            summary += " (stopped)"
+        if self._dropped:
+            summary += f" · left out of the prompt (not in the vocabulary): {self._dropped!r}"
+        if event.beams:
+            scores = ", ".join(f"{b['score']:.3f}" for b in event.beams)
+            summary += f" · beam scores {scores}"
+        self.last_summary = summary
+        self._show_status()
+
+    def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
+        if event.req == self.req and self.req:
             self.generating = False
             self.last_summary = ""
             self._show_status(f"error: {event.message}")
-        elif isinstance(event, p.TrainStarted):
-            self.has_model = True
-            self.model_info = f"{event.model_type} in training (latest weights)"
-            self._show_status()
-        elif isinstance(event, p.TrainFinished):
-            result = event.result
-            self.model_info = (
-                f"{result.get('model', {}).get('model_type', '')} trained "
-                f"{result.get('steps', 0)} steps, val {result.get('val_loss', float('nan')):.3f}"
-            )
-            self._show_status()
-        elif isinstance(event, p.CheckpointLoaded):
-            self.has_model = True
-            self.model_info = f"{event.model_type} checkpoint, step {event.step}"
-            self._show_status()
-        elif isinstance(event, p.EngineDied):
-            self.has_model = False
-            self.generating = False
-            self._show_status()
+
+    def _got_TrainStarted(self, event: p.TrainStarted) -> None:
+        self.has_model = True
+        self.model_info = f"{event.model_type} in training (latest weights)"
+        self._show_status()
+
+    def _got_TrainFinished(self, event: p.TrainFinished) -> None:
+        result = event.result
+        self.model_info = (
+            f"{result.get('model', {}).get('model_type', '')} trained "
+            f"{result.get('steps', 0)} steps, val {result.get('val_loss', float('nan')):.3f}"
+        )
+        self._show_status()
+
+    def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
+        self.has_model = True
+        self.model_info = f"{event.model_type} checkpoint, step {event.step}"
+        self._show_status()
+
+    def _got_EngineDied(self, event: p.EngineDied) -> None:
+        self.has_model = False
+        self.generating = False
+        self._show_status()

@@ -20,9 +20,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Label, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
-from charlm_tui.messages import EngineCommand, EngineEvent
-from charlm_tui.panes.metrics import LossPlot, MetricsRow, fmt_duration, fmt_loss, fmt_rate
+from charlm_tui.messages import EngineCommand, EngineEventHandler
 from charlm_tui.panes.training_form import TrainForm
+from charlm_tui.widgets.metrics import LossPlot, MetricsRow, fmt_duration, fmt_loss, fmt_rate
 from engine.worker import protocol as p
 
 STATE_LABELS = {
@@ -39,7 +39,7 @@ STATE_LABELS = {
 RUNNING = ("starting", "training", "paused", "evaluating", "saving")
 
 
-class TrainingPane(Horizontal):
+class TrainingPane(EngineEventHandler, Horizontal):
     """Form, controls and saved runs on the left; status, metrics, plot and sample on the right."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -170,12 +170,6 @@ class TrainingPane(Horizontal):
         self.post_message(EngineCommand(p.LoadCheckpoint(run_dir, req=p.new_request_id())))
 
     # ----- engine events -------------------------------------------------------------
-
-    def on_engine_event(self, message: EngineEvent) -> None:
-        event = message.event
-        handler = getattr(self, f"_got_{type(event).__name__}", None)
-        if handler is not None:
-            handler(event)
 
     def _metrics(self) -> MetricsRow:
         return self.query_one(MetricsRow)

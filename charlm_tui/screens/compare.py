@@ -18,7 +18,7 @@ from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from charlm_tui.messages import EngineCommand, EngineEvent
+from charlm_tui.messages import EngineCommand, EngineEventHandler
 from engine.worker import protocol as p
 
 COLUMNS = (
@@ -47,7 +47,7 @@ def _cell(key: str, value: object) -> str:
     return str(value)
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(EngineEventHandler, Screen[None]):
     """Statistics table on top, samples side by side below; esc goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -105,13 +105,14 @@ class CompareScreen(Screen[None]):
         self.seed += 1
         self.run_compare()
 
-    def on_engine_event(self, message: EngineEvent) -> None:
-        event = message.event
-        if isinstance(event, p.CompareResult) and event.req == self.req:
+    def _got_CompareResult(self, event: p.CompareResult) -> None:
+        if event.req == self.req:
             self._show(event.rows)
             self.done = event.done
             self._title()
-        elif isinstance(event, p.ErrorEvent) and event.req == self.req:
+
+    def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
+        if event.req == self.req:
             self.done = True
             self._title(f" · [red]{_escape(event.message)}[/]")
 

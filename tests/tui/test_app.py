@@ -14,10 +14,10 @@ import pytest
 from charlm_tui.app import CharLMApp
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
-from charlm_tui.panes.knobs import KnobBar
-from charlm_tui.panes.next_char import NextCharPanel
-from charlm_tui.panes.token_view import TokenView
 from charlm_tui.panes.training import TrainingPane
+from charlm_tui.widgets.knobs import KnobBar
+from charlm_tui.widgets.next_char import NextCharPanel
+from charlm_tui.widgets.token_view import TokenView
 from tests.tui.waiting import text_of, wait_until
 
 SIZE = (120, 36)

@@ -11,7 +11,7 @@ from charlm_tui.app import CharLMApp
 from charlm_tui.messages import EngineEvent
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
-from charlm_tui.panes.token_view import TokenView
+from charlm_tui.widgets.token_view import TokenView
 from engine.worker import protocol as p
 from tests.tui.waiting import wait_until
 

@@ -19,11 +19,10 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
+from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-
-from charlm_tui.messages import CursorMoved
 
 # Low probability is red, middling amber, high green; a log scale from 1/1000 to 1.
 _LOW = (224, 82, 82)
@@ -78,6 +77,13 @@ class Generated:
 
 class TokenView(ScrollView, can_focus=True):
     """Prompt (dim) then generated characters, coloured; a cursor walks the generated ones."""
+
+    class CursorMoved(Message):
+        """The cursor in the generated text moved to character `index` (-1: nothing there)."""
+
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
 
     DEFAULT_CSS = """
     TokenView {
@@ -235,7 +241,7 @@ class TokenView(ScrollView, can_focus=True):
     def watch_cursor(self, old: int, new: int) -> None:
         self.refresh()
         self._scroll_to_cursor()
-        self.post_message(CursorMoved(new))
+        self.post_message(self.CursorMoved(new))
 
     def _on_focus(self, event: events.Focus) -> None:
         self.refresh()

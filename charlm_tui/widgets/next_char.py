@@ -13,7 +13,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from charlm_tui.panes.token_view import prob_hex, visible
+from charlm_tui.widgets.token_view import prob_hex, visible
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 

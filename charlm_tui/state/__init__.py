@@ -1,0 +1,1 @@
+"""What the UI keeps between sessions (the recent-corpora list)."""
