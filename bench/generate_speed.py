@@ -14,10 +14,9 @@ per character is constant; the seed runs are therefore timed on fewer
 characters / steps (--seed-chars, --seed-beam-steps) and reported per character
 (per step for beam search) next to ours; --full-baseline runs them in full.
 Every configuration is timed in each of --rounds interleaved rounds and its best
-round is kept. The engine runs as users get it (one intra-op thread for small
-batches, see engine/window.py) and with every thread; the seed's methods with 1
-and --threads threads. `speedup` compares the engine's default against the seed
-at its best setting, and each side at the same thread count.
+round is kept. The engine and the seed's methods each run with 1 and with
+--threads intra-op threads; `speedup` compares each side at its best thread
+count, and each side at the same thread count.
 
 Measured:
 - single stream, 2,000 chars of sampling (T=1): engine chars/s through

@@ -148,13 +148,9 @@ class _download_progress:
 
 
 def _register_subcommands() -> None:
-    from charlm_tui import cli_train
+    from charlm_tui import cli_generate, cli_train
 
     cli_train.register(app)
-    try:
-        from charlm_tui import cli_generate
-    except ImportError:  # pragma: no cover - while generation is being built
-        return
     cli_generate.register(app)
 
 

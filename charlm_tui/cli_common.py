@@ -1,6 +1,6 @@
 """What every subcommand shares: JSON on stdout, people on stderr, errors as one line.
 
-The contract (DESIGN.md): with `--json`, stdout carries exactly one JSON object
+The contract (README, "Headless CLI"): with `--json`, stdout carries exactly one JSON object
 (or one per line for streams) and everything for humans goes to stderr; bad
 input exits with code 2 and one line on stderr, never a traceback.
 """
@@ -24,8 +24,9 @@ stderr = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line to stderr and exit (2: the user's input was bad)."""
-    first_line = str(message).strip().splitlines()[0] if str(message).strip() else "error"
-    sys.stderr.write(f"charlm-tui: error: {first_line}\n")
+    from engine.errors import first_line
+
+    sys.stderr.write(f"charlm-tui: error: {first_line(message, 'error')}\n")
     sys.stderr.flush()
     raise typer.Exit(code)
 

@@ -285,11 +285,9 @@ def compare(
 def _corpus_words(spec: str | None, loaded: Checkpoint) -> frozenset[str] | None:
     """Word set of the training corpus: --corpus, else the checkpoint's own corpus when it is
     a sample at hand with the very content trained on; None when neither can be had."""
-    import numpy as np
-
     from engine.data.corpus import load_corpus
     from engine.data.samples import find_sample
-    from engine.decoding.textstats import word_set
+    from engine.decoding.textstats import corpus_word_set
 
     trained_on = loaded.meta.get("corpus", {})
     if spec is not None:
@@ -303,8 +301,7 @@ def _corpus_words(spec: str | None, loaded: Checkpoint) -> frozenset[str] | None
         if text is None or text.content_key != trained_on.get("content_key"):
             stderr.print("[dim]novelty: give --corpus (the training corpus) to measure it[/]")
             return None
-    chars = np.asarray(text.vocab.chars, dtype=object)
-    return word_set("".join(chars[np.asarray(text.ids)]))
+    return corpus_word_set(text)
 
 
 # (header, TextStats field, decimals): short headers so the table fits 80 columns.

@@ -19,3 +19,13 @@ class CheckpointError(UserError):
 
 class ConfigError(UserError):
     """A model, training or sampling parameter is out of range."""
+
+
+def first_line(message: object, default: str = "") -> str:
+    """The first line of a message or exception: what fits on one line of a CLI or a notice.
+
+    Multi-line errors (torch's, safetensors') carry their point on the first line;
+    an empty message gives `default` (callers pass the exception's type name or "error").
+    """
+    text = str(message).strip()
+    return text.splitlines()[0] if text else default

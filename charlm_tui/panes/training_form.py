@@ -1,7 +1,7 @@
 """The training form: model type, preset and the main hyperparameters, validated as typed.
 
 Picking a model type or a preset fills the fields with the preset's values
-(engine/presets.py is plain data, so this needs no torch); `command()` turns the
+(engine/training/presets.py is plain data, so this needs no torch); `command()` turns the
 fields into a protocol `Train` command, or says which field is wrong.
 """
 

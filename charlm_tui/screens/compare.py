@@ -1,6 +1,6 @@
 """The strategy comparison: one prompt, one seed, several strategies side by side.
 
-The table holds the statistics of each strategy (engine/compare.py, the seed
+The table holds the statistics of each strategy (engine/decoding/compare.py, the seed
 notebook's Part 6 plus distinct-n, repetition, self-perplexity and novelty);
 below it each strategy's first sample sits in its own column. Rows arrive one
 by one as the engine finishes them.

@@ -9,7 +9,7 @@ continuation only, never the prompt.
 Rules every path follows:
 
 - Each new character costs one model step on the carried state (see
-  engine/window.py for the Transformer's sliding window).
+  engine/decoding/window.py for the Transformer's sliding window).
 - An empty prompt starts from a character drawn from the corpus's unigram
   distribution (uniform without one). That character is the first one of the
   continuation and counts towards its length; its probability is its unigram one.
@@ -250,7 +250,7 @@ class Generator:
 
     @contextlib.contextmanager
     def _decoding(self, rows: int) -> Iterator[None]:
-        """Eval mode (restored after), no autograd, the fastest CPU kernels for one step."""
+        """Eval mode (restored after) and inference mode: decoding never needs autograd."""
         was_training = self.model.training
         if was_training:
             self.model.eval()

@@ -26,7 +26,7 @@ MAX_LENGTH = 1_000_000
 
 @dataclass
 class SamplingParams:
-    """Everything that decides what gets generated; see engine/sampling.py for exact meanings."""
+    """Everything that decides what gets generated; see engine/decoding/processors.py for exact meanings."""
 
     strategy: str = "sample"  # "greedy" | "sample" | "beam"
     temperature: float = 1.0

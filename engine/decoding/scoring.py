@@ -6,16 +6,25 @@ slides), so a score here is the probability the generator itself assigned, and a
 beam's log-probability can be checked against it. A continuation of an empty
 prompt has its first character scored by the unigram distribution, as the
 generator drew it from there.
+
+`continuation_chars` gives the same scores in the shape streamed sampling has
+(each character's probability and the model's top alternatives), so a beam
+search's text, which arrives whole, can be coloured as a sampled one is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
+from engine.data.corpus import Vocab
 from engine.decoding.processors import sanitize
 from engine.decoding.window import ContextWindow
 from engine.models import CharLM
+
+TOP_ALTERNATIVES = 5
 
 
 def continuation_log_probs(
@@ -64,3 +73,25 @@ def continuation_log_likelihood(
     if index.numel() == 0:
         return np.zeros(0)
     return log_probs.gather(1, index[:, None]).squeeze(1).double().cpu().numpy()
+
+
+def continuation_chars(
+    model: CharLM, vocab: Vocab, unigram: torch.Tensor, prompt: str, text: str
+) -> Iterator[tuple[str, float, float, list[tuple[str, float]]]]:
+    """(char, prob, model_prob, top alternatives) for each character of `text` after `prompt`.
+
+    Characters outside the vocabulary are dropped from both, as generation drops them.
+    prob and model_prob are the same (the model's, unprocessed): there are no
+    sampling processors to tell apart after the fact.
+    """
+    prompt_ids = vocab.encode(prompt, drop_unknown=True)
+    ids = vocab.encode(text, drop_unknown=True)
+    if ids.size == 0:
+        return
+    probs = continuation_log_probs(model, prompt_ids, ids, unigram).exp().cpu()
+    chars = vocab.chars
+    for target, row in zip(ids.tolist(), probs, strict=True):
+        values, indices = torch.topk(row, min(TOP_ALTERNATIVES, row.numel()))
+        q = float(row[target])
+        top = [(chars[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
+        yield chars[target], q, q, top

@@ -10,7 +10,7 @@
   in the same sample, pooled over the set (0: nothing repeats; near 1: a loop).
 - mean log-probability per character under the model (natural log) and its
   self-perplexity exp(-mean): how likely the model finds its own output. Needs
-  the model; see engine/scoring.py.
+  the model; see engine/decoding/scoring.py.
 - novelty: the share of generated words (runs of letters/digits, lower-cased)
   that never occur in the training corpus. Words wholly inside the prompt are
   not counted, a word the prompt started counts as the whole word, and a word
@@ -25,8 +25,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.data.corpus import Corpus
 
 WORD = re.compile(r"[^\W_]+")
 REPETITION_N = 4
@@ -69,6 +73,12 @@ def repetition_rate(samples: Sequence[str], n: int = REPETITION_N) -> float:
 def word_set(text: str) -> frozenset[str]:
     """The lower-cased words of a text (a corpus), for novelty."""
     return frozenset(w.lower() for w in WORD.findall(text))
+
+
+def corpus_word_set(corpus: Corpus) -> frozenset[str]:
+    """The word set of a loaded corpus (the novelty reference), decoded in one numpy gather."""
+    chars = np.asarray(corpus.vocab.chars, dtype=object)
+    return word_set("".join(chars[np.asarray(corpus.ids)]))
 
 
 def generated_words(prompt: str, sample: str) -> list[str]:

@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from engine.data.corpus import Vocab
-from engine.errors import CheckpointError, UserError
+from engine.errors import CheckpointError, UserError, first_line
 from engine.models import CharLM, build_model, config_from_dict
 
 FORMAT_NAME = "charlm-tui-checkpoint"
@@ -225,7 +225,7 @@ def load_checkpoint(
     except FileNotFoundError:
         raise CheckpointError(f"{directory}: {MODEL_FILE} is missing") from None
     except (SafetensorError, RuntimeError, ValueError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise CheckpointError(
             f"{directory / MODEL_FILE}: damaged or foreign weights ({first})"
         ) from None

@@ -29,7 +29,7 @@ from engine.device import (
     resolve_device,
     resolve_precision,
 )
-from engine.errors import CheckpointError, ConfigError
+from engine.errors import CheckpointError, ConfigError, first_line
 from engine.models import CharLM, ModelConfig, build_model, config_from_dict
 from engine.training.batches import BatchSource
 from engine.training.checkpoint import (
@@ -209,7 +209,7 @@ class Trainer:
             return self.eager
 
     def _fall_back_to_eager(self, exc: BaseException) -> None:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)[:200]
         self._emit(StatusEvent("training", f"torch.compile unavailable ({first}); eager mode"))
         self.config.compile = False
         self.compiled = self.eager

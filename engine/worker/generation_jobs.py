@@ -60,6 +60,7 @@ class GenerationHandlers:
 
         def work(job: Job) -> None:
             from engine.decoding.generator import Generator
+            from engine.decoding.scoring import continuation_chars
 
             # The snapshot is taken here, not in the command loop: it may wait for an
             # optimizer step to finish.
@@ -78,7 +79,8 @@ class GenerationHandlers:
                 )
                 beams = [{"text": r.text, "logprob": r.logprob, "score": r.score} for r in results]
                 text = results[0].text if results else ""
-                for info in _score_text(model, vocab, unigram, device, cmd.prompt, text):
+                scored = continuation_chars(model, vocab, generator.unigram, cmd.prompt, text)
+                for info in scored:
                     if job.cancel.is_set():
                         break
                     self.out.chars(cmd.req, *info)
@@ -165,59 +167,20 @@ class GenerationHandlers:
         self._spawn("evaluate", cmd, work)
 
 
-def _score_text(model, vocab, unigram, device, prompt: str, text: str):
-    """(char, prob, model_prob, top) for each char of `text` after `prompt`.
-
-    Beam search returns whole texts; scoring them afterwards (one forward pass when
-    the context fits) gives the same per-character colouring and alternatives as
-    streamed sampling.
-    """
-    import torch
-
-    if not text:
-        return
-    chars = vocab.chars
-    context = vocab.encode(prompt, drop_unknown=True).tolist()
-    ids = vocab.encode(text, drop_unknown=True).tolist()
-
-    def entry(target: int, probs: torch.Tensor) -> tuple:
-        top = torch.topk(probs, min(5, probs.numel()))
-        q = float(probs[target])
-        return chars[target], q, q, [(chars[int(i)], float(v)) for v, i in zip(*top, strict=True)]
-
-    if not context:  # the first character was drawn from the unigram distribution
-        yield entry(ids[0], torch.as_tensor(unigram, dtype=torch.float32))
-        context, ids = ids[:1], ids[1:]
-    sequence = context + ids
-    window = model.max_context
-    with torch.inference_mode():
-        if window is None or len(sequence) - 1 <= window:
-            tokens = torch.tensor([sequence[:-1]], device=device)
-            logits, _ = model(tokens)
-            probs = torch.softmax(logits[0].float(), dim=-1).cpu()
-            for position in range(len(context), len(sequence)):
-                yield entry(sequence[position], probs[position - 1])
-            return
-        for position in range(len(context), len(sequence)):
-            tokens = torch.tensor([sequence[max(0, position - window) : position]], device=device)
-            logits, _ = model(tokens)
-            yield entry(sequence[position], torch.softmax(logits[0, -1].float(), dim=-1).cpu())
-
-
 _WORDS_LIMIT = 20_000_000
 _words_cache: dict[str, frozenset[str]] = {}
 
 
 def _corpus_words(corpus: Corpus) -> frozenset[str] | None:
     """The corpus's word set, for the novelty column (skipped for huge corpora)."""
-    from engine.decoding.textstats import word_set
+    from engine.decoding.textstats import corpus_word_set
 
     if len(corpus) > _WORDS_LIMIT:
         return None
     key = corpus.content_key or corpus.name
     if key not in _words_cache:
         _words_cache.clear()
-        _words_cache[key] = word_set(corpus.vocab.decode(corpus.ids.tolist()))
+        _words_cache[key] = corpus_word_set(corpus)
     return _words_cache[key]
 
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import UserError
+from engine.errors import UserError, first_line
 from engine.worker import protocol as p
 from engine.worker.generation_jobs import GenerationHandlers
 from engine.worker.jobs import Job
@@ -96,10 +96,10 @@ class EngineServer(TrainingHandlers, GenerationHandlers):
         try:
             work()
         except UserError as exc:
-            self.out.send(p.ErrorEvent(str(exc).strip().splitlines()[0], name, req))
+            self.out.send(p.ErrorEvent(first_line(exc, type(exc).__name__), name, req))
         except Exception as exc:
             log_exception(name)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            first = first_line(exc)
             message = f"internal error in {name}: {type(exc).__name__}" + (
                 f": {first}" if first else ""
             )

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data.corpus import Vocab
+from engine.data.corpus import Vocab, load_corpus
 from engine.decoding.compare import STRATEGIES, compare_strategies
 from engine.decoding.generator import Generator
 from engine.decoding.params import SamplingParams
-from engine.decoding.scoring import continuation_log_likelihood
+from engine.decoding.scoring import continuation_chars, continuation_log_likelihood
 from engine.decoding.textstats import (
+    corpus_word_set,
     distinct_n,
     generated_words,
     novelty,
@@ -95,6 +96,15 @@ def test_novelty_words():
     assert novelty(["og xyz."], corpus, prompt="a d") == pytest.approx(1 / 2)
 
 
+def test_corpus_word_set_is_the_word_set_of_its_text(tmp_path):
+    text = "The cat sat.\nA DOG ran, the cat too!\n"
+    (tmp_path / "c.txt").write_text(text, encoding="utf-8")
+    corpus = load_corpus(str(tmp_path / "c.txt"))
+    assert (
+        corpus_word_set(corpus) == word_set(text) == {"the", "cat", "sat", "a", "dog", "ran", "too"}
+    )
+
+
 def test_sample_statistics_combines_everything():
     samples = ["abab ", "cd ab "]
     stats = sample_statistics(
@@ -140,6 +150,29 @@ def test_scoring_equals_a_full_forward(generator):
     # An empty prompt: the first character is scored by the unigram.
     alone = continuation_log_likelihood(model, prompt[:0], text, generator.unigram)
     assert alone[0] == pytest.approx(math.log(generator.unigram[text[0]].item()), abs=1e-6)
+
+
+def test_continuation_chars_colour_a_text_with_its_scores(generator):
+    """What a beam's whole text is coloured with: the scores, plus the top alternatives."""
+    vocab, model = generator.vocab, generator.model
+    for prompt in ("abc", ""):
+        text = "d.efg\nab"
+        rows = list(continuation_chars(model, vocab, generator.unigram, prompt, text))
+        scored = continuation_log_likelihood(
+            model, vocab.encode(prompt), vocab.encode(text), generator.unigram
+        )
+        assert "".join(r[0] for r in rows) == text
+        assert [r[1] for r in rows] == pytest.approx(np.exp(scored), abs=1e-5)
+        assert all(r[1] == r[2] for r in rows)
+        for char, prob, _, top in rows:
+            assert len(top) == 5 and top == sorted(top, key=lambda t: -t[1])
+            assert prob <= top[0][1] + 1e-6
+            assert (char in dict(top)) == (prob >= top[-1][1] - 1e-9)
+    # Characters outside the vocabulary are dropped, as generation drops them.
+    assert (
+        "".join(r[0] for r in continuation_chars(model, vocab, generator.unigram, "a", "bXc"))
+        == "bc"
+    )
 
 
 def test_compare_strategies_rows(generator):
