@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.encoding import EncodedText, ProgressFn, encode_files, ids_dtype
+from engine.data.encoding import EncodedText, ProgressFn, encode_files
+from engine.data.reading import ids_dtype
 from engine.data.samples import DownloadProgress, find_sample, sample_files
 from engine.errors import CorpusError
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data import encoding
+from engine.data import encoding, reading
 from engine.data.corpus import load_corpus
-from engine.data.encoding import ids_dtype, iter_text_chunks
+from engine.data.reading import ids_dtype, iter_text_chunks
 from engine.errors import CorpusError
 from tests.helpers import assert_one_line
 
@@ -109,7 +109,7 @@ def test_loading_with_small_chunks_gives_the_same_text(
     keep_in_memory: bool,
 ) -> None:
     """The whole pipeline (count pass, id pass, cache) at tiny chunk sizes, both id paths."""
-    monkeypatch.setattr(encoding, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", chunk)
     if not keep_in_memory:  # force the second read of the files
         monkeypatch.setattr(encoding, "KEEP_IN_MEMORY_BYTES", 0)
     path = tmp_path / "awkward.txt"
@@ -126,7 +126,7 @@ def test_loading_with_small_chunks_gives_the_same_text(
 def test_other_codecs_with_small_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
 ) -> None:
-    monkeypatch.setattr(encoding, "CHUNK_BYTES", 3)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 3)
     text = "Caf\u00e9 na\u00efve\r\nsecond line\r\n\r\nend\r"
     path = tmp_path / f"{codec}.txt"
     path.write_bytes(text.encode(codec))
@@ -146,7 +146,7 @@ def test_non_utf8_file_names_the_file_and_suggests_encoding(tmp_path: Path) -> N
 
 
 def test_non_utf8_byte_far_into_a_file_is_reported(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(encoding, "CHUNK_BYTES", 16)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 16)
     path = tmp_path / "late.txt"
     path.write_bytes(b"a" * 100 + b"\xff" + b"b" * 10)
     with pytest.raises(CorpusError) as info:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data import encoding
+from engine.data import encoding, reading
 from engine.errors import CorpusError
 
 
@@ -50,7 +50,7 @@ def test_encoding_matches_python_decoding(
     codec, raw = SAMPLES[name]
     path = tmp_path / "text.txt"
     path.write_bytes(raw)
-    monkeypatch.setattr(encoding, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", chunk)
     monkeypatch.setattr(encoding, "KEEP_IN_MEMORY_BYTES", 1 << 20 if keep else 0)
     for use_cache in (False, True):
         encoded = encoding.encode_files([path], codec, use_cache=use_cache)
@@ -98,7 +98,7 @@ def test_utf8_validation_agrees_with_python() -> None:
     rejected = 0
     for _ in range(3000):
         data = random_utf8ish(rng)
-        wide = encoding.utf8_wide(np.frombuffer(data, np.uint8))
+        wide = reading.utf8_wide(np.frombuffer(data, np.uint8))
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -116,7 +116,7 @@ def test_utf8_validation_agrees_with_python() -> None:
 def test_invalid_utf8_reports_the_byte(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    monkeypatch.setattr(encoding, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", chunk)
     path = tmp_path / "bad.txt"
     path.write_bytes(codecs.BOM_UTF8 + "ok \u00e9\r\n".encode() + b"x\xe9y z")
     with pytest.raises(CorpusError, match=r"not valid utf-8 \(byte 11\)"):
@@ -136,9 +136,9 @@ def test_non_ascii_byte_is_invalid_ascii(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 2, 7, 64, 65, 1000])
 def test_byte_histogram(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
-    monkeypatch.setattr(encoding, "HISTOGRAM_BLOCK", 16)
+    monkeypatch.setattr(reading, "HISTOGRAM_BLOCK", 16)
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)
-    np.testing.assert_array_equal(encoding.byte_histogram(data), np.bincount(data, minlength=256))
+    np.testing.assert_array_equal(reading.byte_histogram(data), np.bincount(data, minlength=256))
 
 
 def test_cpu_batches_are_gathered_from_the_memory_map(text_file: Path) -> None:
