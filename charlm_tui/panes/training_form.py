@@ -73,22 +73,19 @@ class TrainForm(VerticalScroll):
     """Select boxes and compact inputs; invalid fields turn red and the first error shows."""
 
     def compose(self) -> ComposeResult:
-        yield Label("model", classes="field-label")
-        yield Select(
-            [(name, name) for name in MODEL_TYPES],
-            value=DEFAULT_MODEL,
-            allow_blank=False,
-            compact=True,
-            id="model-type",
+        choices = (
+            ("model", MODEL_TYPES, DEFAULT_MODEL, "model-type"),
+            ("preset", PRESET_NAMES, DEFAULT_PRESET, "preset"),
         )
-        yield Label("preset", classes="field-label")
-        yield Select(
-            [(name, name) for name in PRESET_NAMES],
-            value=DEFAULT_PRESET,
-            allow_blank=False,
-            compact=True,
-            id="preset",
-        )
+        for label, names, default, select_id in choices:
+            yield Label(label, classes="field-label")
+            yield Select(
+                [(name, name) for name in names],
+                value=default,
+                allow_blank=False,
+                compact=True,
+                id=select_id,
+            )
         for field in FIELDS:
             with Horizontal(classes="field"):
                 yield Label(field.label, classes="field-label")

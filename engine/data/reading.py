@@ -47,6 +47,18 @@ def looks_binary(path: Path) -> bool:
         return b"\x00" in handle.read(BINARY_SNIFF_BYTES)
 
 
+def _raw_chunks(
+    path: Path, chunk_bytes: int, on_raw: Callable[[bytes], object] | None
+) -> Iterator[bytes]:
+    """The file's bytes chunk by chunk (each shown to `on_raw`), then b"": the final call."""
+    with open(path, "rb") as handle:
+        while raw := handle.read(chunk_bytes):
+            if on_raw is not None:
+                on_raw(raw)
+            yield raw
+    yield b""
+
+
 def iter_text_chunks(
     path: Path,
     encoding: str,
@@ -65,34 +77,24 @@ def iter_text_chunks(
     offset = 0
     first = True
     carry = ""
-    with open(path, "rb") as handle:
-        while True:
-            raw = handle.read(chunk_bytes)
-            final = not raw
-            if on_raw is not None and raw:
-                on_raw(raw)
-            try:
-                text = decoder.decode(raw, final=final)
-            except UnicodeDecodeError as exc:
-                where = offset + max(exc.start, 0)
-                raise CorpusError(
-                    f"{path}: not valid {encoding} (byte {where}); "
-                    "pass --encoding (for example --encoding latin-1)"
-                ) from None
-            offset += len(raw)
-            if first and text:
-                first = False
-                if text.startswith("\ufeff"):
-                    text = text[1:]
-            text = carry + text
-            carry = ""
-            if not final and text.endswith("\r"):
-                carry, text = "\r", text[:-1]
-            text = text.replace("\r\n", "\n")
-            if text:
-                yield text
-            if final:
-                return
+    for raw in _raw_chunks(path, chunk_bytes, on_raw):
+        final = not raw
+        try:
+            text = decoder.decode(raw, final=final)
+        except UnicodeDecodeError as exc:
+            raise _invalid(path, encoding, offset + max(exc.start, 0)) from None
+        offset += len(raw)
+        if first and text:
+            first = False
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        text = carry + text
+        carry = ""
+        if not final and text.endswith("\r"):
+            carry, text = "\r", text[:-1]
+        text = text.replace("\r\n", "\n")
+        if text:
+            yield text
 
 
 def code_points(text: str) -> np.ndarray:
@@ -294,29 +296,23 @@ def _iter_byte_pieces(
     strip_bom = utf8
     pending = b""
     pending_at = 0  # file offset of pending's first byte
-    with open(path, "rb") as handle:
-        while True:
-            raw = handle.read(chunk_bytes)
-            final = not raw
-            if raw and on_raw is not None:
-                on_raw(raw)
-            data = pending + raw if pending else raw
-            start = pending_at
-            if strip_bom:
-                if not final and len(data) < len(bom) and bom.startswith(data):
-                    pending = data  # too short to tell yet
-                    continue
-                strip_bom = False
-                if data.startswith(bom):
-                    data, start = data[len(bom) :], start + len(bom)
-            cut = utf8_boundary(data) if utf8 and not final else len(data)
-            if not final and data[:cut].endswith(b"\r"):
-                cut -= 1  # its LF may start the next chunk
-            body, pending, pending_at = data[:cut], data[cut:], start + cut
-            if body:
-                yield _byte_piece(body, codec, path, start, encoding)
-            if final:
-                return
+    for raw in _raw_chunks(path, chunk_bytes, on_raw):
+        final = not raw
+        data = pending + raw if pending else raw
+        start = pending_at
+        if strip_bom:
+            if not final and len(data) < len(bom) and bom.startswith(data):
+                pending = data  # too short to tell yet
+                continue
+            strip_bom = False
+            if data.startswith(bom):
+                data, start = data[len(bom) :], start + len(bom)
+        cut = utf8_boundary(data) if utf8 and not final else len(data)
+        if not final and data[:cut].endswith(b"\r"):
+            cut -= 1  # its LF may start the next chunk
+        body, pending, pending_at = data[:cut], data[cut:], start + cut
+        if body:
+            yield _byte_piece(body, codec, path, start, encoding)
 
 
 def iter_pieces(
