@@ -18,6 +18,10 @@ class StepEvent:
     elapsed_s: float
     eta_s: float | None
     progress: float  # 0..1, by steps or by time budget, whichever is further along
+    # The mean gradient norm (before clipping) over the steps since the last logged one.
+    # Set on the steps whose loss was just synchronised ("logged" steps: every step on a
+    # CPU, every tenth on an accelerator), None on the others: metrics.jsonl keys on it.
+    grad_norm: float | None = None
     kind: str = field(default="step", init=False)
 
 
@@ -30,6 +34,9 @@ class EvalEvent:
     val_chars: int
     train_loss: float | None
     best: bool
+    elapsed_s: float | None = None
+    # With early stopping: evaluations without a new best left before training stops.
+    evals_left: int | None = None
     kind: str = field(default="eval", init=False)
 
 

@@ -41,6 +41,7 @@ from engine.training.checkpoint import (
 from engine.training.config import TrainConfig
 from engine.training.evaluate import WindowSampler, evaluate_split, evaluate_windows
 from engine.training.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent, TrainResult
+from engine.training.metrics_log import MetricsLog
 from engine.training.schedule import lr_at
 
 EventCallback = Callable[[object], None]
@@ -62,6 +63,8 @@ def _state_tensors(state: object) -> list[torch.Tensor]:
 
 class Trainer:
     """Trains one model on one corpus; `run()` blocks until done, stopped or out of time."""
+
+    metrics: MetricsLog | None = None  # metrics.jsonl in out_dir, open while run() runs
 
     def __init__(
         self,
@@ -281,6 +284,8 @@ class Trainer:
 
     def _emit(self, event: object) -> None:
         if self.is_main:
+            if self.metrics is not None:
+                self.metrics.record(event)
             self.on_event(event)
 
     def _time_progress(self, now: float) -> float:
@@ -392,8 +397,9 @@ class Trainer:
             self.carry = carry
             loss = self._forward_backward(inputs, targets)
         self._compiled_ok = True
-        if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        # The norm is measured whether or not it is clipped: metrics.jsonl logs it.
+        clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).detach()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with self.weights_lock:
@@ -402,6 +408,17 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train until max_steps, the time budget or stop(); returns the final figures."""
+        if self.out_dir is not None and self.is_main:
+            # A resumed run (step > 0) keeps its records up to the checkpoint's step.
+            self.metrics = MetricsLog(self.out_dir, resume_step=self.step or None)
+        try:
+            return self._run()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+                self.metrics = None
+
+    def _run(self) -> TrainResult:
         cfg = self.config
         self.tokens_this_run = 0
         self.train_seconds_this_run = 0.0
@@ -413,6 +430,7 @@ class Trainer:
         last_loss = float("nan")
         sync_every = 1 if self.device.type == "cpu" else 10
         pending: list[torch.Tensor] = []
+        pending_norms: list[torch.Tensor] = []
         first_step = self.step
 
         while True:
@@ -452,6 +470,8 @@ class Trainer:
             lr = self.lr_at(self.progress(now))
             inputs, targets, reset = self.batches.next()
             pending.append(self.train_step(inputs, targets, reset, lr))
+            pending_norms.append(self.grad_norm)
+            grad_norm = None
             self.step += 1
             self.tokens += inputs.numel() * self.world_size
             self.tokens_this_run += inputs.numel() * self.world_size
@@ -462,7 +482,9 @@ class Trainer:
 
                     mean_loss = mean_over_ranks(mean_loss)
                 last_loss = float(mean_loss)
+                grad_norm = float(torch.stack(pending_norms).float().mean())
                 pending.clear()
+                pending_norms.clear()
                 self._loss_ema = (
                     last_loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * last_loss
                 )
@@ -484,6 +506,7 @@ class Trainer:
                     elapsed_s=now - self.started,
                     eta_s=eta,
                     progress=progress,
+                    grad_norm=grad_norm,
                 )
             )
             if self.step % cfg.eval_interval == 0:
@@ -519,13 +542,14 @@ class Trainer:
         best = self.best_val_loss is None or result.loss < self.best_val_loss
         if best:
             self.best_val_loss = result.loss
+        elapsed = time.monotonic() - self.started
         self.history.append(
             {
                 "step": self.step,
                 "train_loss": train_loss,
                 "val_loss": result.loss,
                 "val_chars": result.chars,
-                "elapsed_s": time.monotonic() - self.started,
+                "elapsed_s": elapsed,
                 "tokens": self.tokens,
                 "best": best,
             }
@@ -539,6 +563,7 @@ class Trainer:
                 val_chars=result.chars,
                 train_loss=train_loss if math.isfinite(train_loss) else None,
                 best=best,
+                elapsed_s=elapsed,
             )
         )
         self.model.train()
@@ -564,6 +589,10 @@ class Trainer:
             )
             # Scored in fp32 whatever the training precision: the headline figure is exact.
             full = evaluate_split(self.model, scored, self.device, None)
+            if self.metrics is not None:
+                self.metrics.final(
+                    self.step, full.loss, full.chars, time.monotonic() - self.started
+                )
         checkpoint = None
         if self.out_dir is not None and self.is_main:
             self._emit(StatusEvent("saving"))

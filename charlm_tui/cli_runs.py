@@ -1,0 +1,110 @@
+"""`charlm-tui runs list | show RUN | export RUN --csv FILE`: saved runs without torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from charlm_tui.cli_common import emit_json, stderr, user_errors
+
+runs_app = typer.Typer(help="List saved runs, show one, export its metrics.", no_args_is_help=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+
+
+def _fmt(value: object, spec: str = ".4f") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else "-"
+
+
+@runs_app.command("list")
+@user_errors
+def runs_list(
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Where to look (default: the TUI's runs directory)."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Saved runs, newest first: corpus, model, steps, best val loss, date."""
+    from engine.errors import ConfigError
+    from engine.training.runs import list_runs, runs_dir
+
+    root = directory or runs_dir()
+    if directory is not None and not directory.is_dir():
+        raise ConfigError(f"{directory}: not a directory")
+    runs = list_runs(root, limit=None)
+    if json_out:
+        emit_json({"runs_dir": str(root), "runs": runs})
+        return
+    if not runs:
+        stderr.print(f"no saved runs in {root}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "corpus", "model", "steps", "best val", "date", title=str(root))
+    for run in runs:
+        table.add_row(
+            run["name"],
+            run["corpus"],
+            run["model_type"],
+            str(run["step"]),
+            _fmt(run["best_val_loss"]),
+            (run["date"] or "-").replace("T", " ")[:19],
+        )
+    Console().print(table)  # the list the user asked for: stdout
+
+
+@runs_app.command("show")
+@user_errors
+def runs_show(
+    run: str = typer.Argument(..., help="A run directory or the name of a saved run."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """One run: settings, every evaluation and the final figures."""
+    from engine.training.runs import show_run
+
+    info = show_run(run)
+    if json_out:
+        emit_json(info)
+        return
+    out = typer.echo
+    out(f"{info['name']}  ({info['run_dir']})")
+    out(
+        f"corpus {info['corpus']}, model {info['model_type']}, step {info['step']}, "
+        f"best val {_fmt(info['best_val_loss'])} nats/char, saved {info['date'] or '-'}"
+    )
+    out(f"logged steps {info['logged_steps']}, evaluations {len(info['evaluations'])}")
+    for record in info["evaluations"]:
+        mark = " *" if record.get("best") else ""
+        out(
+            f"  step {record['step']:>7}  train {_fmt(record.get('train_loss'))}  "
+            f"val {_fmt(record.get('val_loss'))} ({_fmt(record.get('val_bpc'), '.3f')} bpc){mark}"
+        )
+    final = info["final"]
+    if final:
+        out(
+            f"final: val {_fmt(final['val_loss'])} nats/char "
+            f"({_fmt(final['val_bpc'], '.3f')} bpc) on {final.get('val_chars', 0):,} chars"
+        )
+
+
+@runs_app.command("export")
+@user_errors
+def runs_export(
+    run: str = typer.Argument(..., help="A run directory or the name of a saved run."),
+    csv_file: Path = typer.Option(..., "--csv", help="The CSV file to write."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Every logged step and evaluation of a run as CSV, for a spreadsheet."""
+    from engine.training.runs import export_csv
+
+    rows = export_csv(run, csv_file)
+    if json_out:
+        emit_json({"csv": str(csv_file), "rows": rows})
+    else:
+        stderr.print(f"wrote {rows} rows to {csv_file}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(runs_app, name="runs")
