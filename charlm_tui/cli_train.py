@@ -90,9 +90,11 @@ class _TrainDisplay:
             self.val = f"  val {event.val_loss:.3f}"
             if self.progress is None and not self.quiet:
                 train = f"train {event.train_loss:.4f}  " if event.train_loss is not None else ""
+                left = getattr(event, "evals_left", None)
+                patience = "" if left is None else f", {left} evaluations left"
                 stderr.print(
                     f"step {event.step:>6}  {train}val {event.val_loss:.4f} "
-                    f"({event.val_bpc:.3f} bpc, {event.val_chars} chars)"
+                    f"({event.val_bpc:.3f} bpc, {event.val_chars} chars{patience})"
                 )
         elif kind == "status" and event.message and not self.quiet:
             stderr.print(event.message)
@@ -112,6 +114,9 @@ def train(
         None, "--time-budget", help="Seconds for the whole command."
     ),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps."),
+    patience: int | None = typer.Option(
+        None, "--patience", help="Stop after N evaluations without a new best val loss."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (weights and batches)."),
@@ -131,6 +136,10 @@ def train(
         raise ConfigError("--time-budget must be a positive number of seconds")
     if max_steps is not None and max_steps < 0:
         raise ConfigError("--max-steps must not be negative")
+    if patience is not None and patience < 1:
+        raise ConfigError(
+            "--patience must be at least 1 (evaluations without a new best before stopping)"
+        )
 
     from engine.data.corpus import load_corpus
     from engine.device import resolve_device
@@ -156,6 +165,8 @@ def train(
             train_settings["max_steps"] = None
     if max_steps is not None:
         train_settings["max_steps"] = max_steps
+    if patience is not None:
+        train_settings["patience"] = patience
     config = TrainConfig.from_dict(train_settings)
     config.validate()
     model_config = make_config(model, **model_settings)
@@ -207,6 +218,11 @@ def train(
             f"{result.steps} steps in {result.elapsed_s:.1f}s, "
             f"{result.chars_per_s:,.0f} chars/s; checkpoint {result.checkpoint}"
         )
+        if result.stopped_by == "early_stop":
+            stderr.print(
+                f"stopped early: no new best in {config.patience} evaluations; "
+                f"the best (val {result.best_val_loss:.4f}) is kept as {out / 'best'}"
+            )
     if result.stopped_by == "stop":
         raise typer.Exit(130)
 

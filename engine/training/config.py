@@ -32,14 +32,16 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     final_eval: bool = True
+    # Early stopping: stop after this many evaluations without a new best val loss.
+    patience: int | None = None
 
     def validate(self) -> None:
         for f in fields(self):  # types first: `--set lr=abc` is bad input, not a crash
             value = getattr(self, f.name)
             number = isinstance(value, numbers.Real) and not isinstance(value, bool)
             integer = number and isinstance(value, numbers.Integral)
-            if f.name in ("max_steps", "time_budget"):
-                ok = value is None or (integer if f.name == "max_steps" else number)
+            if f.name in ("max_steps", "time_budget", "patience"):
+                ok = value is None or (number if f.name == "time_budget" else integer)
             elif isinstance(f.default, bool):
                 ok = isinstance(value, bool)
             elif isinstance(f.default, int):
@@ -60,6 +62,10 @@ class TrainConfig:
             raise ConfigError("--max-steps must not be negative")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ConfigError("--time-budget must be a positive number of seconds")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(
+                "--patience must be at least 1 (evaluations without a new best before stopping)"
+            )
         if self.batching not in BATCHING:
             raise ConfigError(f"batching must be one of {', '.join(BATCHING)}")
         if not 0.0 < self.val_fraction < 1.0:

@@ -18,7 +18,13 @@ from engine.errors import ConfigError
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 TIMEOUT = timedelta(minutes=30)  # rank 0 may encode a big corpus while the others wait
-STOP_REASONS = (None, "max_steps", "time_budget", "stop")  # all-reduced as MAX: later wins
+STOP_REASONS = (
+    None,
+    "max_steps",
+    "time_budget",
+    "early_stop",
+    "stop",
+)  # all-reduced as MAX: later wins
 
 
 @dataclass(frozen=True)

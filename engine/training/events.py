@@ -68,7 +68,7 @@ class TrainResult:
     chars_per_s: float
     checkpoint: str | None
     best_val_loss: float | None
-    stopped_by: str  # "max_steps", "time_budget", "stop"
+    stopped_by: str  # "max_steps", "time_budget", "early_stop", "stop"
     device: str
     parameters: int
     model: dict

@@ -439,6 +439,8 @@ class Trainer:
                 stopped_by = "max_steps"
                 break
             reason = "stop" if self._stop.is_set() else None
+            if reason is None and self.evals_left() == 0:
+                reason = "early_stop"  # rank 0 alone evaluates; DDP agrees on it below
             if reason is None and self._pause.is_set():
                 self._emit(StatusEvent("paused"))
                 paused_at = time.monotonic()
@@ -534,6 +536,21 @@ class Trainer:
             return ("last", "best")
         return ("last",)
 
+    def evals_left(self) -> int | None:
+        """With --patience: evaluations without a new best left before training stops.
+
+        Counted from the history (the evaluations since the last best one), so a
+        resumed run continues the count where it stopped.
+        """
+        if not self.config.patience:
+            return None
+        since_best = 0
+        for record in reversed(self.history):
+            if record.get("best"):
+                break
+            since_best += 1
+        return max(self.config.patience - since_best, 0)
+
     def _periodic_eval(self, train_loss: float) -> None:
         if not self.is_main:  # under DDP rank 0 alone evaluates; the others wait for it
             return
@@ -564,6 +581,7 @@ class Trainer:
                 train_loss=train_loss if math.isfinite(train_loss) else None,
                 best=best,
                 elapsed_s=elapsed,
+                evals_left=self.evals_left(),
             )
         )
         self.model.train()
