@@ -127,6 +127,9 @@ def train(
     ),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
     ddp: bool = typer.Option(False, "--ddp", help="Train with DistributedDataParallel (torchrun)."),
+    tensorboard: Path | None = typer.Option(
+        None, "--tensorboard", help="Also write TensorBoard event files to this directory."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Train a model; prints val_loss (nats/char on the held-out split), steps, speed."""
@@ -136,6 +139,10 @@ def train(
         raise ConfigError("--time-budget must be a positive number of seconds")
     if max_steps is not None and max_steps < 0:
         raise ConfigError("--max-steps must not be negative")
+    if tensorboard is not None:
+        from charlm_tui.cli_tensorboard import require_tensorboard
+
+        require_tensorboard()
     if patience is not None and patience < 1:
         raise ConfigError(
             "--patience must be at least 1 (evaluations without a new best before stopping)"
@@ -178,6 +185,8 @@ def train(
     from engine.training.ddp import launched_by_torchrun
 
     if ddp or launched_by_torchrun():
+        if tensorboard is not None:
+            raise ConfigError("--tensorboard is not supported with --ddp yet")
         from engine.training.launch import run_distributed
 
         result = run_distributed(corpus, encoding, model_config, config, out, resume, deadline)
@@ -186,12 +195,22 @@ def train(
     else:
         loaded = load_corpus(corpus, encoding)
         with _TrainDisplay(quiet=False) as display:
+            on_event, close_tensorboard = display, None
+            if tensorboard is not None:
+                from charlm_tui.cli_tensorboard import tensorboard_observer
+
+                board, close_tensorboard = tensorboard_observer(tensorboard, lambda: trainer)
+
+                def on_event(event: object) -> None:
+                    display(event)
+                    board(event)
+
             trainer = Trainer(
                 loaded,
                 model_config,
                 config,
                 out_dir=out,
-                on_event=display,
+                on_event=on_event,
                 resume=resume,
                 deadline=deadline,
             )
@@ -208,6 +227,8 @@ def train(
                 result = trainer.run()
             finally:
                 signal.signal(signal.SIGINT, previous)
+                if close_tensorboard is not None:
+                    close_tensorboard()
     payload = result.as_dict()
     if json_out:
         emit_json(payload)
