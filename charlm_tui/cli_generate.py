@@ -100,6 +100,9 @@ def generate(
     stream: bool = typer.Option(
         False, "--stream", help="Print characters as they come (sample i uses seed + i)."
     ),
+    items: int | None = typer.Option(
+        None, "--items", help="Make N line-per-item items, one a line (the prompt starts each)."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Continue a prompt; samples go to stdout (with --json: `samples`, `chars_per_s`)."""
@@ -123,6 +126,9 @@ def generate(
         stop=tuple(unescape(s) for s in stop),
     )
     params.validate()
+    if items is not None:
+        _generate_items(checkpoint, device, prompt, params, items, stream, drop_unknown, json_out)
+        return
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
     if strategy == "beam" and num_samples > beam_width:
@@ -159,6 +165,52 @@ def generate(
         f"[dim]{chars:,} chars in {seconds:.2f}s ({payload['chars_per_s']:,.0f} chars/s), "
         f"seed {seed}[/]"
     )
+
+
+def _generate_items(
+    checkpoint: Path,
+    device: str,
+    prompt: str,
+    params: SamplingParams,
+    count: int,
+    stream: bool,
+    drop_unknown: bool,
+    json_out: bool,
+) -> None:
+    """`generate --items N`: N items, one per line on stdout (JSON: `items`)."""
+    from engine.decoding.items import generate_items
+    from engine.errors import ConfigError
+
+    if count < 1:
+        raise ConfigError(f"--items must be at least 1, got {count}")
+    if stream:
+        raise ConfigError("--items prints whole items: leave out --stream")
+    if params.strategy == "beam" and count > params.beam_width:
+        raise ConfigError(
+            f"beam search returns at most --beam-width ({params.beam_width}) items, "
+            f"{count} were asked for"
+        )
+    loaded, generator = _load(checkpoint, device)
+    _check_prompt(generator, prompt, drop_unknown)
+    started = time.perf_counter()
+    made = generate_items(generator, count, params, prompt, drop_unknown=drop_unknown)
+    seconds = time.perf_counter() - started
+    if json_out:
+        emit_json(
+            {
+                "items": made,
+                "samples": made,
+                "seconds": seconds,
+                "prompt": prompt,
+                "params": params.as_dict(),
+                "checkpoint": str(loaded.path),
+            }
+        )
+        return
+    for item in made:
+        sys.stdout.write(item + "\n")
+    sys.stdout.flush()
+    stderr.print(f"[dim]{count} items in {seconds:.2f}s, seed {params.seed}[/]")
 
 
 def _print_plain(prompt: str, sample: str, index: int, count: int) -> None:
@@ -234,12 +286,17 @@ def compare(
     checkpoint: Path = CHECKPOINT_OPTION,
     prompt: str = PROMPT_OPTION,
     length: int = typer.Option(200, "--length", help="Characters per sample."),
-    num_samples: int = typer.Option(3, "--num-samples", help="Samples per strategy."),
+    num_samples: int | None = typer.Option(
+        None, "--num-samples", help="Samples per strategy (3; items models: 20 items)."
+    ),
     seed: int | None = SEED_OPTION,
     corpus: str | None = typer.Option(
         None,
         "--corpus",
         help="Training corpus for novelty (default: the checkpoint's, if it is a sample).",
+    ),
+    items: bool | None = typer.Option(
+        None, "--items/--no-items", help="Compare whole items (default: as the model trained)."
     ),
     drop_unknown: bool = DROP_OPTION,
     device: str = DEVICE_OPTION,
@@ -251,13 +308,19 @@ def compare(
     from engine.errors import ConfigError
 
     SamplingParams(length=length, seed=seed).validate()
-    if num_samples < 1:
+    if num_samples is not None and num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
     if seed is None:
         seed = secrets.randbelow(2**31)
     loaded, generator = _load(checkpoint, device)
     _check_prompt(generator, prompt, drop_unknown)
-    words = _corpus_words(corpus, loaded)
+    if items is None:
+        items = bool(loaded.train_config.get("items"))
+    if num_samples is None:
+        num_samples = 20 if items else 3
+    text = _training_corpus(corpus, loaded)
+    words = _corpus_words(text)
+    item_sets = _item_sets(text, loaded) if items else None
     rows = compare_strategies(
         generator,
         prompt,
@@ -265,6 +328,8 @@ def compare(
         num_samples=num_samples,
         seed=seed,
         corpus_words=words,
+        items=items,
+        item_sets=item_sets,
         drop_unknown=drop_unknown,
     )
     if json_out:
@@ -275,6 +340,7 @@ def compare(
                 "length": length,
                 "num_samples": num_samples,
                 "seed": seed,
+                "items": bool(items),
                 "checkpoint": str(loaded.path),
             }
         )
@@ -282,12 +348,11 @@ def compare(
     _print_table(rows, seed)
 
 
-def _corpus_words(spec: str | None, loaded: Checkpoint) -> frozenset[str] | None:
-    """Word set of the training corpus: --corpus, else the checkpoint's own corpus when it is
-    a sample at hand with the very content trained on; None when neither can be had."""
+def _training_corpus(spec: str | None, loaded: Checkpoint):  # -> Corpus | None
+    """The training corpus: --corpus, else the checkpoint's own corpus when it is a sample
+    or a file at hand with the very content trained on; None when neither can be had."""
     from engine.data.corpus import load_corpus
     from engine.data.samples import find_sample
-    from engine.decoding.textstats import corpus_word_set
 
     trained_on = loaded.meta.get("corpus", {})
     if spec is not None:
@@ -301,7 +366,27 @@ def _corpus_words(spec: str | None, loaded: Checkpoint) -> frozenset[str] | None
         if text is None or text.content_key != trained_on.get("content_key"):
             stderr.print("[dim]novelty: give --corpus (the training corpus) to measure it[/]")
             return None
-    return corpus_word_set(text)
+    return text
+
+
+def _corpus_words(text: object) -> frozenset[str] | None:
+    """Word set of the training corpus, for word novelty."""
+    if text is None:
+        return None
+    from engine.decoding.textstats import corpus_word_set
+
+    return corpus_word_set(text)  # type: ignore[arg-type]
+
+
+def _item_sets(text: object, loaded: Checkpoint) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(training items, held-out items) by the split the checkpoint trained with."""
+    if text is None:
+        return None
+    from engine.data.items import decode_ids, split_item_sets
+
+    train, val = text.split(float(loaded.train_config.get("val_fraction", 0.1)))  # type: ignore[attr-defined]
+    chars = text.vocab.chars  # type: ignore[attr-defined]
+    return split_item_sets(decode_ids(chars, train), decode_ids(chars, val))
 
 
 # (header, TextStats field, decimals): short headers so the table fits 80 columns.
@@ -333,11 +418,19 @@ def _print_table(rows: list, seed: int) -> None:
     table.add_column("strategy", no_wrap=True)
     for header, _, _ in TABLE_COLUMNS:
         table.add_column(header, justify="right", no_wrap=True)
+    with_items = any(row.item_novelty for row in rows)
+    if with_items:
+        table.add_column("new", justify="right", no_wrap=True)
+        table.add_column("new-all", justify="right", no_wrap=True)
     for row in rows:
         cells = []
         for _, field, decimals in TABLE_COLUMNS:
             value = getattr(row.stats, field)
             cells.append("-" if value is None else f"{value:.{decimals}f}")
+        if with_items:
+            for key in ("novel_vs_train", "novel_vs_all"):
+                value = (row.item_novelty or {}).get(key)
+                cells.append("-" if value is None else f"{value:.2f}")
         table.add_row(row.strategy, *cells)
     stderr.print(table)
     stderr.print(
@@ -345,6 +438,11 @@ def _print_table(rows: list, seed: int) -> None:
         "n-grams; rep-4: repeated 4-grams; logp: mean log-prob per char under the model; "
         "ppl: exp(-logp); novel: share of words not in the corpus[/]"
     )
+    if with_items:
+        stderr.print(
+            "[dim]new: share of items not in the training items; new-all: in neither the "
+            "training nor the held-out items[/]"
+        )
     for row in rows:
         first = row.samples[0] if row.samples else ""
         stderr.print(f"[bold]{row.strategy}[/]: {first[:60]!r}", highlight=False)

@@ -105,6 +105,20 @@ class _TrainDisplay:
         return False
 
 
+def _decide_items(config: object, corpus: object, items: bool | None) -> None:
+    """--items, --no-items, or (neither) whatever detection says, said on stderr."""
+    from engine.data.items import corpus_is_items, require_newline
+
+    if items is None:
+        items = corpus_is_items(corpus.vocab.chars, corpus.ids)  # type: ignore[attr-defined]
+        if items:
+            stderr.print("line-per-item corpus detected: windows start at items (--no-items: off)")
+    if items:
+        require_newline(corpus.vocab.chars, corpus.name)  # type: ignore[attr-defined]
+    config.items = bool(items)  # type: ignore[attr-defined]
+    config.validate()  # type: ignore[attr-defined]
+
+
 def train(
     corpus: str = typer.Option(..., "--corpus", help="Sample name, text file or directory."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints (last, best)."),
@@ -127,6 +141,11 @@ def train(
     ),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
     ddp: bool = typer.Option(False, "--ddp", help="Train with DistributedDataParallel (torchrun)."),
+    items: bool | None = typer.Option(
+        None,
+        "--items/--no-items",
+        help="One item per line: windows start at items (default: detected).",
+    ),
     tensorboard: Path | None = typer.Option(
         None, "--tensorboard", help="Also write TensorBoard event files to this directory."
     ),
@@ -194,6 +213,7 @@ def train(
             return
     else:
         loaded = load_corpus(corpus, encoding)
+        _decide_items(config, loaded, items)
         with _TrainDisplay(quiet=False) as display:
             on_event, close_tensorboard = display, None
             if tensorboard is not None:

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from engine.data.items import item_novelty
 from engine.decoding.generator import Generator
+from engine.decoding.items import generate_items
 from engine.decoding.params import SamplingParams
 from engine.decoding.scoring import continuation_log_likelihood
 from engine.decoding.textstats import TextStats, sample_statistics
@@ -37,6 +39,8 @@ class CompareRow:
     stats: TextStats
     samples: list[str]
     seconds: float
+    # Line-per-item models: novelty of the generated items against the corpus's items.
+    item_novelty: dict | None = None
 
     @property
     def chars_per_s(self) -> float:
@@ -50,6 +54,7 @@ class CompareRow:
             "seconds": self.seconds,
             "chars_per_s": self.chars_per_s,
             "samples": self.samples,
+            "item_novelty": self.item_novelty,
         }
 
 
@@ -61,6 +66,8 @@ def compare_strategies(
     num_samples: int = 3,
     seed: int | None = None,
     corpus_words: frozenset[str] | None = None,
+    items: bool = False,
+    item_sets: tuple[frozenset[str], frozenset[str]] | None = None,
     drop_unknown: bool = False,
     strategies: Sequence[tuple[str, dict]] = STRATEGIES,
     cancel: threading.Event | None = None,
@@ -70,29 +77,44 @@ def compare_strategies(
 
     A seed of None picks one at random, shared by every row. Beam search returns
     its best min(num_samples, beam_width) beams. `on_row` sees each row as it is
-    done; `cancel` stops between rows.
+    done; `cancel` stops between rows. With `items` (a line-per-item model) every
+    sample is one whole item started from a fresh line; with `item_sets` (the
+    training and held-out items of its corpus) too, each row reports the items'
+    novelty against both sets.
     """
     if seed is None:
         seed = secrets.randbelow(2**31)
     base = SamplingParams(length=length, seed=seed)
     base.validate()
     prompt_ids = generator.vocab.encode(prompt, drop_unknown=drop_unknown)
+    items = items or item_sets is not None
     rows = []
     for name, settings in strategies:
         if cancel is not None and cancel.is_set():
             break
         params = replace(base, **settings)
         started = time.perf_counter()
-        if params.strategy == "beam":
+        if items:
+            count = (
+                min(num_samples, params.beam_width) if params.strategy == "beam" else num_samples
+            )
+            samples = generate_items(generator, count, params, prompt, drop_unknown=drop_unknown)
+        elif params.strategy == "beam":
             count = min(num_samples, params.beam_width)
             beams = generator.beam_search(prompt, params, count, drop_unknown=drop_unknown)
             samples = [beam.text for beam in beams]
         else:
             samples = generator.generate(prompt, params, num_samples, drop_unknown=drop_unknown)
         seconds = time.perf_counter() - started
+        context = prompt_ids
+        if items:  # an item's context is a fresh line, then the prompt
+            context = generator.vocab.encode("\n" + prompt, drop_unknown=drop_unknown)
         logprobs = [
             continuation_log_likelihood(
-                generator.model, prompt_ids, generator.vocab.encode(s), generator.unigram
+                generator.model,
+                context,
+                generator.vocab.encode(s[len(prompt) :] if items else s),
+                generator.unigram,
             )
             for s in samples
         ]
@@ -100,6 +122,8 @@ def compare_strategies(
             samples, prompt=prompt, logprobs=logprobs, corpus_words=corpus_words
         )
         row = CompareRow(name, dict(settings), stats, samples, seconds)
+        if item_sets is not None:
+            row.item_novelty = item_novelty(samples, *item_sets)
         rows.append(row)
         if on_row is not None:
             on_row(row)

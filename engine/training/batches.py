@@ -60,6 +60,7 @@ class BatchSource:
         rank: int = 0,
         world_size: int = 1,
         vocab_size: int | None = None,
+        item_starts: np.ndarray | None = None,
     ):
         self.config = config
         self.device = device
@@ -87,6 +88,17 @@ class BatchSource:
                 f"{self.length}: lower batch_size or seq_len, or use random batching"
             )
         self.window = torch.arange(config.seq_len + 1, device=self.index_device)
+        # Line-per-item corpora: random windows start only at these positions (newlines).
+        self.item_starts = None
+        if item_starts is not None:
+            if len(item_starts) == 0:
+                raise ConfigError(
+                    f"--items: no item starts a whole {config.seq_len}-char window "
+                    "(too few lines, or seq-len longer than the corpus)"
+                )
+            self.item_starts = torch.from_numpy(np.asarray(item_starts, dtype=np.int64)).to(
+                self.index_device
+            )
 
     def _gather(self, index: torch.Tensor) -> torch.Tensor:
         if self.device_ids is not None:
@@ -105,13 +117,12 @@ class BatchSource:
         """(inputs, targets, reset): `reset` says carried state must start fresh."""
         seq = self.config.seq_len
         if self.config.batching == "random":
+            high = self.length - seq if self.item_starts is None else len(self.item_starts)
             starts = torch.randint(
-                0,
-                self.length - seq,
-                (self.rows,),
-                generator=self.generator,
-                device=self.index_device,
+                0, high, (self.rows,), generator=self.generator, device=self.index_device
             )
+            if self.item_starts is not None:
+                starts = self.item_starts[starts]
             chunk = self._gather(self._mine(starts)[:, None] + self.window)
             return chunk[:, :-1], chunk[:, 1:], True
         reset = False

@@ -34,6 +34,8 @@ class TrainConfig:
     final_eval: bool = True
     # Early stopping: stop after this many evaluations without a new best val loss.
     patience: int | None = None
+    # Line-per-item corpus: training windows start at item boundaries (newlines).
+    items: bool = False
 
     def validate(self) -> None:
         for f in fields(self):  # types first: `--set lr=abc` is bad input, not a crash
@@ -66,6 +68,8 @@ class TrainConfig:
             raise ConfigError(
                 "--patience must be at least 1 (evaluations without a new best before stopping)"
             )
+        if self.items and self.batching != "random":
+            raise ConfigError("--items trains on windows that start at items: use random batching")
         if self.batching not in BATCHING:
             raise ConfigError(f"batching must be one of {', '.join(BATCHING)}")
         if not 0.0 < self.val_fraction < 1.0:

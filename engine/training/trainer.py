@@ -19,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 from engine.data.corpus import Corpus
+from engine.data.items import item_window_starts, require_newline
 from engine.device import (
     autocast,
     enable_fast_math,
@@ -161,6 +163,7 @@ class Trainer:
             rank=rank,
             world_size=world_size,
             vocab_size=len(corpus.vocab),
+            item_starts=self._item_starts(),
         )
         self.eval_windows = WindowSampler(
             self.val_ids,
@@ -180,6 +183,14 @@ class Trainer:
         self.compiled = self._maybe_compile()
 
     # ----- set-up -------------------------------------------------------------------
+
+    def _item_starts(self) -> np.ndarray | None:
+        """With --items: the newlines training windows start at (see engine.data.items)."""
+        if not self.config.items:
+            return None
+        require_newline(self.corpus.vocab.chars, self.corpus.name)
+        newline = self.corpus.vocab.index["\n"]
+        return item_window_starts(self.train_ids, newline, self.config.seq_len)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay = [], []
