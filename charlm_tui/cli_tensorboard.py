@@ -20,26 +20,12 @@ def require_tensorboard() -> None:
         )
 
 
-def sample_from(trainer: object, chars: int = SAMPLE_CHARS) -> str:
-    """What the model writes now: temperature 0.8 from the latest weights, seeded by step."""
-    from engine.decoding.generator import Generator
-    from engine.decoding.params import SamplingParams
-
-    generator = Generator(
-        trainer.snapshot(),  # type: ignore[attr-defined]
-        trainer.corpus.vocab,  # type: ignore[attr-defined]
-        trainer.corpus.unigram(),  # type: ignore[attr-defined]
-        trainer.device,  # type: ignore[attr-defined]
-    )
-    params = SamplingParams(temperature=0.8, length=chars, seed=trainer.step)  # type: ignore[attr-defined]
-    return generator.generate([""], params)[0]
-
-
 def tensorboard_observer(
     log_dir: Path, trainer: Callable[[], object]
 ) -> tuple[Callable[[object], None], Callable[[], None]]:
     """(observer for trainer events, close) writing to `log_dir`; `trainer()` gives the trainer."""
+    from engine.decoding.preview import preview_text
     from engine.training.tensorboard_log import TensorBoardLog
 
-    log = TensorBoardLog(log_dir, sampler=lambda: sample_from(trainer()))
+    log = TensorBoardLog(log_dir, sampler=lambda: preview_text(trainer(), SAMPLE_CHARS))  # type: ignore[arg-type]
     return log.record, log.close

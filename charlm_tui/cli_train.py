@@ -115,6 +115,9 @@ def _decide_items(config: object, corpus: object, items: bool | None) -> None:
             stderr.print("line-per-item corpus detected: windows start at items (--no-items: off)")
     if items:
         require_newline(corpus.vocab.chars, corpus.name)  # type: ignore[attr-defined]
+        if config.batching != "random":  # type: ignore[attr-defined]
+            stderr.print("items train on windows that start at items: random batching")
+            config.batching = "random"  # type: ignore[attr-defined]
     config.items = bool(items)  # type: ignore[attr-defined]
     config.validate()  # type: ignore[attr-defined]
 

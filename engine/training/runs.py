@@ -164,3 +164,13 @@ def export_csv(spec: str | os.PathLike, destination: str | os.PathLike) -> int:
     except OSError as exc:
         raise CheckpointError(f"cannot write {destination}: {exc.strerror or exc}") from None
     return len(records)
+
+
+def thin(records: list[dict], max_steps: int = 2000) -> list[dict]:
+    """Every evaluation, and at most `max_steps` step records evenly spread (for a plot)."""
+    steps = [i for i, r in enumerate(records) if r.get("kind") == "step"]
+    if len(steps) <= max_steps:
+        return list(records)
+    stride = len(steps) / max_steps
+    keep = {steps[int(i * stride)] for i in range(max_steps)} | {steps[-1]}
+    return [r for i, r in enumerate(records) if r.get("kind") != "step" or i in keep]

@@ -110,7 +110,7 @@ class GenerationHandlers:
     def on_Cancel(self, cmd: p.Cancel) -> None:
         with self.lock:
             for job in self.jobs.values():
-                if job.kind in ("generate", "compare") and cmd.req in (0, job.req):
+                if job.kind in ("generate", "compare", "lr-find") and cmd.req in (0, job.req):
                     job.cancel.set()
 
     def on_Compare(self, cmd: p.Compare) -> None:

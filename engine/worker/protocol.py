@@ -54,6 +54,7 @@ class Train:
     resume: bool = False
     sample_every_s: float = 4.0
     sample_chars: int = 160
+    tensorboard_dir: str | None = None  # also write TensorBoard event files there
 
 
 @dataclass
@@ -133,6 +134,20 @@ class Cancel:
 
 
 @dataclass
+class LRFind:
+    """A learning-rate range test on a fresh model of the loaded corpus; writes nothing."""
+
+    model_type: str = "lstm"
+    preset: str = "tiny"
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    min_lr: float = 1e-5
+    max_lr: float = 1.0
+    steps: int = 100
+    req: int = 0
+
+
+@dataclass
 class ListRuns:
     """List the training runs saved under the user's data directory."""
 
@@ -199,6 +214,8 @@ class TrainStarted:
     device: str
     step: int = 0
     history: list = field(default_factory=list)
+    # metrics.jsonl records so far (a resumed run's whole past), thinned for the UI.
+    metrics: list = field(default_factory=list)
 
 
 @dataclass
@@ -272,6 +289,7 @@ class CheckpointLoaded:
     parameters: int
     vocab_matches_corpus: bool
     req: int = 0
+    metrics: list = field(default_factory=list)  # the run's metrics.jsonl, thinned
 
 
 @dataclass
@@ -296,6 +314,25 @@ class CompareResult:
     prompt: str
     rows: list
     done: bool = False
+    req: int = 0
+
+
+@dataclass
+class LRFindPoint:
+    """One point of a learning-rate range test (throttled: the latest wins)."""
+
+    step: int
+    lr: float
+    loss: float
+    smoothed: float
+    req: int = 0
+
+
+@dataclass
+class LRFindDone:
+    """The range test ended; `result` is engine.training.lr_find.LRFindResult.as_dict()."""
+
+    result: dict
     req: int = 0
 
 
@@ -332,6 +369,7 @@ COMMANDS = (
     SaveCheckpoint,
     Compare,
     Cancel,
+    LRFind,
     ListRuns,
     Shutdown,
 )
@@ -357,6 +395,9 @@ __all__ = [
     "GenerationChunk",
     "GenerationDone",
     "GenerationStarted",
+    "LRFind",
+    "LRFindDone",
+    "LRFindPoint",
     "ListRuns",
     "LoadCheckpoint",
     "LoadCorpus",

@@ -19,6 +19,7 @@ from engine.errors import UserError, first_line
 from engine.worker import protocol as p
 from engine.worker.generation_jobs import GenerationHandlers
 from engine.worker.jobs import Job
+from engine.worker.lr_find_jobs import LRFindHandlers
 from engine.worker.outbox import Outbox
 from engine.worker.runs import log_exception, log_path
 from engine.worker.training_jobs import TrainingHandlers
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 SHUTDOWN_GRACE_S = 8.0
 
 
-class EngineServer(TrainingHandlers, GenerationHandlers):
+class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers):
     """Executes commands; everything slow runs in a thread so commands keep flowing."""
 
     def __init__(self, outbox: Outbox) -> None:

@@ -64,16 +64,32 @@ class TrainingHandlers:
         self.train_thread.start()
 
     def _train(self, cmd: p.Train, corpus: Corpus, model_config, config, out_dir: Path) -> None:
+        board = None
+
         def run() -> None:
+            nonlocal board
             from engine.training.trainer import Trainer
 
             self.out.send(p.StatusEvent("starting", "building the model"))
+            if cmd.tensorboard_dir:
+                from engine.decoding.preview import preview_text
+                from engine.training.tensorboard_log import TensorBoardLog
+
+                board = TensorBoardLog(
+                    cmd.tensorboard_dir, sampler=lambda: preview_text(trainer, 200)
+                )
+
+            def on_event(event: object) -> None:
+                self._on_train_event(event, cmd)
+                if board is not None:
+                    board.record(event)
+
             trainer = Trainer(
                 corpus,
                 model_config,
                 config,
                 out_dir=out_dir,
-                on_event=lambda event: self._on_train_event(event, cmd),
+                on_event=on_event,
                 resume=cmd.resume,
             )
             if cmd.resume and config.max_steps is not None and trainer.step >= config.max_steps:
@@ -97,6 +113,7 @@ class TrainingHandlers:
                     device=str(trainer.device),
                     step=trainer.step,
                     history=list(trainer.history),
+                    metrics=self._metrics_of(out_dir, trainer.step) if cmd.resume else [],
                 )
             )
             if self.train_stop.is_set():
@@ -116,6 +133,8 @@ class TrainingHandlers:
         try:
             self._guarded("Train", 0, guarded_run)
         finally:
+            if board is not None:
+                board.close()
             self.trainer_paused.clear()
             if not finished:
                 self.out.send(p.StatusEvent("failed", "training failed"))
@@ -152,20 +171,22 @@ class TrainingHandlers:
     def _train_sample(self, trainer: Trainer, chars: int) -> None:
         """What the model writes now: a short sample at temperature 0.8 from the latest weights."""
         try:
-            from engine.decoding.generator import Generator
-            from engine.decoding.params import SamplingParams
+            from engine.decoding.preview import preview_text
 
             step = trainer.step
-            generator = Generator(
-                trainer.snapshot(), trainer.corpus.vocab, trainer.corpus.unigram(), trainer.device
-            )
-            params = SamplingParams(temperature=0.8, length=chars, seed=step)
-            text = generator.generate([""], params)[0]
-            self.out.send(p.TrainSample(step, text))
+            self.out.send(p.TrainSample(step, preview_text(trainer, chars)))
         except Exception:
             log_exception("train sample")
         finally:
             self._sampling_now.clear()
+
+    @staticmethod
+    def _metrics_of(run_dir: Path, up_to_step: int) -> list[dict]:
+        """The run's metrics.jsonl up to a checkpoint's step, thinned for the UI's plots."""
+        from engine.training.runs import run_history, thin
+
+        records = [r for r in run_history(Path(run_dir)) if r["step"] <= up_to_step]
+        return thin(records)
 
     def _require_training(self) -> Trainer:
         if not self.training or self.trainer is None:
@@ -263,6 +284,7 @@ class TrainingHandlers:
                     parameters=loaded.model.num_parameters(),
                     vocab_matches_corpus=corpus is not None and corpus.vocab == loaded.vocab,
                     req=cmd.req,
+                    metrics=self._metrics_of(self._run_dir_of(loaded.path), loaded.step),
                 )
             )
 

@@ -1,0 +1,69 @@
+"""The worker's cockpit commands: history for the plots, TensorBoard, the LR range test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.training.metrics_log import METRICS_FILE, read_metrics
+from engine.worker import protocol as p
+from engine.worker.client import EngineClient
+from tests.engine.test_worker import Events
+
+TRAIN = {"max_steps": 20, "eval_interval": 10, "eval_chars": 512}
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tmp_path / "data"
+    monkeypatch.setenv("CHARLM_DATA_DIR", str(data))
+    return data
+
+
+@pytest.mark.slow
+async def test_history_tensorboard_and_lr_find(tmp_path: Path) -> None:
+    client = EngineClient("thread")
+    await client.start()
+    events = Events(client)
+    try:
+        client.send(p.LoadCorpus("markov", req=1))
+        await events.until(lambda e: isinstance(e, p.CorpusLoaded))
+
+        board = tmp_path / "board"
+        tensorboard = pytest.importorskip("tensorboard") and str(board)
+        client.send(
+            p.Train("lstm", "tiny", train=TRAIN, sample_every_s=0, tensorboard_dir=tensorboard)
+        )
+        started = await events.until(lambda e: isinstance(e, p.TrainStarted))
+        assert started.metrics == []  # a new run has no past
+        await events.until(lambda e: isinstance(e, p.TrainFinished), timeout=120)
+        assert any(board.glob("events.out.tfevents.*"))
+
+        # Loading the run brings its whole history: every step and evaluation on disk.
+        client.send(p.LoadCheckpoint(started.run_dir, req=2))
+        loaded = await events.until(lambda e: isinstance(e, p.CheckpointLoaded))
+        on_disk = read_metrics(Path(started.run_dir) / METRICS_FILE)
+        assert loaded.metrics == on_disk
+        assert [r["step"] for r in loaded.metrics if r["kind"] == "step"] == list(range(1, 21))
+
+        # Resuming starts from that history too.
+        client.send(p.Train("lstm", "tiny", train={**TRAIN, "max_steps": 22}, resume=True))
+        again = await events.until(lambda e: isinstance(e, p.TrainStarted))
+        assert [r["step"] for r in again.metrics if r["kind"] == "eval"] == [10, 20]
+        await events.until(lambda e: isinstance(e, p.TrainFinished), timeout=120)
+
+        # The range test: points, then the curve and a suggestion; the run is untouched.
+        before = sorted(Path(started.run_dir).iterdir())
+        client.send(p.LRFind("lstm", "tiny", min_lr=1e-4, max_lr=10.0, steps=25, req=3))
+        done = await events.until(lambda e: isinstance(e, p.LRFindDone) and e.req == 3, 120)
+        assert any(isinstance(e, p.LRFindPoint) for e in events.seen)
+        assert done.result["stopped_by"] in ("diverged", "end")
+        assert 1e-4 <= done.result["suggestion"] <= 10.0
+        assert sorted(Path(started.run_dir).iterdir()) == before
+
+        client.send(p.LRFind("lstm", "tiny", min_lr=1.0, max_lr=0.1, req=4))
+        error = await events.until(lambda e: isinstance(e, p.ErrorEvent) and e.req == 4)
+        assert "empty or reversed" in error.message
+    finally:
+        await client.stop()
