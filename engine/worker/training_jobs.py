@@ -121,6 +121,9 @@ class TrainingHandlers:
             self._last_sample_at = time.monotonic()
             result = trainer.run()
             self._train_sample(trainer, cmd.sample_chars)
+            if board is not None:  # closed before the UI hears training is over
+                board.close()
+                board = None
             self.out.send(p.TrainFinished(result.as_dict()))
 
         finished = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,18 @@ def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = tmp_path / "data"
     monkeypatch.setenv("CHARLM_DATA_DIR", str(data))
     return data
+
+
+async def load(client: EngineClient, events: Events, run_dir: str) -> p.CheckpointLoaded:
+    """LoadCheckpoint, again while the training thread is still winding down."""
+    for attempt in range(50):
+        client.send(p.LoadCheckpoint(run_dir, req=100 + attempt))
+        event = await events.until(lambda e: isinstance(e, (p.CheckpointLoaded, p.ErrorEvent)))
+        if isinstance(event, p.CheckpointLoaded):
+            return event
+        assert "stop training" in event.message, event
+        await asyncio.sleep(0.1)
+    raise AssertionError("the checkpoint never loaded")
 
 
 @pytest.mark.slow
@@ -41,8 +54,7 @@ async def test_history_tensorboard_and_lr_find(tmp_path: Path) -> None:
         assert any(board.glob("events.out.tfevents.*"))
 
         # Loading the run brings its whole history: every step and evaluation on disk.
-        client.send(p.LoadCheckpoint(started.run_dir, req=2))
-        loaded = await events.until(lambda e: isinstance(e, p.CheckpointLoaded))
+        loaded = await load(client, events, started.run_dir)
         on_disk = read_metrics(Path(started.run_dir) / METRICS_FILE)
         assert loaded.metrics == on_disk
         assert [r["step"] for r in loaded.metrics if r["kind"] == "step"] == list(range(1, 21))
