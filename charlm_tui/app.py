@@ -11,6 +11,7 @@ happens while the engine warms up in the background.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import time
 from functools import partial
 from pathlib import Path
@@ -20,6 +21,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from charlm_tui.messages import (
@@ -329,7 +331,11 @@ class CharLMApp(App[None]):
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        pane = event.pane.id
+        # The pane may not be composed yet (a busy start) or be gone already (shutting down).
+        with contextlib.suppress(NoMatches):
+            self._focus_pane(event.pane.id)
+
+    def _focus_pane(self, pane: str | None) -> None:
         if pane == "corpus":
             self.query_one("#corpus-list").focus()
         elif pane == "training":

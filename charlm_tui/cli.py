@@ -99,7 +99,13 @@ def corpus_info(
 
     with _download_progress() as on_download:
         loaded = load_corpus(corpus, encoding, download_progress=on_download)
-    info = {"name": loaded.name, **loaded.stats().as_dict(), "items": _item_info(loaded)}
+    from engine.data.items import corpus_item_info
+
+    info = {
+        "name": loaded.name,
+        **loaded.stats().as_dict(),
+        "items": corpus_item_info(loaded.vocab.chars, loaded.ids),
+    }
     if json_out:
         emit_json(info)
         return
@@ -125,21 +131,6 @@ def corpus_info(
     stderr.print(f"most common: {common}")
     stderr.print("preview:")
     stderr.print(info["preview"][:300], markup=False)
-
-
-ITEM_STATS_MAX_CHARS = 50_000_000
-
-
-def _item_info(corpus: object) -> dict | None:
-    """Item counts of a line-per-item corpus (detected), else None."""
-    from engine.data.items import corpus_is_items, decode_ids, item_stats, split_items
-
-    chars, ids = corpus.vocab.chars, corpus.ids  # type: ignore[attr-defined]
-    if not corpus_is_items(chars, ids):
-        return None
-    counted = min(len(ids), ITEM_STATS_MAX_CHARS)
-    stats = item_stats(split_items(decode_ids(chars, ids[:counted])))
-    return {**stats.as_dict(), "counted_chars": counted}
 
 
 class _download_progress:

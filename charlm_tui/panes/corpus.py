@@ -255,6 +255,15 @@ class CorpusPane(EngineEventHandler, Horizontal):
             ("entropy", f"{stats.get('entropy_bits', 0.0):.3f} bits/char"),
             ("files", f"{stats.get('files', 0):,}"),
         ]
+        items = stats.get("items")
+        if items:
+            lines.append(
+                (
+                    "items",
+                    f"{items['items']:,} one per line, {items['unique']:,} unique, "
+                    f"{items['duplicates']:,} duplicates",
+                )
+            )
         if skipped:
             lines.append(
                 (

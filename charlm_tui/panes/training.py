@@ -21,6 +21,7 @@ from textual.widgets import Button, Label, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
+from charlm_tui.panes.lr_find import LRFindControls
 from charlm_tui.panes.training_form import TrainForm
 from charlm_tui.widgets.metrics import LossPlot, MetricsRow, fmt_duration, fmt_loss, fmt_rate
 from engine.worker import protocol as p
@@ -35,11 +36,12 @@ STATE_LABELS = {
     "done": ("done", "green"),
     "stopped": ("stopped", "yellow"),
     "failed": ("failed", "red"),
+    "lr-find": ("finding a learning rate", "cyan"),
 }
 RUNNING = ("starting", "training", "paused", "evaluating", "saving")
 
 
-class TrainingPane(EngineEventHandler, Horizontal):
+class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
     """Form, controls and saved runs on the left; status, metrics, plot and sample on the right."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -48,6 +50,7 @@ class TrainingPane(EngineEventHandler, Horizontal):
         Binding("f7", "stop", "Stop"),
         Binding("ctrl+s", "save", "Save"),
         Binding("f8", "evaluate", "Evaluate", show=False),
+        Binding("f9", "lr_find", "LR find"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -59,6 +62,9 @@ class TrainingPane(EngineEventHandler, Horizontal):
         self.last_val: float | None = None
         self.loaded_run = ""
         self.runs: list[dict] = []
+        self.lr_req = 0  # the learning-rate range test running now (0: none)
+        self.lr_points: list[tuple[float, float]] = []
+        self.lr_suggestion: float | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="train-side"):
@@ -69,6 +75,9 @@ class TrainingPane(EngineEventHandler, Horizontal):
                 yield Button("Pause", id="pause", compact=True)
                 yield Button("Stop", id="stop", variant="error", compact=True)
                 yield Button("Save", id="save", compact=True)
+            with Horizontal(id="lr-buttons", classes="button-row"):
+                yield Button("LR find", id="lr-find", compact=True)
+                yield Button("Use lr", id="use-lr", variant="success", compact=True)
             yield Label("saved runs (Enter loads)", id="runs-label")
             yield OptionList(id="runs")
         with Vertical(id="train-main"):
@@ -81,6 +90,7 @@ class TrainingPane(EngineEventHandler, Horizontal):
             yield Static(id="train-sample")
 
     def on_mount(self) -> None:
+        self.query_one("#use-lr", Button).display = False
         self._set_state("idle")
         self.query_one("#train-sample", Static).update(
             "[dim]Press F5 (or the Train button) to train on the loaded corpus. "
@@ -98,24 +108,28 @@ class TrainingPane(EngineEventHandler, Horizontal):
             text += f" [dim]{message}[/]"
         self.query_one("#train-state", Static).update(text)
         running = state in RUNNING
-        self.query_one("#train", Button).disabled = running
+        busy = running or state == "lr-find"
+        self.query_one("#train", Button).disabled = busy
+        self.query_one("#lr-find", Button).disabled = busy
         self.query_one("#pause", Button).disabled = not running
-        self.query_one("#stop", Button).disabled = not running
+        self.query_one("#stop", Button).disabled = not busy
         self.query_one("#pause", Button).label = "Resume" if state == "paused" else "Pause"
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         running = self.state in RUNNING
-        if action == "train":
-            return None if running else True
-        if action in ("pause_resume", "stop"):
+        if action in ("train", "lr_find"):
+            return None if running or self.state == "lr-find" else True
+        if action == "stop":
+            return True if running or self.state == "lr-find" else None
+        if action == "pause_resume":
             return True if running else None
         return True
 
     # ----- actions -------------------------------------------------------------------
 
     def action_train(self) -> None:
-        if self.state in RUNNING:
+        if self.state in RUNNING or self.state == "lr-find":
             return
         command = self.query_one(TrainForm).command()
         if isinstance(command, str):
@@ -134,6 +148,9 @@ class TrainingPane(EngineEventHandler, Horizontal):
             self.post_message(EngineCommand(p.Pause()))
 
     def action_stop(self) -> None:
+        if self.state == "lr-find" and self.lr_req:
+            self.post_message(EngineCommand(p.Cancel(self.lr_req)))
+            return
         if self.state in RUNNING:
             self._set_state(self.state, "stopping: final evaluation and save…")
             self.post_message(EngineCommand(p.Stop()))
@@ -152,6 +169,8 @@ class TrainingPane(EngineEventHandler, Horizontal):
             "pause": self.action_pause_resume,
             "stop": self.action_stop,
             "save": self.action_save,
+            "lr-find": self.action_lr_find,
+            "use-lr": self.action_use_lr,
         }
         if event.button.id in actions:
             actions[event.button.id]()
@@ -179,13 +198,15 @@ class TrainingPane(EngineEventHandler, Horizontal):
         stats = event.stats
         self.query_one("#train-corpus", Static).update(
             f"[b]{_escape(event.name)}[/] [dim]· {fmt_rate(stats.get('chars', 0))} chars[/]"
+            + (" [dim]· one item per line[/]" if stats.get("items") else "")
         )
+        self.query_one(TrainForm).set_items(bool(stats.get("items")))
 
     def _got_TrainStarted(self, event: p.TrainStarted) -> None:
         self.run_dir = event.run_dir
         self.max_steps = event.train.get("max_steps")
         self._set_state("training", f"{event.model_type} · {event.parameters:,} params")
-        self.query_one(LossPlot).reset(event.history)
+        self.query_one(LossPlot).reset(event.history, event.metrics)
         self._metrics().clear()
         self._metrics().set(step=f"{event.step:,}")
         self.query_one("#train-progress", ProgressBar).update(progress=0.0)
@@ -214,6 +235,8 @@ class TrainingPane(EngineEventHandler, Horizontal):
             bpc=f"{event.val_bpc:.3f}",
             ppl=f"{event.val_perplexity:.2f}",
         )
+        if event.evals_left is not None:
+            self._metrics().set(left=f"{event.evals_left} evals left")
         self.query_one(LossPlot).add_val(event.step, event.val_loss)
 
     def _got_StatusEvent(self, event: p.StatusEvent) -> None:
@@ -241,7 +264,11 @@ class TrainingPane(EngineEventHandler, Horizontal):
                 bpc=f"{result.get('val_bpc', float('nan')):.3f}",
                 ppl=f"{result.get('val_perplexity', float('nan')):.2f}",
             )
-        reasons = {"max_steps": "max steps · ", "time_budget": "time limit · "}
+        reasons = {
+            "max_steps": "max steps · ",
+            "time_budget": "time limit · ",
+            "early_stop": "stopped early, best kept · ",
+        }
         reason = reasons.get(result.get("stopped_by", ""), "")
         self._set_state(
             "stopped" if result.get("stopped_by") == "stop" else "done",
@@ -255,7 +282,7 @@ class TrainingPane(EngineEventHandler, Horizontal):
 
     def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
         self.loaded_run = event.run_dir
-        self.query_one(LossPlot).reset(event.history)
+        self.query_one(LossPlot).reset(event.history, event.metrics)
         self._metrics().clear()
         self._metrics().set(step=f"{event.step:,}")
         last = event.history[-1] if event.history else {}
@@ -308,6 +335,11 @@ class TrainingPane(EngineEventHandler, Horizontal):
         )
 
     def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
+        if event.command == "LRFind" and event.req == self.lr_req:
+            self.lr_req = 0
+            self.query_one(TrainForm).show_error(f"[red]{_escape(event.message)}[/]")
+            self._set_state("idle", "range test failed")
+            return
         if event.command in ("Train", "Pause", "Resume", "Stop"):
             self.query_one(TrainForm).show_error(f"[red]{_escape(event.message)}[/]")
             if event.command == "Train" and self.state == "starting":

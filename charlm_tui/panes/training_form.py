@@ -50,7 +50,9 @@ FIELDS = (
     Field("max_steps", "max steps", int, 1, optional=True),
     Field("time_budget", "time limit s", float, 0.0, optional=True, exclusive=True),
     Field("eval_interval", "eval every", int, 1),
+    Field("patience", "patience", int, 1, optional=True),
 )
+TENSORBOARD_SUBDIR = "tensorboard"  # inside the run directory
 
 # The form's "layers" and "width" are these settings of each architecture.
 _SIZE_KEYS = {
@@ -103,16 +105,39 @@ class TrainForm(VerticalScroll):
                         )
                     ],
                     valid_empty=field.optional,
-                    placeholder="no limit" if field.optional else "",
+                    placeholder=("off" if field.name == "patience" else "no limit")
+                    if field.optional
+                    else "",
                     compact=True,
                     id=f"f-{field.name}",
                 )
+        yield Checkbox("one item per line", id="items", compact=True)
+        yield Checkbox("TensorBoard log", id="tensorboard", compact=True)
         yield Checkbox("continue this run", id="resume", compact=True)
         yield Static(id="form-error")
 
     def on_mount(self) -> None:
+        import importlib.util
+
         self.query_one("#resume", Checkbox).display = False
+        board = self.query_one("#tensorboard", Checkbox)
+        if importlib.util.find_spec("tensorboard") is None:
+            board.disabled = True
+            board.tooltip = "needs the tensorboard package: pip install 'charlm-tui[tensorboard]'"
+        else:
+            board.tooltip = f"event files in the run directory's {TENSORBOARD_SUBDIR}/"
+        self.query_one(
+            "#items", Checkbox
+        ).tooltip = "windows start at items (lines); ticked when the corpus looks like a list"
         self.fill_from_preset()
+
+    def set_items(self, items: bool) -> None:
+        """Tick "one item per line" for a corpus that looks like a list (the user may untick)."""
+        self.query_one("#items", Checkbox).value = items
+
+    def set_lr(self, lr: float) -> None:
+        """Put a learning rate into the form (the range test's suggestion)."""
+        self.query_one("#f-lr", Input).value = f"{lr:.3g}"
 
     @property
     def model_type(self) -> str:
@@ -132,6 +157,7 @@ class TrainForm(VerticalScroll):
             "time_budget": train.get("time_budget")
             or (None if self.preset_name == "tiny" else DEFAULT_TIME_LIMIT_S),
             "eval_interval": train.get("eval_interval", 250),
+            "patience": train.get("patience"),
         }
         for name, value in values.items():
             self.query_one(f"#f-{name}", Input).value = _format(value)
@@ -149,9 +175,11 @@ class TrainForm(VerticalScroll):
                 k: train.get(k) for k in ("lr", "batch_size", "seq_len", "max_steps", "time_budget")
             },
             "eval_interval": train.get("eval_interval", 250),
+            "patience": train.get("patience"),
         }
         for name, value in values.items():
             self.query_one(f"#f-{name}", Input).value = _format(value)
+        self.query_one("#items", Checkbox).value = bool(train.get("items"))
 
     def show_resume(self, available: bool) -> None:
         box = self.query_one("#resume", Checkbox)
@@ -192,11 +220,16 @@ class TrainForm(VerticalScroll):
         if model_type == "transformer":
             preset_model, _ = preset(model_type, self.preset_name)
             model["block_size"] = max(int(preset_model["block_size"]), int(values["seq_len"] or 0))
+        items = bool(self.query_one("#items", Checkbox).value)
+        if items:
+            values["batching"] = "random"  # type: ignore[assignment]  (items start windows)
+        board = self.query_one("#tensorboard", Checkbox)
         return p.Train(
             model_type=model_type,
             preset=self.preset_name,
             model=model,
-            train=values,
+            train={**values, "items": items},
+            tensorboard_dir=TENSORBOARD_SUBDIR if board.value and not board.disabled else None,
             resume=bool(self.query_one("#resume", Checkbox).value)
             and self.query_one("#resume", Checkbox).display,
         )

@@ -72,6 +72,7 @@ METRICS = (
     ("ppl", "val ppl"),
     ("speed", "chars/s"),
     ("lr", "lr"),
+    ("left", "patience"),
 )
 
 
@@ -98,6 +99,14 @@ def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return points[:half:2] + points[half:]
 
 
+def _thin_all(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """At most MAX_POINTS points evenly spread (a whole loaded history at once)."""
+    if len(points) <= MAX_POINTS:
+        return points
+    stride = len(points) / MAX_POINTS
+    return [points[int(i * stride)] for i in range(MAX_POINTS)] + [points[-1]]
+
+
 class LossPlot(PlotextPlot):
     """Train loss (every metric event) and val loss (every evaluation) against step."""
 
@@ -105,6 +114,8 @@ class LossPlot(PlotextPlot):
         super().__init__(id=id)
         self.train_points: list[tuple[float, float]] = []
         self.val_points: list[tuple[float, float]] = []
+        # A learning-rate range test shown instead of the loss curves: (lrs, smoothed, pick).
+        self.lr_curve: tuple[list[float], list[float], float | None] | None = None
         self._dirty = True
 
     def on_mount(self) -> None:
@@ -112,9 +123,21 @@ class LossPlot(PlotextPlot):
         self.set_interval(REDRAW_S, self._redraw_if_dirty)
         self._draw()
 
-    def reset(self, history: list[dict] | None = None) -> None:
+    def reset(self, history: list[dict] | None = None, metrics: list[dict] | None = None) -> None:
+        """Start over from a run's past: its metrics.jsonl records when there are any
+        (every logged step and evaluation), else state.json's evaluation history."""
         self.train_points = []
         self.val_points = []
+        self.lr_curve = None
+        if metrics:
+            for row in metrics:
+                step, kind = float(row.get("step", 0)), row.get("kind")
+                value = row.get("train_loss" if kind == "step" else "val_loss")
+                if kind in ("step", "eval") and value is not None and math.isfinite(value):
+                    points = self.train_points if kind == "step" else self.val_points
+                    points.append((step, float(value)))
+            self.train_points = _thin_all(self.train_points)
+            history = []
         for row in history or []:
             step = float(row.get("step", 0))
             train, val = row.get("train_loss"), row.get("val_loss")
@@ -140,10 +163,33 @@ class LossPlot(PlotextPlot):
             self._dirty = False
             self._draw()
 
+    def show_lr_curve(
+        self, lrs: list[float], smoothed: list[float], suggestion: float | None = None
+    ) -> None:
+        """Draw a range test: smoothed loss against log10(lr), the suggestion marked."""
+        self.lr_curve = (list(lrs), list(smoothed), suggestion)
+        self._dirty = True
+
+    def _draw_lr_curve(self) -> None:
+        assert self.lr_curve is not None
+        lrs, smoothed, suggestion = self.lr_curve
+        plt = self.plt
+        plt.title("learning-rate range test: smoothed loss against log10(lr)")
+        plt.xlabel("log10 lr")
+        xs = [math.log10(lr) for lr in lrs]
+        if xs:
+            plt.plot(xs, smoothed, label="loss", marker="braille", color="cyan")
+        if suggestion:
+            plt.vline(math.log10(suggestion), "green")
+        self.refresh()
+
     def _draw(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
+        if self.lr_curve is not None:
+            self._draw_lr_curve()
+            return
         plt.title("loss (nats/char)")
         plt.xlabel("step")
         if self.train_points:

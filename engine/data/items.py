@@ -39,6 +39,18 @@ def corpus_is_items(chars: Sequence[str], ids: np.ndarray) -> bool:
     return "\n" in chars and looks_like_items(decode_ids(chars, ids[:DETECT_CHARS]))
 
 
+ITEM_STATS_MAX_CHARS = 50_000_000
+
+
+def corpus_item_info(chars: Sequence[str], ids: np.ndarray) -> dict | None:
+    """Item counts of a corpus detected as line-per-item (its first 50M chars), else None."""
+    if not corpus_is_items(chars, ids):
+        return None
+    counted = min(len(ids), ITEM_STATS_MAX_CHARS)
+    stats = item_stats(split_items(decode_ids(chars, ids[:counted])))
+    return {**stats.as_dict(), "counted_chars": counted}
+
+
 def split_items(text: str) -> list[str]:
     """The non-empty lines of a text (a trailing "\\r" is dropped: Windows line ends)."""
     return [line.rstrip("\r") for line in text.split("\n") if line.rstrip("\r")]

@@ -54,7 +54,8 @@ class Train:
     resume: bool = False
     sample_every_s: float = 4.0
     sample_chars: int = 160
-    tensorboard_dir: str | None = None  # also write TensorBoard event files there
+    # Also write TensorBoard event files there (a relative path: inside the run directory).
+    tensorboard_dir: str | None = None
 
 
 @dataclass

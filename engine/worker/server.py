@@ -150,7 +150,12 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers):
                 self.out.latest("download", p.DownloadProgress(cmd.spec, done, total, cmd.req))
 
             corpus = load_corpus(cmd.spec, cmd.encoding or "utf-8", download_progress=progress)
-            stats = corpus.stats().as_dict()
+            from engine.data.items import corpus_item_info
+
+            stats = {
+                **corpus.stats().as_dict(),
+                "items": corpus_item_info(corpus.vocab.chars, corpus.ids),
+            }
             with self.lock:
                 if self.corpus_req != cmd.req:
                     return  # a later load replaced this one

@@ -76,7 +76,8 @@ class TrainingHandlers:
                 from engine.training.tensorboard_log import TensorBoardLog
 
                 board = TensorBoardLog(
-                    cmd.tensorboard_dir, sampler=lambda: preview_text(trainer, 200)
+                    Path(out_dir) / cmd.tensorboard_dir,  # an absolute path stays as it is
+                    sampler=lambda: preview_text(trainer, 200),
                 )
 
             def on_event(event: object) -> None:
