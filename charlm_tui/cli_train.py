@@ -60,6 +60,7 @@ class _TrainDisplay:
         self.progress = None
         self.task = None
         self.val = ""
+        self.said = ""
 
     def __enter__(self) -> _TrainDisplay:
         if not self.quiet and stderr.is_terminal:
@@ -97,7 +98,12 @@ class _TrainDisplay:
                     f"({event.val_bpc:.3f} bpc, {event.val_chars} chars{patience})"
                 )
         elif kind == "status" and event.message and not self.quiet:
-            stderr.print(event.message)
+            # The precision label comes with every "training" status (the TUI shows it
+            # there); here once is enough.
+            line = f"precision {event.message}" if event.state == "training" else event.message
+            if line != self.said:
+                stderr.print(line)
+                self.said = line
 
     def __exit__(self, *exc: object) -> bool:
         if self.progress is not None:
@@ -260,7 +266,8 @@ def train(
             f"val_loss {result.val_loss:.4f} nats/char ({result.val_bpc:.3f} bpc, "
             f"perplexity {result.val_perplexity:.2f}) on {result.val_chars:,} chars; "
             f"{result.steps} steps in {result.elapsed_s:.1f}s, "
-            f"{result.chars_per_s:,.0f} chars/s; checkpoint {result.checkpoint}"
+            f"{result.chars_per_s:,.0f} chars/s in {result.precision} ({result.precision_reason}); "
+            f"checkpoint {result.checkpoint}"
         )
         if result.stopped_by == "early_stop":
             stderr.print(

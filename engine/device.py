@@ -33,31 +33,50 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32.
-
-    `auto` is bf16 on CUDA GPUs that support it and on CPUs with AMX tiles (where
-    oneDNN runs bf16 matmuls and LSTM cells over twice as fast as fp32), fp32
-    elsewhere: without AMX, bf16 on a CPU is slower than fp32.
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if device.type == "cpu" and cpu_has_amx():
-        return torch.bfloat16
-    return None
-
-
 def cpu_has_amx() -> bool:
     try:
         return bool(torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):  # older torch: no probe, no promise
         return False
+
+
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and feature flags, from /proc/cpuinfo where there is one.
+
+    x86 lists its features under `flags`, ARM under `Features`; elsewhere (macOS,
+    Windows) the model is platform's guess and the flags are empty.
+    """
+    import platform
+
+    model, flags = "", frozenset()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "hardware", "cpu model") and not model:
+                    model = value.strip()
+                elif key in ("flags", "features") and not flags:
+                    flags = frozenset(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine() or "unknown CPU", flags
+
+
+def native_bf16(flags: frozenset[str], amx: bool = False) -> str | None:
+    """Which native bf16 arithmetic a CPU has (the flag's name), or None.
+
+    AVX512-BF16 and AMX on x86 and ARM's BF16 extension compute bf16 dot products
+    in hardware; without one of them torch emulates bf16 and it is slower than fp32.
+    """
+    if amx or "amx_bf16" in flags:
+        return "amx_bf16"
+    for flag in ("avx512_bf16", "bf16", "sve_bf16"):
+        if flag in flags:
+            return flag
+    return None
 
 
 @contextlib.contextmanager

@@ -70,6 +70,8 @@ class TrainResult:
     best_val_loss: float | None
     stopped_by: str  # "max_steps", "time_budget", "early_stop", "stop"
     device: str
+    precision: str  # "fp32" or "bf16" (autocast); the final evaluation is always fp32
+    precision_reason: str  # why: "1.9x faster here", "no native bf16 on this CPU", ...
     parameters: int
     model: dict
     train: dict

@@ -65,6 +65,7 @@ class StderrProgress:
 
     def __init__(self, world_size: int) -> None:
         self.prefix = f"[ddp x{world_size}] "
+        self.said = ""
 
     def __call__(self, event: object) -> None:
         kind = getattr(event, "kind", "")
@@ -78,6 +79,9 @@ class StderrProgress:
             )
         elif kind == "status" and getattr(event, "message", ""):
             line = event.message  # type: ignore[attr-defined]
+            if line == self.said:  # the precision label comes with every "training" status
+                return
+            self.said = line
         if line:
             sys.stderr.write(self.prefix + line + "\n")
             sys.stderr.flush()

@@ -25,12 +25,7 @@ from torch.nn import functional as F
 
 from engine.data.corpus import Corpus
 from engine.data.items import item_window_starts, require_newline
-from engine.device import (
-    autocast,
-    enable_fast_math,
-    resolve_device,
-    resolve_precision,
-)
+from engine.device import autocast, enable_fast_math, resolve_device
 from engine.errors import CheckpointError, ConfigError, first_line
 from engine.models import CharLM, ModelConfig, build_model, config_from_dict
 from engine.training.batches import BatchSource
@@ -90,7 +85,6 @@ class Trainer:
         self.world_size = world_size
         self.is_main = rank == 0
         self.device = resolve_device(config.device)
-        self.amp = resolve_precision(config.precision, self.device)
         enable_fast_math(self.device)
         self.started = time.monotonic()
         # With a time budget the whole run (evaluation and saving included) must end by this.
@@ -181,6 +175,7 @@ class Trainer:
         self.eager: torch.nn.Module = self._training_module()
         self._compiled_ok = False
         self.compiled = self._maybe_compile()
+        self._choose_precision()
 
     # ----- set-up -------------------------------------------------------------------
 
@@ -204,6 +199,25 @@ class Trainer:
         return torch.optim.AdamW(
             groups, lr=self.config.lr, betas=(0.9, self.config.beta2), fused=fused
         )
+
+    def _choose_precision(self) -> None:
+        """fp32 or bf16 autocast, by measurement where the CPU could go either way."""
+        from engine.training.precision import choose_precision, probe_step_seconds
+
+        cfg = self.config
+        shape = {"model": self.model_config.as_dict(), "batch": [cfg.batch_size, cfg.seq_len]}
+        self.precision = choose_precision(
+            cfg.precision,
+            self.device,
+            shape=shape,
+            # Under DDP the ranks must agree, so only a cached verdict is used there.
+            probe=None
+            if self.world_size > 1
+            else lambda: probe_step_seconds(
+                self.model, cfg.batch_size, cfg.seq_len, len(self.corpus.vocab), self.device
+            ),
+        )
+        self.amp = self.precision.dtype
 
     def _training_module(self) -> torch.nn.Module:
         """What a training step calls: the model, wrapped in DDP when there are several ranks."""
@@ -437,7 +451,7 @@ class Trainer:
         save_seconds = 0.5
         stopped_by = "max_steps"
         self.model.train()
-        self._emit(StatusEvent("training"))
+        self._emit(StatusEvent("training", self.precision.label))
         last_loss = float("nan")
         sync_every = 1 if self.device.type == "cpu" else 10
         pending: list[torch.Tensor] = []
@@ -462,7 +476,7 @@ class Trainer:
                 if self._stop.is_set():
                     reason = "stop"
                 else:
-                    self._emit(StatusEvent("training"))
+                    self._emit(StatusEvent("training", self.precision.label))
             now = time.monotonic()
             if (
                 reason is None
@@ -596,7 +610,7 @@ class Trainer:
             )
         )
         self.model.train()
-        self._emit(StatusEvent("training"))
+        self._emit(StatusEvent("training", self.precision.label))
 
     def _finish(self, stopped_by: str) -> TrainResult:
         cfg = self.config
@@ -646,6 +660,8 @@ class Trainer:
             best_val_loss=self.best_val_loss,
             stopped_by=stopped_by,
             device=str(self.device),
+            precision=self.precision.name,
+            precision_reason=self.precision.reason,
             parameters=self.model.num_parameters(),
             model=self.model_config.as_dict(),
             train=asdict(cfg),
