@@ -2,8 +2,12 @@
 
 For each size (default 100 MB and 1 GB, MB = 10^6 bytes) a corpus of random
 words (about 0.1% of them non-ASCII, so UTF-8's multi-byte path is exercised)
-is generated in a temporary directory, then measured in fresh subprocesses so
-that each peak resident set size (VmHWM) is its own:
+is generated in a temporary directory, and next to it (--other-scripts, default
+CJK and Cyrillic at 100 MB) corpora that are almost all multi-byte: random
+words of CJK ideographs (3 bytes each in UTF-8, a vocabulary of ~3,000
+characters, the ids no longer fit in uint8) and of Cyrillic letters (2 bytes
+each). Each is measured in fresh subprocesses so that each peak resident set
+size (VmHWM) is its own:
 
 - encode: the first load, which encodes the text into the cache;
 - cached load: the second load, which memory-maps the cache;
@@ -13,6 +17,7 @@ The generated text is in the OS page cache when it is encoded, so the speed is
 the encoder's, not the disk's. Everything is deleted afterwards.
 
     .venv/bin/python bench/ingest.py [--sizes 100,1000] [--train-steps 20]
+                                     [--other-scripts cjk:100,cyrillic:100]
 """
 
 from __future__ import annotations
@@ -59,16 +64,46 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def generate(path: Path, size: int, seed: int = 0) -> None:
-    """`size` bytes of random words in lines: Zipf-ish frequencies, a few non-ASCII words."""
+def _ascii_words(rng) -> list[bytes]:
+    import numpy as np
+
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+    words = [bytes(rng.choice(letters, int(rng.integers(1, 11)))) for _ in range(20_000)]
+    return words + [w.encode() for w in ("café", "naïve", "über", "—", "Ελλάδα", "日本語", "😀")]
+
+
+def _script_words(rng, script: str) -> list[bytes]:
+    """Words of one script: CJK ideographs (3,000 of them, 1-4 per word, no spaces in real
+    text but kept here for line structure) or Cyrillic letters (1-11 per word)."""
+    import numpy as np
+
+    if script == "cjk":
+        alphabet = [chr(0x4E00 + i) for i in range(3_000)] + ["，", "。", "、"]
+        lengths = (1, 5)
+    elif script == "cyrillic":
+        alphabet = [chr(c) for c in range(ord("а"), ord("я") + 1)] + ["ё", "Ж", "Щ", "—"]
+        lengths = (1, 12)
+    else:
+        raise SystemExit(f"unknown script {script!r}: ascii, cjk or cyrillic")
+    letters = np.array(alphabet, dtype=object)
+    return [
+        "".join(rng.choice(letters, int(rng.integers(*lengths)))).encode() for _ in range(20_000)
+    ]
+
+
+def generate(path: Path, size: int, seed: int = 0, script: str = "ascii") -> None:
+    """`size` bytes of random words in lines, Zipf-ish frequencies.
+
+    ascii: a few non-ASCII words among ASCII ones; cjk / cyrillic: (almost) all
+    multi-byte. A block is cut at a character boundary, so the file is valid UTF-8.
+    """
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
-    words = [bytes(rng.choice(letters, int(rng.integers(1, 11)))) for _ in range(20_000)]
-    words += [w.encode() for w in ("café", "naïve", "über", "—", "Ελλάδα", "日本語", "😀")]
+    words = _ascii_words(rng) if script == "ascii" else _script_words(rng, script)
     weights = 1.0 / np.arange(1, len(words) + 1)
-    weights[-7:] = weights[:-7].sum() * 0.001 / 7
+    if script == "ascii":
+        weights[-7:] = weights[:-7].sum() * 0.001 / 7
     weights /= weights.sum()
     table = np.array(words, dtype=object)
     written = 0
@@ -77,6 +112,9 @@ def generate(path: Path, size: int, seed: int = 0) -> None:
             picks = table[rng.choice(len(table), 400_000, p=weights)]
             picks[rng.random(len(picks)) < 0.08] += b"\n"
             block = b" ".join(picks)[: size - written]
+            block = block.decode("utf-8", errors="ignore").encode("utf-8")  # whole chars
+            if not block:
+                break
             out.write(block)
             written += len(block)
 
@@ -148,7 +186,7 @@ def work_train(path: Path, steps: int) -> dict:
         "seconds": round(time.perf_counter() - started, 2),
         "first_step_s": round(step_times[0] - started, 2) if step_times else None,
         "seconds_per_step_after_first": round(warm / max(len(step_times) - 1, 1), 3),
-        "precision": str(trainer.amp or "fp32"),
+        "precision": trainer.precision.label,
         "val_loss_windows": round(result.val_loss, 4),
         "ids_on_host_memmap": trainer.batches.device_ids is None,
         "rss_after_imports_mb": baseline,
@@ -169,10 +207,22 @@ def run_worker(kind: str, path: Path, cache: Path, steps: int = 0) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _cpu_model() -> str:
+    sys.path.insert(0, str(ROOT))
+    from engine.device import cpu_info
+
+    return cpu_info()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000", help="corpus sizes in MB (10^6 bytes)")
     parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument(
+        "--other-scripts",
+        default="cjk:100,cyrillic:100",
+        help="SCRIPT:MB,... corpora in other scripts (cjk, cyrillic); '' for none",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -189,9 +239,14 @@ def main() -> None:
     import numpy as np
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    runs = [("ascii", size) for size in sizes]
+    for item in filter(None, (part.strip() for part in args.other_scripts.split(","))):
+        script, _, size = item.partition(":")
+        runs.append((script, int(size or 100)))
     report: dict = {
         "bench": "ingest",
         "machine": {
+            "cpu_model": _cpu_model(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -201,18 +256,18 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="charlm-ingest-") as tmp:
         cache = Path(tmp) / "cache"
-        for size_mb in sizes:
-            path = Path(tmp) / f"corpus-{size_mb}mb.txt"
+        for script, size_mb in runs:
+            path = Path(tmp) / f"corpus-{script}-{size_mb}mb.txt"
             started = time.perf_counter()
-            generate(path, size_mb * MB, seed=size_mb)
+            generate(path, size_mb * MB, seed=size_mb, script=script)
             generate_s = time.perf_counter() - started
-            row = {"size_mb": size_mb, "bytes": path.stat().st_size}
+            row = {"script": script, "size_mb": size_mb, "bytes": path.stat().st_size}
             row.update(run_worker("encode", path, cache))
             row.update(run_worker("load", path, cache))
             row["generate_s"] = round(generate_s, 1)
             report["sizes"].append(row)
-            print(f"{size_mb} MB: {json.dumps(row)}", file=sys.stderr)
-            if size_mb == max(sizes) and args.train_steps > 0:
+            print(f"{script} {size_mb} MB: {json.dumps(row)}", file=sys.stderr)
+            if script == "ascii" and size_mb == max(sizes) and args.train_steps > 0:
                 report["train"] = run_worker("train", path, cache, args.train_steps)
             path.unlink()
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

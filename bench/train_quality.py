@@ -2,17 +2,31 @@
 
 Runs the real command (`python -m charlm_tui train ... --time-budget S --json`) so
 start-up, data loading and the final full evaluation all count against the
-budget. Target on a 2-core machine: val_loss <= 1.55 nats/char after 120 s.
+budget. Target on a 2-core machine: val_loss <= 1.55 nats/char after 120 s, with
+the whole command inside the budget (wall <= budget + 2 s) and the whole
+held-out split scored (val_chars == val_split_chars): `meets_target` needs all three.
+
+The report names what it measured on: the CPU model, its native bf16 (AVX512-BF16,
+AMX, ARM BF16) support, the precision the run chose and why, torch's version and
+the 1-minute load average before and after (other processes on the cores make
+every figure pessimistic).
+
+`--busy` runs the command while another process keeps one core busy (a Python
+loop), the way a shared machine is: with `--budget 45` it checks that the time
+budget still covers the whole command there.
 
     python bench/train_quality.py [--budget 120] [--corpus PATH] [--model lstm]
-                                  [--preset cpu] [--set KEY=VALUE ...]
+                                  [--preset cpu] [--precision auto] [--busy]
+                                  [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -22,6 +36,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 TARGET = 1.55
+WALL_SLACK_S = 2.0
+
+
+def _spin(stop) -> None:  # another job on one core
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def cpu_description() -> dict:
+    """The CPU model and its native bf16 support, as the engine reads them."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from engine.device import cpu_has_amx, cpu_info, native_bf16
+
+    model, flags = cpu_info()
+    amx = cpu_has_amx()
+    return {
+        "cpu_model": model,
+        "native_bf16": native_bf16(flags, amx),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx": amx or "amx_bf16" in flags,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+    }
 
 
 def main() -> None:
@@ -31,8 +70,12 @@ def main() -> None:
     parser.add_argument("--model", default="lstm")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--busy", action="store_true", help="keep one core busy meanwhile")
     parser.add_argument("--set", dest="settings", action="append", default=[])
     args = parser.parse_args()
+    cpu = cpu_description()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if not Path(args.corpus).exists():
         sys.exit(f"corpus not found: {args.corpus}")
 
@@ -52,15 +95,27 @@ def main() -> None:
             str(args.budget),
             "--seed",
             str(args.seed),
+            "--precision",
+            args.precision,
             "--json",
         ]
         if args.preset:
             command += ["--preset", args.preset]
         for item in args.settings:
             command += ["--set", item]
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
-        wall = time.perf_counter() - started
+        stop = multiprocessing.Event()
+        spinner = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+        if args.busy:
+            spinner.start()
+            time.sleep(0.5)
+        try:
+            started = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+            wall = time.perf_counter() - started
+        finally:
+            if args.busy:
+                stop.set()
+                spinner.join(timeout=5)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         sys.exit(done.returncode)
@@ -73,6 +128,10 @@ def main() -> None:
         "val_loss": round(result["val_loss"], 4),
         "val_bpc": round(result["val_bpc"], 4),
         "val_chars": result["val_chars"],
+        "val_split_chars": result["val_split_chars"],
+        "partial_eval": result["partial_eval"],
+        "precision": result["precision"],
+        "precision_reason": result["precision_reason"],
         "steps": result["steps"],
         "chars_per_s": round(result["chars_per_s"]),
         "parameters": result["parameters"],
@@ -90,10 +149,18 @@ def main() -> None:
             )
         },
         "device": result["device"],
+        **cpu,
         "cpu_count": os.cpu_count(),
+        "busy_core": args.busy,
+        "load_avg_1min_before": round(load_before, 2) if load_before is not None else None,
+        "load_avg_1min_after": round(os.getloadavg()[0], 2) if load_before is not None else None,
         "target_val_loss": TARGET,
-        "meets_target": result["val_loss"] <= TARGET,
+        "within_budget": wall <= args.budget + WALL_SLACK_S,
+        "whole_split_scored": result["val_chars"] == result["val_split_chars"],
     }
+    report["meets_target"] = (
+        result["val_loss"] <= TARGET and report["within_budget"] and report["whole_split_scored"]
+    )
     print(json.dumps(report))
 
 

@@ -272,7 +272,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         reason = reasons.get(result.get("stopped_by", ""), "")
         self._set_state(
             "stopped" if result.get("stopped_by") == "stop" else "done",
-            f"{reason}val {fmt_loss(loss)} on the whole held-out split",
+            f"{reason}val {fmt_loss(loss)} on {_scored(result)}",
         )
         if result.get("stopped_by") != "stop":
             self.query_one("#train-progress", ProgressBar).update(progress=1.0)
@@ -350,6 +350,14 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
             self._set_state("failed", "the engine died; the last saved checkpoint is in the list")
         else:
             self._set_state(self.state)
+
+
+def _scored(result: dict) -> str:
+    """What the final val figure covers: the whole split only when every char was scored."""
+    chars, whole = result.get("val_chars"), result.get("val_split_chars")
+    if result.get("partial_eval") or (chars is not None and whole is not None and chars < whole):
+        return f"{chars or 0:,} of {whole or 0:,} held-out chars (time limit)"
+    return "the whole held-out split"
 
 
 def _escape(text: str) -> str:

@@ -60,8 +60,9 @@ class TrainResult:
     val_loss: float
     val_bpc: float
     val_perplexity: float
-    val_chars: int
-    val_split_chars: int
+    val_chars: int  # how many held-out chars val_loss scored
+    val_split_chars: int  # how many the whole held-out split has (all but its first)
+    partial_eval: bool  # val_chars < val_split_chars: the time budget cut the scoring short
     steps: int
     elapsed_s: float
     train_s: float

@@ -29,6 +29,7 @@ from engine.device import autocast, enable_fast_math, resolve_device
 from engine.errors import CheckpointError, ConfigError, first_line
 from engine.models import CharLM, ModelConfig, build_model, config_from_dict
 from engine.training.batches import BatchSource
+from engine.training.budget import TimeBudget, probe_final_eval_rate
 from engine.training.checkpoint import (
     load_checkpoint,
     optimizer_tensors,
@@ -195,10 +196,13 @@ class Trainer:
             {"params": decay, "weight_decay": self.config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        fused = self.device.type == "cuda"
-        return torch.optim.AdamW(
-            groups, lr=self.config.lr, betas=(0.9, self.config.beta2), fused=fused
-        )
+        betas = (0.9, self.config.beta2)
+        if self.device.type == "cuda":
+            return torch.optim.AdamW(groups, lr=self.config.lr, betas=betas, fused=True)
+        # torch.optim imports torch._dynamo (seconds of a time budget); this one does not.
+        from engine.training.optim import AdamW
+
+        return AdamW(groups, lr=self.config.lr, betas=betas)  # type: ignore[return-value]
 
     def _choose_precision(self) -> None:
         """fp32 or bf16 autocast, by measurement where the CPU could go either way."""
@@ -337,61 +341,8 @@ class Trainer:
             min_lr_ratio=cfg.min_lr_ratio,
         )
 
-    def _reserve_seconds(self, eval_chars_per_s: float | None, save_s: float) -> float:
-        """Time to keep for the final full evaluation and save."""
-        if not self.config.final_eval:
-            return save_s + 0.5
-        rate = eval_chars_per_s or 3.0 * self._chars_per_s()
-        if self.amp is not None:
-            rate /= 3.0  # periodic evaluations use autocast; the final one runs in fp32
-        if rate <= 0:  # nothing measured yet (no step taken): never stop before the first step
-            return save_s + 1.0
-        return self._final_eval_chars(rate) / max(rate, 1.0) * 1.3 + save_s + 1.0
-
-    FINAL_EVAL_SHARE = 0.25
-
-    def _final_eval_chars(self, rate: float) -> int:
-        """How much of the held-out split the final evaluation scores.
-
-        All of it, unless a time budget cannot afford that: then as much as fits
-        in a quarter of the budget (a 100 MB split does not fit in two minutes),
-        and the result reports how many chars were scored next to the split size.
-        """
-        whole = len(self.val_ids)
-        if self.deadline is None:
-            return whole
-        affordable = int(rate * self.FINAL_EVAL_SHARE * max(self.deadline - self.started, 0.0))
-        self._final_chars = max(min(whole, affordable), min(whole, 2))
-        return self._final_chars
-
     def _chars_per_s(self) -> float:
         return self.tokens_this_run / max(self.train_seconds_this_run, 1e-9)
-
-    def _probe_eval_rate(self) -> float | None:
-        """Inference chars/s on a few validation windows, timed before training starts.
-
-        With a time budget this sizes the reserve for the final evaluation. Guessing it
-        from the training speed instead is far off for small batches (a 4 x 16 batch
-        trains at a fraction of the speed a 64-stream evaluation runs at) and stopped
-        such runs after their first step.
-        """
-        if self.deadline is None or not self.config.final_eval:
-            return None
-        windows = self.eval_windows.windows[:64, :-1]
-        self.model.eval()
-        try:
-            seconds = math.inf
-            with torch.inference_mode(), autocast(self.device, self.amp):
-                for attempt in range(3):  # the first call pays one-off set-up costs
-                    started = time.perf_counter()
-                    self.model(windows)
-                    if self.device.type == "cuda":
-                        torch.cuda.synchronize(self.device)
-                    if attempt:  # the best of the others: a busy machine preempts some
-                        seconds = min(seconds, time.perf_counter() - started)
-        finally:
-            self.model.train()
-        return windows.numel() / max(seconds, 1e-6)
 
     def _forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp):
@@ -447,8 +398,12 @@ class Trainer:
         cfg = self.config
         self.tokens_this_run = 0
         self.train_seconds_this_run = 0.0
-        eval_rate = self._probe_eval_rate()
-        save_seconds = 0.5
+        self.budget = TimeBudget(
+            self.deadline, self.started, len(self.val_ids) - 1, final_eval=cfg.final_eval
+        )
+        if self.is_main and self.budget.worth_probing(time.monotonic()):
+            self.budget.measured_probe(probe_final_eval_rate(self.model, self.val_ids, self.device))
+        step_seconds = 0.0
         stopped_by = "max_steps"
         self.model.train()
         self._emit(StatusEvent("training", self.precision.label))
@@ -473,16 +428,14 @@ class Trainer:
                     time.sleep(0.02)
                 if self.deadline is not None:  # paused time does not eat the budget
                     self.deadline += time.monotonic() - paused_at
+                    self.budget.deadline = self.deadline
                 if self._stop.is_set():
                     reason = "stop"
                 else:
                     self._emit(StatusEvent("training", self.precision.label))
             now = time.monotonic()
-            if (
-                reason is None
-                and self.deadline is not None
-                and now >= self.deadline - self._reserve_seconds(eval_rate, save_seconds)
-            ):
+            evaluating_next = (self.step + 1) % cfg.eval_interval == 0
+            if reason is None and self.budget.should_stop(now, step_seconds, evaluating_next):
                 reason = "time_budget"
             if self.world_size > 1:
                 # Ranks must stop at the same step and use the same learning rate: every
@@ -516,6 +469,8 @@ class Trainer:
                     last_loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * last_loss
                 )
             elapsed_step = time.perf_counter() - step_start
+            step_seconds = elapsed_step
+            self.budget.measured_step(inputs.numel(), elapsed_step)
             self.train_seconds += elapsed_step
             self.train_seconds_this_run += elapsed_step
             now = time.monotonic()
@@ -539,11 +494,11 @@ class Trainer:
             if self.step % cfg.eval_interval == 0:
                 t0 = time.perf_counter()
                 self._periodic_eval(last_loss)
-                eval_rate = self.eval_windows.chars / max(time.perf_counter() - t0, 1e-6)
+                self.budget.measured_periodic(time.perf_counter() - t0)
                 if self.out_dir is not None and self.is_main:
                     t0 = time.perf_counter()
                     self.save(tags=self._tags_for_latest())
-                    save_seconds = time.perf_counter() - t0
+                    self.budget.measured_save(time.perf_counter() - t0)
 
         return self._finish(stopped_by)
 
@@ -581,16 +536,23 @@ class Trainer:
             return
         self._emit(StatusEvent("evaluating"))
         result = evaluate_windows(self.model, self.eval_windows, self.amp)
-        best = self.best_val_loss is None or result.loss < self.best_val_loss
+        self._record_eval(result.loss, result.chars, train_loss)
+        self.model.train()
+        self._emit(StatusEvent("training", self.precision.label))
+
+    def _record_eval(self, loss: float, chars: int, train_loss: float) -> None:
+        """One point of the validation history (and its event); `best` tags the checkpoint."""
+        bpc = loss / math.log(2)
+        best = self.best_val_loss is None or loss < self.best_val_loss
         if best:
-            self.best_val_loss = result.loss
+            self.best_val_loss = loss
         elapsed = time.monotonic() - self.started
         self.history.append(
             {
                 "step": self.step,
                 "train_loss": train_loss,
-                "val_loss": result.loss,
-                "val_chars": result.chars,
+                "val_loss": loss,
+                "val_chars": chars,
                 "elapsed_s": elapsed,
                 "tokens": self.tokens,
                 "best": best,
@@ -599,43 +561,49 @@ class Trainer:
         self._emit(
             EvalEvent(
                 step=self.step,
-                val_loss=result.loss,
-                val_bpc=result.bpc,
-                val_perplexity=result.perplexity,
-                val_chars=result.chars,
+                val_loss=loss,
+                val_bpc=bpc,
+                val_perplexity=math.exp(min(loss, 700.0)) if math.isfinite(loss) else math.nan,
+                val_chars=chars,
                 train_loss=train_loss if math.isfinite(train_loss) else None,
                 best=best,
                 elapsed_s=elapsed,
                 evals_left=self.evals_left(),
             )
         )
-        self.model.train()
-        self._emit(StatusEvent("training", self.precision.label))
 
     def _finish(self, stopped_by: str) -> TrainResult:
         cfg = self.config
-        if self.history and self.history[-1]["step"] != self.step and self.step > 0:
-            self._periodic_eval(self._loss_ema if self._loss_ema is not None else float("nan"))
-        elif not self.history:
-            self._periodic_eval(float("nan"))
+        train_loss = self._loss_ema if self._loss_ema is not None else float("nan")
+        unrecorded = not self.history or (self.history[-1]["step"] != self.step and self.step > 0)
         full = None
         if cfg.final_eval and self.is_main:
-            scored = self.val_ids[: getattr(self, "_final_chars", len(self.val_ids))]
-            whole = len(scored) == len(self.val_ids)
+            chars = self.budget.final_chars()
+            scored = self.val_ids[: chars + 1]
             self._emit(
                 StatusEvent(
                     "evaluating",
                     "scoring the whole held-out split"
-                    if whole
-                    else f"scoring the first {len(scored):,} chars of the held-out split (time budget)",
+                    if chars == self.budget.split_chars
+                    else f"scoring the first {chars:,} of {self.budget.split_chars:,} chars "
+                    "of the held-out split (time budget)",
                 )
             )
             # Scored in fp32 whatever the training precision: the headline figure is exact.
-            full = evaluate_split(self.model, scored, self.device, None)
+            # The deadline keeps the save and the exit inside the budget: an evaluation
+            # slower than planned is cut short (and reported as partial), never late.
+            full = evaluate_split(
+                self.model, scored, self.device, None, deadline=self.budget.final_eval_deadline()
+            )
             if self.metrics is not None:
                 self.metrics.final(
                     self.step, full.loss, full.chars, time.monotonic() - self.started
                 )
+            if unrecorded and full.chars:  # the closing point of the history is this figure
+                self._record_eval(full.loss, full.chars, train_loss)
+                unrecorded = False
+        if unrecorded and full is None:  # no final evaluation: a periodic one closes the history
+            self._periodic_eval(train_loss)
         checkpoint = None
         if self.out_dir is not None and self.is_main:
             self._emit(StatusEvent("saving"))
@@ -645,13 +613,15 @@ class Trainer:
         latest = self.history[-1] if self.history else {}
         loss = full.loss if full else float(latest.get("val_loss", float("nan")))
         chars = full.chars if full else int(latest.get("val_chars", 0))
+        split_chars = len(self.val_ids) - 1
         self._emit(StatusEvent("stopped" if stopped_by == "stop" else "done"))
         return TrainResult(
             val_loss=loss,
             val_bpc=loss / math.log(2),
             val_perplexity=math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan"),
             val_chars=chars,
-            val_split_chars=len(self.val_ids),
+            val_split_chars=split_chars,
+            partial_eval=chars < split_chars,
             steps=self.step,
             elapsed_s=elapsed,
             train_s=self.train_seconds_this_run,

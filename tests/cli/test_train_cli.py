@@ -128,6 +128,46 @@ def test_time_budget_covers_the_whole_command(corpus_file: Path, tmp_path: Path)
     assert Path(result["checkpoint"]).is_dir()
 
 
+@pytest.fixture(scope="module")
+def big_split_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """600,000 chars: a 60,000-char held-out split that a 512-unit LSTM cannot score in a
+    quarter of a 6 s budget on one thread (it scores well under 40,000 chars/s)."""
+    path, _ = write_markov(tmp_path_factory.mktemp("big-corpus") / "markov.txt", 600_000)
+    return path
+
+
+@pytest.mark.slow
+def test_time_budget_covers_a_final_evaluation_that_matters(
+    big_split_corpus: Path, tmp_path: Path
+) -> None:
+    """The whole command (start-up, training, final evaluation, save, exit) keeps the budget,
+    and a split too big for it is scored in part and reported as such."""
+    budget = 6.0
+    started = time.monotonic()
+    proc = run_cli(
+        *train_args(
+            big_split_corpus,
+            tmp_path / "run",
+            "--time-budget",
+            str(budget),
+            "--set",
+            "hidden_size=512",
+            "--json",
+        )
+    )
+    wall = time.monotonic() - started
+    result = cli_json(proc)
+    assert wall < budget + 4.0, wall  # a margin for a busy machine: no tight timing here
+    assert result["stopped_by"] == "time_budget"
+    assert result["val_split_chars"] == 60_000 - 1
+    assert result["partial_eval"] is True
+    assert 0 < result["val_chars"] < result["val_split_chars"]
+    assert math.isfinite(result["val_loss"])
+    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text(encoding="utf-8"))
+    assert state["final_val"]["val_chars"] == result["val_chars"]
+    assert result["precision"] in ("fp32", "bf16") and result["precision_reason"]
+
+
 @pytest.mark.slow
 def test_ctrl_c_leaves_a_loadable_checkpoint(corpus_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -77,6 +77,7 @@ def small_streams(monkeypatch: pytest.MonkeyPatch) -> None:
     """Several streams and chunks on small inputs (the real sizes need 16k+ chars)."""
     monkeypatch.setattr(evaluate, "STREAM_CHARS", 50)
     monkeypatch.setattr(evaluate, "CHUNK_STEPS", 7)
+    monkeypatch.setattr(evaluate, "WARMUP_CHARS", 5)
 
 
 # ----- every character exactly once ------------------------------------------------------
@@ -96,7 +97,7 @@ def test_every_character_is_scored_exactly_once(
 
 
 def test_real_sizes_with_a_remainder_stream() -> None:
-    """3 streams of 8,193 and a 2-char remainder at the module's real sizes."""
+    """3 streams of STREAM_CHARS + 1 and a 2-char remainder at the module's real sizes."""
     length = 3 * evaluate.STREAM_CHARS + 6
     model = BigramLM(VOCAB)
     ids = random_ids(length)
@@ -117,9 +118,11 @@ def test_real_models_score_len_minus_one(small_streams: None, model_type: str, l
 def test_one_stream_equals_a_plain_full_forward() -> None:
     """Under STREAM_CHARS x 2 chars there is one stream: state carried over 512-step chunks."""
     model = tiny_model("lstm", VOCAB)
-    ids = random_ids(3000, seed=5)
+    length = 2 * evaluate.STREAM_CHARS
+    assert length - 1 > evaluate.CHUNK_STEPS
+    ids = random_ids(length, seed=5)
     result = evaluate_split(model, ids)
-    assert result.chars == 2999
+    assert result.chars == length - 1
     assert result.loss == pytest.approx(plain_forward_loss(model, ids), abs=1e-5)
 
 
@@ -127,7 +130,8 @@ def test_one_stream_equals_a_plain_full_forward() -> None:
 def test_streams_and_remainder_equal_their_plain_forwards(
     small_streams: None, model_type: str
 ) -> None:
-    """Streams start cold; the remainder continues the last stream's state."""
+    """The first stream starts cold, each later one reads the WARMUP_CHARS (5 here) before it,
+    unscored; the remainder continues the last stream's state."""
     model = tiny_model(model_type, VOCAB)
     for length in (163, 165):  # 162 inputs: 3 streams of 54; 164: the same and 2 more
         ids = random_ids(length, seed=length)
@@ -139,7 +143,10 @@ def test_streams_and_remainder_equal_their_plain_forwards(
         nll = 0.0
         with torch.no_grad():
             for s in range(streams):
-                logits, state = model(inputs[None, s * per : (s + 1) * per])
+                warm = None
+                if s:
+                    _, warm = model(inputs[None, s * per - 5 : s * per])
+                logits, state = model(inputs[None, s * per : (s + 1) * per], warm)
                 nll += float(
                     F.cross_entropy(logits[0], targets[s * per : (s + 1) * per], reduction="sum")
                 )
@@ -149,6 +156,81 @@ def test_streams_and_remainder_equal_their_plain_forwards(
         result = evaluate_split(model, ids)
         assert result.chars == total
         assert result.loss == pytest.approx(nll / total, abs=1e-5)
+
+
+def test_warm_streams_beat_cold_ones_on_text_with_memory() -> None:
+    """On text whose next character is the one 3 back, a carried state is worth a lot: the
+    warm-up is what keeps many streams from costing accuracy."""
+    from engine.models import build_model, make_config
+
+    torch.manual_seed(0)
+    period = np.random.default_rng(0).integers(0, VOCAB, size=3)
+    ids = np.tile(period, 3000).astype(np.uint8)
+    model = build_model(make_config("gru", vocab_size=VOCAB, embed_dim=8, hidden_size=32))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.from_numpy(ids[:121].astype(np.int64))[None]
+    for _ in range(150):
+        logits, _ = model(x[:, :-1])
+        loss = F.cross_entropy(logits[0], x[0, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    warm = evaluate_split(model, ids)
+    assert warm.chars == len(ids) - 1
+    # The same streams with no warm-up: every one of its streams starts cold.
+    cold_model = model
+    saved = evaluate.WARMUP_CHARS
+    try:
+        evaluate.WARMUP_CHARS = 0
+        cold = evaluate_split(cold_model, ids)
+    finally:
+        evaluate.WARMUP_CHARS = saved
+    assert warm.loss < cold.loss
+
+
+class _FakeClock:
+    """Time that moves only when the model runs: one second per forward call."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("context", [None, 6])
+def test_a_deadline_stops_before_a_chunk_that_would_end_after_it(
+    small_streams: None, monkeypatch: pytest.MonkeyPatch, context: int | None
+) -> None:
+    clock = _FakeClock()
+    monkeypatch.setattr(evaluate, "time", clock)
+    model = BigramLM(VOCAB, context)
+    forward = model.forward
+
+    def timed_forward(tokens, state=None):
+        clock.now += 1.0
+        return forward(tokens, state)
+
+    model.forward = timed_forward  # type: ignore[method-assign]
+    ids = random_ids(1003, seed=2)  # 1,002 inputs: 20 streams of 50 + 2, chunks of 7 steps
+    result = evaluate_split(model, ids, deadline=4.5)
+    x = torch.from_numpy(ids.astype(np.int64))
+    if context is None:
+        # warm-up at t=1; chunks end at t=2, 3, 4; the next would end at 5 > 4.5.
+        streams = x[:-1][:1000].view(20, 50)[:, :21]
+        targets = x[1:][:1000].view(20, 50)[:, :21]
+        assert result.chars == 3 * 7 * 20
+    else:
+        # Windows of 6 with stride 3, 32 per batch: batches end at t=1, 2, 3, 4.
+        assert result.chars < len(ids) - 1
+        assert result.chars > 0
+        return
+    with torch.no_grad():
+        want = float(F.cross_entropy(model.table[streams.reshape(-1)], targets.reshape(-1)))
+    assert result.loss == pytest.approx(want, rel=1e-6)
+    assert evaluate_split(model, ids, deadline=-1.0).chars == 0
+    assert math.isnan(evaluate_split(model, ids, deadline=-1.0).loss)
+    assert evaluate_split(model, ids, deadline=1e9).chars == len(ids) - 1
 
 
 @pytest.mark.parametrize("length", [2, 10, 25])

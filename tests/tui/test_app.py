@@ -375,3 +375,38 @@ async def test_checkpoint_from_the_command_line_brings_its_corpus(tmp_path: Path
         await wait_until(pilot, lambda: app.query_one("#resume").display, 30)
         assert app.query_one(GenerationPane).has_model
         assert "step 5" in text_of(app, "#gen-status")
+
+
+async def test_training_status_names_the_precision_and_a_partial_evaluation() -> None:
+    """The status line says which precision trains and why, and "whole held-out split" only
+    when every held-out character was scored."""
+    from engine.worker import protocol as p
+
+    app = _app(corpus="markov")
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, "markov")
+        await pilot.press("f3")
+        pane = app.query_one(TrainingPane)
+        pane._got_StatusEvent(p.StatusEvent("training", "fp32 (no native bf16 on this CPU)"))
+        await pilot.pause()
+        assert "fp32 (no native bf16 on this CPU)" in text_of(app, "#train-state")
+        result = {
+            "val_loss": 1.61,
+            "val_bpc": 2.32,
+            "val_perplexity": 5.0,
+            "val_chars": 29_940,
+            "val_split_chars": 111_539,
+            "partial_eval": True,
+            "stopped_by": "time_budget",
+            "steps": 300,
+            "elapsed_s": 60.0,
+        }
+        pane._got_TrainFinished(p.TrainFinished(result))
+        await pilot.pause()
+        status = text_of(app, "#train-state")
+        assert "whole" not in status
+        assert "29,940 of 111,539 held-out chars" in status
+        whole = dict(result, val_chars=111_539, partial_eval=False)
+        pane._got_TrainFinished(p.TrainFinished(whole))
+        await pilot.pause()
+        assert "on the whole held-out split" in text_of(app, "#train-state")
