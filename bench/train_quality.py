@@ -44,6 +44,10 @@ def _spin(stop) -> None:  # another job on one core
         sum(i * i for i in range(10_000))
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def cpu_description() -> dict:
     """The CPU model and its native bf16 support, as the engine reads them."""
     sys.path.insert(0, str(ROOT))
@@ -125,14 +129,16 @@ def main() -> None:
         "corpus": Path(args.corpus).name,
         "budget_s": args.budget,
         "wall_s": round(wall, 2),
-        "val_loss": round(result["val_loss"], 4),
-        "val_bpc": round(result["val_bpc"], 4),
+        "val_loss": _rounded(result["val_loss"], 4),  # None: nothing was scored in time
+        "val_bpc": _rounded(result["val_bpc"], 4),
         "val_chars": result["val_chars"],
         "val_split_chars": result["val_split_chars"],
         "partial_eval": result["partial_eval"],
         "precision": result["precision"],
         "precision_reason": result["precision_reason"],
         "steps": result["steps"],
+        "startup_s": _rounded(result.get("startup_s"), 2),
+        "elapsed_s": _rounded(result.get("elapsed_s"), 2),
         "chars_per_s": round(result["chars_per_s"]),
         "parameters": result["parameters"],
         "model": result["model"],
@@ -159,7 +165,10 @@ def main() -> None:
         "whole_split_scored": result["val_chars"] == result["val_split_chars"],
     }
     report["meets_target"] = (
-        result["val_loss"] <= TARGET and report["within_budget"] and report["whole_split_scored"]
+        result["val_loss"] is not None
+        and result["val_loss"] <= TARGET
+        and report["within_budget"]
+        and report["whole_split_scored"]
     )
     print(json.dumps(report))
 

@@ -71,12 +71,12 @@ class TimeBudget:
     def measured_step(self, chars: int, seconds: float) -> None:
         """A training step: an exponential average of the recent speed."""
         rate = chars / max(seconds, 1e-9)
-        self.train_rate = rate if self.train_rate is None else 0.8 * self.train_rate + 0.2 * rate
-        if self.train_rate_at_probe is None:
-            self.train_rate_at_probe = rate
         self._steps_seen = getattr(self, "_steps_seen", 0) + 1
         if self._steps_seen <= 3:  # the first steps pay one-off set-up costs: the best one
-            self.train_rate_at_probe = max(self.train_rate_at_probe, rate)
+            self.train_rate_at_probe = max(self.train_rate_at_probe or 0.0, rate)
+            self.train_rate = max(self.train_rate or 0.0, rate)
+            return
+        self.train_rate = 0.8 * (self.train_rate or rate) + 0.2 * rate
 
     def measured_save(self, seconds: float) -> None:
         self.save_s = seconds
@@ -112,6 +112,13 @@ class TimeBudget:
         if rate is None:
             return keep + 1.0
         return keep + self.final_chars() / max(rate, 1.0) * SAFETY
+
+    def next_step_s(self, chars: int) -> float:
+        """What the next step of `chars` should take: the recent speed, not the first step's
+        one-off set-up (which can be ten times a step on a busy machine)."""
+        if not self.train_rate:
+            return 0.0
+        return chars / self.train_rate
 
     def should_stop(self, now: float, next_step_s: float, evaluating_next: bool) -> bool:
         """Would the next step (and the periodic evaluation and save due with it) eat the reserve?"""

@@ -64,6 +64,9 @@ class TrainResult:
     val_split_chars: int  # how many the whole held-out split has (all but its first)
     partial_eval: bool  # val_chars < val_split_chars: the time budget cut the scoring short
     steps: int
+    # From the command's start (the budget's start) to the trainer's: interpreter, imports,
+    # corpus, model. A budget smaller than this cannot be kept; the rest of it is planned.
+    startup_s: float
     elapsed_s: float
     train_s: float
     chars_per_s: float

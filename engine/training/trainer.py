@@ -398,6 +398,7 @@ class Trainer:
         cfg = self.config
         self.tokens_this_run = 0
         self.train_seconds_this_run = 0.0
+        self._paused_s = 0.0
         self.budget = TimeBudget(
             self.deadline, self.started, len(self.val_ids) - 1, final_eval=cfg.final_eval
         )
@@ -427,6 +428,7 @@ class Trainer:
                 while self._pause.is_set() and not self._stop.is_set():
                     time.sleep(0.02)
                 if self.deadline is not None:  # paused time does not eat the budget
+                    self._paused_s += time.monotonic() - paused_at
                     self.deadline += time.monotonic() - paused_at
                     self.budget.deadline = self.deadline
                 if self._stop.is_set():
@@ -469,7 +471,7 @@ class Trainer:
                     last_loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * last_loss
                 )
             elapsed_step = time.perf_counter() - step_start
-            step_seconds = elapsed_step
+            step_seconds = self.budget.next_step_s(inputs.numel())
             self.budget.measured_step(inputs.numel(), elapsed_step)
             self.train_seconds += elapsed_step
             self.train_seconds_this_run += elapsed_step
@@ -623,6 +625,7 @@ class Trainer:
             val_split_chars=split_chars,
             partial_eval=chars < split_chars,
             steps=self.step,
+            startup_s=self._startup_s(),
             elapsed_s=elapsed,
             train_s=self.train_seconds_this_run,
             chars_per_s=self._chars_per_s(),
@@ -636,6 +639,13 @@ class Trainer:
             model=self.model_config.as_dict(),
             train=asdict(cfg),
         )
+
+    def _startup_s(self) -> float:
+        """Seconds between the budget's start (the command's) and this trainer's start."""
+        if self.deadline is None or self.config.time_budget is None:
+            return 0.0
+        command_started = self.deadline - self._paused_s - self.config.time_budget
+        return max(0.0, self.started - command_started)
 
     # ----- checkpoints --------------------------------------------------------------
 

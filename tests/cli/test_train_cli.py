@@ -157,7 +157,10 @@ def test_time_budget_covers_a_final_evaluation_that_matters(
     )
     wall = time.monotonic() - started
     result = cli_json(proc)
-    assert wall < budget + 4.0, wall  # a margin for a busy machine: no tight timing here
+    # A margin for a busy machine, no tight timing. On a machine so busy that importing
+    # torch alone outlasts the budget, the budget starts where the trainer could: what is
+    # checked is that planning, the final evaluation, the save and the exit add no more.
+    assert wall < max(budget, result["startup_s"]) + 4.0, (wall, result["startup_s"])
     assert result["stopped_by"] == "time_budget"
     assert result["val_split_chars"] == 60_000 - 1
     assert result["partial_eval"] is True

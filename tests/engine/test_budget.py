@@ -72,10 +72,15 @@ def test_a_quieter_machine_raises_the_estimate_only_so_far() -> None:
 def test_the_first_steps_set_up_costs_are_not_the_baseline() -> None:
     plan = planned()
     plan.measured_step(1_000, 2.0)  # one-off kernel set-up
+    assert plan.next_step_s(1_000) == pytest.approx(2.0)
     plan.measured_step(1_000, 0.1)
+    assert plan.next_step_s(1_000) == pytest.approx(0.1), "not the set-up step's time"
     for _ in range(40):
         plan.measured_step(1_000, 0.1)
     assert plan.final_rate() == pytest.approx(1_000.0, rel=0.01)
+    for _ in range(20):  # a busier machine: the estimate follows within a few steps
+        plan.measured_step(1_000, 0.3)
+    assert plan.next_step_s(1_000) == pytest.approx(0.3, rel=0.05)
 
 
 def test_the_final_evaluation_leaves_room_to_save_and_exit() -> None:

@@ -385,7 +385,6 @@ async def test_training_status_names_the_precision_and_a_partial_evaluation() ->
     app = _app(corpus="markov")
     async with app.run_test(size=SIZE) as pilot:
         await _loaded(pilot, "markov")
-        await pilot.press("f3")
         pane = app.query_one(TrainingPane)
         pane._got_StatusEvent(p.StatusEvent("training", "fp32 (no native bf16 on this CPU)"))
         await pilot.pause()
