@@ -118,7 +118,10 @@ def test_time_budget_covers_the_whole_command(corpus_file: Path, tmp_path: Path)
     proc = run_cli(*train_args(corpus_file, tmp_path / "run", "--time-budget", "4", "--json"))
     wall = time.monotonic() - started
     result = cli_json(proc)
-    assert wall < budget + 4.0, wall  # "plus a few seconds", on a busy machine too
+    # "Plus a few seconds", on a busy machine too. Where importing torch alone outlasts the
+    # budget (a 2-core machine at load 10 takes 10-20 s), the budget can only start with the
+    # trainer: then what is checked is that the rest adds no more than the margin.
+    assert wall < max(budget, result["startup_s"]) + 8.0, (wall, result["startup_s"])
     assert result["stopped_by"] == "time_budget"
     # No `steps > 0`: torch's import and the optimizer's first construction (which imports
     # torch._dynamo) take 3 s of a 4 s budget on a busy 2-core machine, and then keeping
@@ -160,12 +163,19 @@ def test_time_budget_covers_a_final_evaluation_that_matters(
     # A margin for a busy machine, no tight timing. On a machine so busy that importing
     # torch alone outlasts the budget, the budget starts where the trainer could: what is
     # checked is that planning, the final evaluation, the save and the exit add no more.
-    assert wall < max(budget, result["startup_s"]) + 4.0, (wall, result["startup_s"])
+    # After the trainer starts: the final evaluation, the save (fsync), the metrics log
+    # (fsync) and the interpreter's exit; 8 s covers a 2-core machine at load 12.
+    assert wall < max(budget, result["startup_s"]) + 8.0, (wall, result["startup_s"])
     assert result["stopped_by"] == "time_budget"
     assert result["val_split_chars"] == 60_000 - 1
     assert result["partial_eval"] is True
-    assert 0 < result["val_chars"] < result["val_split_chars"]
-    assert math.isfinite(result["val_loss"])
+    assert 0 <= result["val_chars"] < result["val_split_chars"]
+    if result["val_chars"]:
+        assert math.isfinite(result["val_loss"])
+    else:  # the start-up alone took the budget (a busy machine): nothing scored, no figure
+        assert result["val_loss"] is None
+    if result["startup_s"] < budget - 3.0:  # there was time to score part of the split
+        assert result["val_chars"] > 0
     state = json.loads((tmp_path / "run" / "last" / "state.json").read_text(encoding="utf-8"))
     assert state["final_val"]["val_chars"] == result["val_chars"]
     assert result["precision"] in ("fp32", "bf16") and result["precision_reason"]
