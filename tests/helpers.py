@@ -147,3 +147,31 @@ def context_generator(kind: str, vocab, settings: dict, seed: int = 0, unigram=N
         for param in model.parameters():
             param.normal_(0.0, 0.5)
     return Generator(model.eval(), vocab, unigram)
+
+
+def quoted_text(chars: int, seed: int = 0) -> str:
+    """Words of a-f; inside "quoted spans" the words are joined by '-' instead of ' '.
+
+    The letters are the same inside and out, so no single character says whether
+    it is quoted; predicting '-' versus ' ' needs "am I inside quotes?", which a
+    model that learns this text keeps in some unit: the inspect tests look for it.
+    """
+    import random
+
+    rng = random.Random(seed)
+
+    def word() -> str:
+        return "".join(rng.choice("abcdef") for _ in range(rng.randint(1, 4)))
+
+    parts: list[str] = []
+    size = 0
+    while size < chars:
+        if rng.random() < 0.25:
+            piece = '"' + "-".join(word() for _ in range(rng.randint(2, 5))) + '"'
+        else:
+            piece = word()
+        if rng.random() < 0.05:
+            piece += "\n"
+        parts.append(piece)
+        size += len(piece) + 1
+    return " ".join(parts)[:chars]

@@ -1,0 +1,62 @@
+"""The text an inspection runs over: its limit, its ids, labels for its characters.
+
+Every inspection keeps a value per character of the text, so the text is
+bounded: at most `MAX_TEXT_CHARS` characters (about 20k). A longer text is an
+error that says so; it is never silently cut.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.data.corpus import Corpus, Vocab
+from engine.errors import CorpusError, UserError
+
+MAX_TEXT_CHARS = 20_000
+
+# How control characters show in a label (tables, the character map, unit views).
+_LABELS = {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "␣", "\0": "\\0"}
+
+
+def char_label(char: str) -> str:
+    """A visible one- or two-character label: newline is `\\n`, space is `␣`."""
+    if char in _LABELS:
+        return _LABELS[char]
+    return char if char.isprintable() else f"\\x{ord(char):02x}"
+
+
+def encode_text(vocab: Vocab, text: str, *, drop_unknown: bool = False) -> tuple[str, np.ndarray]:
+    """(text, ids) of a text to inspect; too long, empty or unknown characters are user errors.
+
+    With `drop_unknown`, characters outside the vocabulary are left out and the
+    returned text is the text that was actually inspected (positions refer to it).
+    """
+    if len(text) > MAX_TEXT_CHARS:
+        raise UserError(
+            f"the text has {len(text):,} characters; inspect reads at most "
+            f"{MAX_TEXT_CHARS:,} (give a shorter text or excerpt)"
+        )
+    missing = vocab.missing(text)
+    if missing:
+        if not drop_unknown:
+            shown = "".join(missing)[:20]
+            raise CorpusError(
+                f"the text has characters the model does not know: {shown!r} "
+                "(use --drop-unknown to leave them out)"
+            )
+        text = "".join(c for c in text if c in vocab.index)
+    if not text:
+        raise UserError("the text to inspect is empty")
+    return text, vocab.encode(text)
+
+
+def held_out_excerpt(corpus: Corpus, chars: int, offset: int = 0) -> str:
+    """`chars` characters of the corpus's held-out split (the tail it validates on)."""
+    if chars < 1:
+        raise UserError(f"an excerpt needs at least 1 character, got {chars}")
+    if chars > MAX_TEXT_CHARS:
+        raise UserError(f"an excerpt of {chars:,} characters is over the {MAX_TEXT_CHARS:,} limit")
+    _, val = corpus.split()
+    if offset < 0 or offset >= len(val):
+        raise UserError(f"offset {offset} is outside the held-out split ({len(val):,} chars)")
+    return corpus.vocab.decode(np.asarray(val[offset : offset + chars]).tolist())
