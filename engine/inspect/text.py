@@ -7,9 +7,12 @@ error that says so; it is never silently cut.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from engine.data.corpus import Corpus, Vocab
+from engine.data.corpus import Corpus, Vocab, load_corpus
+from engine.data.samples import find_sample
 from engine.errors import CorpusError, UserError
 
 MAX_TEXT_CHARS = 20_000
@@ -60,3 +63,28 @@ def held_out_excerpt(corpus: Corpus, chars: int, offset: int = 0) -> str:
     if offset < 0 or offset >= len(val):
         raise UserError(f"offset {offset} is outside the held-out split ({len(val):,} chars)")
     return corpus.vocab.decode(np.asarray(val[offset : offset + chars]).tolist())
+
+
+def training_corpus(meta: dict, spec: str | None = None) -> Corpus:
+    """The corpus `spec`, else the one a checkpoint was trained on while it is still at hand.
+
+    The checkpoint's corpus is found by its sample name or its single file, and
+    only if the content is the very one it trained on (its content key matches).
+    """
+    if spec is not None:
+        return load_corpus(spec)
+    trained_on = meta.get("corpus", {}) or {}
+    key = trained_on.get("content_key")
+    sample = find_sample(str(trained_on.get("name", "")))
+    if sample is not None and sample.available_offline:
+        corpus = load_corpus(sample.name)
+        if corpus.content_key == key:
+            return corpus
+    for file in trained_on.get("files", []) or []:
+        if Path(file).is_file():
+            corpus = load_corpus(file)
+            if corpus.content_key == key:
+                return corpus
+    raise UserError(
+        "the checkpoint's training corpus is not at hand: give --corpus C (or --text FILE)"
+    )
