@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charlm_tui.cli_common import emit_json, user_errors
-from charlm_tui.inspect_render import (
+from charlm_tui.widgets.inspect_render import (
     diverging_colour,
     map_label,
     scale_of,

@@ -149,6 +149,66 @@ class LRFind:
 
 
 @dataclass
+class InspectText:
+    """Compute every unit's activation over a text with the current model (a snapshot while
+    training); the engine keeps them for InspectUnit and FindUnits.
+
+    `source` is "text" (use `text`) or "excerpt" (`chars` characters of the loaded
+    corpus's held-out split). Characters the model lacks are left out and reported;
+    more than engine.inspect.MAX_TEXT_CHARS characters is an error. `unit` names the
+    unit to send back first (default: the most varying one).
+    """
+
+    source: str = "text"
+    text: str = ""
+    chars: int = 2000
+    unit: str = ""
+    req: int = 0
+
+
+@dataclass
+class InspectUnit:
+    """The values of one unit (`L1.cell.37`) over the text of the last InspectText."""
+
+    unit: str
+    req: int = 0
+
+
+@dataclass
+class FindUnits:
+    """Units of the last InspectText that best track "inside a match of `pattern`"."""
+
+    pattern: str
+    top: int = 10
+    req: int = 0
+
+
+@dataclass
+class InspectAttention:
+    """A Transformer's attention at `position` of the last InspectText, every layer and head."""
+
+    position: int
+    req: int = 0
+
+
+@dataclass
+class InspectSaliency:
+    """Gradient x input saliency of the characters before `position` (any model type)."""
+
+    position: int
+    window: int = 256
+    req: int = 0
+
+
+@dataclass
+class InspectEmbeddings:
+    """The character map of the current model: PCA of the embeddings and cosine neighbours."""
+
+    neighbours: int = 5
+    req: int = 0
+
+
+@dataclass
 class ListRuns:
     """List the training runs saved under the user's data directory."""
 
@@ -345,6 +405,73 @@ class RunsListed:
 
 
 @dataclass
+class InspectReady:
+    """Activations are computed over `text`; `groups` are [name, size] pairs (`L0.cell`, 256)
+    in unit order, and the first unit's values come along."""
+
+    text: str
+    model_type: str
+    groups: list
+    unit: str
+    values: list
+    dropped: str = ""
+    seconds: float = 0.0
+    req: int = 0
+
+
+@dataclass
+class UnitValues:
+    """One unit's activation at every character of the inspected text."""
+
+    unit: str
+    values: list
+    req: int = 0
+
+
+@dataclass
+class UnitsFound:
+    """`top` is [[unit, r], ...], strongest |r| first; `covered` characters lie in a match."""
+
+    pattern: str
+    top: list
+    covered: int
+    chars: int
+    req: int = 0
+
+
+@dataclass
+class AttentionWeights:
+    """weights[layer][head][j]: attention from `position` to `start + j` (each row sums to 1)."""
+
+    position: int
+    start: int
+    weights: list
+    req: int = 0
+
+
+@dataclass
+class SaliencyScores:
+    """scores[j]: share of `start + j` in predicting the character at `position` (sum 1)."""
+
+    position: int
+    start: int
+    scores: list
+    logprob: float
+    req: int = 0
+
+
+@dataclass
+class CharMapReady:
+    """chars, their 2-D PCA points, variance shares, and neighbours [[char, cosine], ...]."""
+
+    chars: list
+    points: list
+    explained: list
+    neighbours: list
+    req: int = 0
+
+
+@dataclass
 class ErrorEvent:
     """Something went wrong: `message` is one line for the user, never a traceback.
 
@@ -371,13 +498,21 @@ COMMANDS = (
     Compare,
     Cancel,
     LRFind,
+    InspectText,
+    InspectUnit,
+    FindUnits,
+    InspectAttention,
+    InspectSaliency,
+    InspectEmbeddings,
     ListRuns,
     Shutdown,
 )
 
 __all__ = [
     "COMMANDS",
+    "AttentionWeights",
     "Cancel",
+    "CharMapReady",
     "CheckpointEvent",
     "CheckpointLoaded",
     "CheckpointSaved",
@@ -392,6 +527,7 @@ __all__ = [
     "EvalEvent",
     "Evaluate",
     "Evaluated",
+    "FindUnits",
     "Generate",
     "GenerationChunk",
     "GenerationDone",
@@ -399,12 +535,19 @@ __all__ = [
     "LRFind",
     "LRFindDone",
     "LRFindPoint",
+    "InspectAttention",
+    "InspectEmbeddings",
+    "InspectReady",
+    "InspectSaliency",
+    "InspectText",
+    "InspectUnit",
     "ListRuns",
     "LoadCheckpoint",
     "LoadCorpus",
     "Pause",
     "Resume",
     "RunsListed",
+    "SaliencyScores",
     "SamplingSet",
     "SaveCheckpoint",
     "SetSampling",
@@ -416,5 +559,7 @@ __all__ = [
     "TrainFinished",
     "TrainSample",
     "TrainStarted",
+    "UnitValues",
+    "UnitsFound",
     "new_request_id",
 ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import UserError, first_line
 from engine.worker import protocol as p
 from engine.worker.generation_jobs import GenerationHandlers
+from engine.worker.inspect_jobs import InspectHandlers
 from engine.worker.jobs import Job
 from engine.worker.lr_find_jobs import LRFindHandlers
 from engine.worker.outbox import Outbox
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 SHUTDOWN_GRACE_S = 8.0
 
 
-class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers):
+class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, InspectHandlers):
     """Executes commands; everything slow runs in a thread so commands keep flowing."""
 
     def __init__(self, outbox: Outbox) -> None:
