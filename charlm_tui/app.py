@@ -1,4 +1,4 @@
-"""The app: three panes in tabs, the engine client, the command palette.
+"""The app: four panes in tabs, the engine client, the command palette.
 
 The app is the only thing that talks to the engine: panes post `EngineCommand`
 messages, the app sends them, and every engine event comes back to the panes as
@@ -32,6 +32,7 @@ from charlm_tui.messages import (
 )
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
+from charlm_tui.panes.inspect import InspectPane
 from charlm_tui.panes.training import TrainingPane
 from charlm_tui.state.recent import remember
 from engine.data.samples import default_sample_name, find_sample, list_samples
@@ -39,7 +40,7 @@ from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 
 AUTO_RESTART_AFTER_S = 10.0  # a crash sooner than this after a start waits for ctrl+r
-TABS = ("corpus", "training", "generate")
+TABS = ("corpus", "training", "generate", "inspect")
 
 
 class CharLMCommands(Provider):
@@ -52,6 +53,11 @@ class CharLMCommands(Provider):
             ("Show corpus tab", partial(app.action_tab, "corpus"), "pick and inspect a corpus"),
             ("Show training tab", partial(app.action_tab, "training"), "train and watch"),
             ("Show generate tab", partial(app.action_tab, "generate"), "prompt and knobs"),
+            (
+                "Show inspect tab",
+                partial(app.action_tab, "inspect"),
+                "units, unit search, attention, saliency, character map",
+            ),
             ("Open corpus file or directory…", app.action_open_file, "browse the disk"),
             ("Train", partial(app.training_action, "train"), "with the training form's settings"),
             ("Pause or resume training", partial(app.training_action, "pause_resume"), ""),
@@ -116,6 +122,7 @@ class CharLMApp(App[None]):
         Binding("1", "tab('corpus')", show=False),
         Binding("2", "tab('training')", show=False),
         Binding("3", "tab('generate')", show=False),
+        Binding("4", "tab('inspect')", show=False),
         Binding("ctrl+r", "restart_engine", "Restart engine", show=False),
     ]
 
@@ -150,6 +157,8 @@ class CharLMApp(App[None]):
                 yield TrainingPane(id="training-pane")
             with TabPane("3 Generate", id="generate"):
                 yield GenerationPane(id="generation-pane")
+            with TabPane("4 Inspect", id="inspect"):
+                yield InspectPane(id="inspect-pane")
         yield Footer()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -202,6 +211,7 @@ class CharLMApp(App[None]):
             *self.query(CorpusPane),
             *self.query(TrainingPane),
             *self.query(GenerationPane),
+            *self.query(InspectPane),
         ]
         if self.screen is not self.screen_stack[0] and isinstance(self.screen, EngineEventHandler):
             message_targets.append(self.screen)  # type: ignore[arg-type]
@@ -332,8 +342,19 @@ class CharLMApp(App[None]):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         # The pane may not be composed yet (a busy start) or be gone already (shutting down).
+        # Focusing a widget in another pane activates that pane's tab (TabPane.Focused), so a
+        # stale event acted upon, or a focus call while focus is already in the pane, can
+        # make two panes take focus from each other forever: skip both.
+        pane = event.pane.id
+        if pane != event.tabbed_content.active or not self.screen_stack:
+            return
+        focused = self.focused
         with contextlib.suppress(NoMatches):
-            self._focus_pane(event.pane.id)
+            if focused is not None and event.pane in focused.ancestors_with_self:
+                if pane == "inspect":
+                    self.query_one(InspectPane).activated(focus=False)
+                return
+            self._focus_pane(pane)
 
     def _focus_pane(self, pane: str | None) -> None:
         if pane == "corpus":
@@ -344,6 +365,8 @@ class CharLMApp(App[None]):
             generation = self.query_one(GenerationPane)
             target = "#output" if generation.req else "#prompt"
             self.query_one(target).focus()
+        elif pane == "inspect":
+            self.query_one(InspectPane).activated()
 
     def action_help(self) -> None:
         from charlm_tui.screens.help import HelpScreen

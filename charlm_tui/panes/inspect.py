@@ -1,0 +1,409 @@
+"""The Inspect pane: see inside the current model (a snapshot while it trains) or a checkpoint.
+
+Four views of one text: `units` (the text coloured by one unit's activation,
+up/down move between units, a sparkline of the unit over the text), `attention`
+(a Transformer's attention from the character under the cursor, up/down pick
+the layer and head), `saliency` (how much each earlier character mattered for
+the one under the cursor, any model) and `map` (the character map: embeddings in
+2-D, neighbours of the character under the cursor). `v` cycles the views, `/`
+types a regex whose best-tracking units are listed at the side; `e` takes an
+excerpt of the held-out split, `g` the generation pane's text, `u` recomputes
+with the latest weights. Everything comes from the engine through the worker
+queue (engine.worker.inspect_jobs), as plain numbers.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, Input, OptionList, Sparkline, Static
+from textual.widgets.option_list import Option
+
+from charlm_tui.messages import EngineCommand, EngineEventHandler
+from charlm_tui.widgets.char_map import CharMapPlot
+from charlm_tui.widgets.inspect_render import map_label
+from charlm_tui.widgets.token_view import TokenView
+from charlm_tui.widgets.value_text import ValueText
+from engine.worker import protocol as p
+
+VIEWS = ("units", "attention", "saliency", "map")
+EXCERPT_CHARS = 2000
+FOLLOW_CURSOR_S = 0.12  # attention/saliency follow the cursor after this pause
+
+
+class InspectPane(EngineEventHandler, Vertical):
+    """Units, unit search, attention, saliency and the character map of the current model."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "unit(-1)", "Prev unit", show=False),
+        Binding("down", "unit(1)", "Next unit", show=False),
+        Binding("v", "cycle_view", "View"),
+        Binding("slash", "focus_find", "Find unit", key_display="/"),
+        Binding("e", "excerpt", "Excerpt"),
+        Binding("g", "use_generated", "Generated text"),
+        Binding("u", "refresh", "Latest weights", show=False),
+        Binding("escape", "leave_find", show=False),
+        Binding("left", "cursor(-1)", show=False),
+        Binding("right", "cursor(1)", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.view = "units"
+        self.has_model = False
+        self.model_type = ""
+        self.model_info = "no model yet"
+        self.source = ""
+        self.text = ""
+        self.groups: list[tuple[str, int]] = []
+        self.unit = ""
+        self.values: list[float] = []
+        self.found: list[tuple[str, float]] = []
+        self.pattern = ""
+        self.attention: tuple[int, int, list] | None = None  # (position, start, weights)
+        self.head = 0  # index into (layer, head) pairs
+        self.saliency: tuple[int, int, list, float] | None = None
+        self.char_map: p.CharMapReady | None = None
+        self.reqs: dict[str, int] = {}
+        self.note = ""
+        self._follow: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="inspect-bar"):
+            yield Static(id="inspect-views")
+            yield Input(placeholder='/ regex: find units, e.g. "[^"\\n]*"', id="inspect-find")
+        yield Static(id="inspect-status")
+        yield Sparkline([], id="inspect-spark")
+        with Horizontal(id="inspect-body"):
+            with ContentSwitcher(initial="inspect-text", id="inspect-switch"):
+                yield ValueText(id="inspect-text")
+                yield CharMapPlot(id="inspect-map")
+            with Vertical(id="inspect-side"):
+                yield Static("units tracking the regex", classes="section")
+                yield OptionList(id="inspect-units")
+                yield Static(id="inspect-detail")
+
+    def on_mount(self) -> None:
+        self._show()
+
+    # ----- units as labels -----------------------------------------------------------
+
+    def labels(self) -> list[str]:
+        return [f"{name}.{i}" for name, size in self.groups for i in range(size)]
+
+    def _unit_index(self) -> int:
+        labels = self.labels()
+        return labels.index(self.unit) if self.unit in labels else -1
+
+    def _heads(self) -> list[tuple[int, int]]:
+        if self.attention is None:
+            return []
+        weights = self.attention[2]
+        return [(layer, head) for layer in range(len(weights)) for head in range(len(weights[0]))]
+
+    # ----- commands ------------------------------------------------------------------
+
+    def _request(self, kind: str, factory) -> None:
+        req = p.new_request_id()
+        self.reqs[kind] = req
+        self.post_message(EngineCommand(factory(req)))
+
+    def inspect_text(self, source: str, text: str = "") -> None:
+        """Inspect `text` (source "text") or a held-out excerpt (source "excerpt")."""
+        self.source = "excerpt of the held-out split" if source == "excerpt" else "given text"
+        unit = self.unit
+        self.note = "computing activations…"
+        self._request(
+            "text",
+            lambda req: p.InspectText(source, text, EXCERPT_CHARS, unit=unit, req=req),
+        )
+        self._show()
+
+    def activated(self, focus: bool = True) -> None:
+        """The tab came to the front: inspect something if there is a model and no text yet."""
+        if self.has_model and not self.text and "text" not in self.reqs:
+            self.inspect_text("excerpt")
+        if focus:
+            self.query_one(ValueText).focus()
+
+    # ----- actions -------------------------------------------------------------------
+
+    def action_unit(self, delta: int) -> None:
+        if self.view == "attention":
+            heads = self._heads()
+            if heads:
+                self.head = (self.head + delta) % len(heads)
+                self._paint()
+            return
+        labels = self.labels()
+        if not labels:
+            return
+        index = (max(self._unit_index(), 0) + delta) % len(labels)
+        self.select_unit(labels[index])
+
+    def select_unit(self, unit: str) -> None:
+        self.unit = unit
+        if self.view != "units":
+            self.view = "units"
+            self._switch()
+        self._request("unit", lambda req: p.InspectUnit(unit, req=req))
+        self._show()
+
+    def action_cycle_view(self) -> None:
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        self._switch()
+        self._after_cursor()
+        self._paint()
+        self._show()
+
+    def action_cursor(self, delta: int) -> None:
+        """Left/right when the text is not focused (the map view): walk the text's characters."""
+        self.query_one(ValueText).action_move(delta)
+
+    def _switch(self) -> None:
+        on_map = self.view == "map"
+        self.query_one(ContentSwitcher).current = "inspect-map" if on_map else "inspect-text"
+        if not self.query_one("#inspect-find", Input).has_focus:
+            (self.query_one(CharMapPlot) if on_map else self.query_one(ValueText)).focus()
+        if self.view == "map" and self.char_map is None and self.has_model:
+            self._request("map", lambda req: p.InspectEmbeddings(req=req))
+
+    def action_focus_find(self) -> None:
+        self.query_one("#inspect-find", Input).focus()
+
+    def action_leave_find(self) -> None:
+        self.query_one(ValueText).focus()
+
+    def action_excerpt(self) -> None:
+        self.inspect_text("excerpt")
+
+    def action_use_generated(self) -> None:
+        views = list(self.app.query("#output").results(TokenView))
+        text = (views[0].prompt + views[0].text) if views else ""
+        if not text:
+            self.note = "nothing generated yet (Generate tab)"
+            self._show()
+            return
+        self.inspect_text("text", text)
+
+    def action_refresh(self) -> None:
+        if self.text:
+            self.inspect_text("text", self.text)
+            self.char_map = None
+            if self.view == "map":
+                self._switch()
+
+    # ----- widgets -------------------------------------------------------------------
+
+    @on(Input.Submitted, "#inspect-find")
+    def _find(self, event: Input.Submitted) -> None:
+        event.stop()
+        pattern = event.value
+        if not pattern or not self.text:
+            return
+        self.pattern = pattern
+        self.note = f"finding units for {pattern!r}…"
+        self._request("find", lambda req: p.FindUnits(pattern, 10, req=req))
+        self._show()
+
+    @on(OptionList.OptionSelected, "#inspect-units")
+    def _unit_chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id:
+            self.select_unit(event.option.id)
+            self.query_one(ValueText).focus()
+
+    @on(ValueText.CursorMoved)
+    def _cursor_moved(self, event: ValueText.CursorMoved) -> None:
+        event.stop()
+        if self._follow is not None:
+            self._follow.stop()
+        self._follow = self.set_timer(FOLLOW_CURSOR_S, self._after_cursor)
+        if self.view == "map" and self.char_map is not None:
+            self.query_one(CharMapPlot).select(self._cursor_char())
+        self._show_detail()
+
+    def _cursor_char(self) -> str | None:
+        cursor = self.query_one(ValueText).cursor
+        return self.text[cursor] if 0 <= cursor < len(self.text) else None
+
+    def _after_cursor(self) -> None:
+        cursor = self.query_one(ValueText).cursor
+        if not self.text or cursor < 0:
+            return
+        if self.view == "attention" and self.model_type == "transformer":
+            self._request("attention", lambda req: p.InspectAttention(cursor, req=req))
+        elif self.view == "saliency" and cursor >= 1:
+            self._request("saliency", lambda req: p.InspectSaliency(cursor, req=req))
+        elif self.view == "map":
+            self.query_one(CharMapPlot).select(self._cursor_char())
+            self._show_detail()
+
+    # ----- painting ------------------------------------------------------------------
+
+    def _paint(self) -> None:
+        """Colour the text for the current view."""
+        view = self.query_one(ValueText)
+        spark = self.query_one(Sparkline)
+        if self.view == "units":
+            view.set_values(self.values, "diverging")
+            spark.data = self.values or [0.0]
+        elif self.view == "attention":
+            values: list[float | None] = [None] * len(self.text)
+            heads = self._heads()
+            if self.attention is not None and heads:
+                _, start, weights = self.attention
+                layer, head = heads[self.head % len(heads)]
+                for j, w in enumerate(weights[layer][head]):
+                    values[start + j] = w
+            view.set_values(values, "weights")
+        elif self.view == "saliency":
+            values = [None] * len(self.text)
+            if self.saliency is not None:
+                _, start, scores, _ = self.saliency
+                for j, s in enumerate(scores):
+                    values[start + j] = s
+            view.set_values(values, "weights")
+        self._show()
+
+    def _show(self) -> None:
+        tabs = []
+        for name in VIEWS:
+            tabs.append((f" {name} ", "reverse bold" if name == self.view else "dim"))
+        self.query_one("#inspect-views", Static).update(Content.assemble(*tabs, (" v", "dim")))
+        self.query_one("#inspect-status", Static).update(Content(self._status()))
+        self._show_detail()
+
+    def _status(self) -> str:
+        if not self.has_model:
+            return "no model yet: train one (Training tab) or load a checkpoint"
+        parts = []
+        if self.view == "units" and self.unit:
+            index = self._unit_index()
+            parts.append(f"unit {self.unit} ({index + 1}/{len(self.labels())}, ↑↓)")
+        elif self.view == "attention":
+            heads = self._heads()
+            if self.model_type != "transformer":
+                parts.append("attention: Transformers only (saliency works for every model)")
+            elif heads:
+                layer, head = heads[self.head % len(heads)]
+                parts.append(f"layer {layer} head {head} (↑↓)")
+            else:
+                parts.append("attention: move the cursor")
+        elif self.view == "saliency":
+            parts.append("saliency: gradient x input, shares sum to 1")
+        if self.text:
+            parts.append(f"{len(self.text):,} chars, {self.source}")
+        parts.append(self.model_info)
+        if self.note:
+            parts.append(self.note)
+        return " · ".join(parts)
+
+    def _show_detail(self) -> None:
+        detail = self.query_one("#inspect-detail", Static)
+        cursor = self.query_one(ValueText).cursor
+        char = self._cursor_char()
+        if char is None:
+            detail.update("")
+            return
+        lines = [f"cursor {cursor}: {map_label(char)!r}"]
+        if self.view == "units" and self.values and cursor < len(self.values):
+            lines.append(f"{self.unit} = {self.values[cursor]:+.3f}")
+        elif self.view == "saliency" and self.saliency is not None:
+            position, _, _, logprob = self.saliency
+            lines.append(f"log p({map_label(self.text[position])!r}) = {logprob:.2f} at {position}")
+        elif self.view == "attention" and self.attention is not None:
+            value = self.query_one(ValueText).value_at(cursor)
+            if value is not None:
+                lines.append(f"attended {value:.3f}")
+        elif self.view == "map" and self.char_map is not None and char in self.char_map.chars:
+            near = self.char_map.neighbours[self.char_map.chars.index(char)]
+            lines.append("nearest: " + " ".join(f"{map_label(c)} {s:.2f}" for c, s in near))
+        detail.update(Content("\n".join(lines)))
+
+    def _show_found(self) -> None:
+        options = self.query_one("#inspect-units", OptionList)
+        options.clear_options()
+        options.add_options([Option(f"{unit:<14} r {r:+.2f}", id=unit) for unit, r in self.found])
+
+    # ----- engine events -------------------------------------------------------------
+
+    def _current(self, kind: str, req: int) -> bool:
+        return req != 0 and self.reqs.get(kind) == req
+
+    def _got_InspectReady(self, event: p.InspectReady) -> None:
+        if not self._current("text", event.req):
+            return
+        self.text = event.text
+        self.model_type = event.model_type
+        self.groups = [(str(name), int(size)) for name, size in event.groups]
+        self.unit = event.unit
+        self.values = list(event.values)
+        self.attention = self.saliency = None
+        self.note = f"dropped {event.dropped!r} (not in the vocabulary)" if event.dropped else ""
+        self.query_one(ValueText).set_text(self.text)
+        self._paint()
+        self._after_cursor()
+
+    def _got_UnitValues(self, event: p.UnitValues) -> None:
+        if self._current("unit", event.req):
+            self.unit = event.unit
+            self.values = list(event.values)
+            self._paint()
+
+    def _got_UnitsFound(self, event: p.UnitsFound) -> None:
+        if not self._current("find", event.req):
+            return
+        self.found = [(str(unit), float(r)) for unit, r in event.top]
+        self.note = f"{event.covered:,} of {event.chars:,} chars match {event.pattern!r}"
+        self._show_found()
+        if self.found:
+            self.select_unit(self.found[0][0])
+
+    def _got_AttentionWeights(self, event: p.AttentionWeights) -> None:
+        if self._current("attention", event.req):
+            self.attention = (event.position, event.start, event.weights)
+            self._paint()
+
+    def _got_SaliencyScores(self, event: p.SaliencyScores) -> None:
+        if self._current("saliency", event.req):
+            self.saliency = (event.position, event.start, event.scores, event.logprob)
+            self._paint()
+
+    def _got_CharMapReady(self, event: p.CharMapReady) -> None:
+        if self._current("map", event.req):
+            self.char_map = event
+            plot = self.query_one(CharMapPlot)
+            plot.show(event.chars, event.points, event.explained)
+            plot.select(self._cursor_char())
+            self._show_detail()
+
+    def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
+        if event.req and event.req in self.reqs.values():
+            self.note = f"error: {event.message}"
+            self._show()
+
+    def _model_changed(self, info: str) -> None:
+        self.has_model = True
+        self.model_info = info
+        self.char_map = None
+        self._show()
+
+    def _got_TrainStarted(self, event: p.TrainStarted) -> None:
+        self._model_changed(f"{event.model_type} in training (u: latest weights)")
+
+    def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
+        self._model_changed(f"{event.model_type} checkpoint, step {event.step}")
+        if self.text:
+            self.inspect_text("text", self.text)
+
+    def _got_EngineDied(self, event: p.EngineDied) -> None:
+        self.has_model = False
+        self.reqs.clear()
+        self._show()

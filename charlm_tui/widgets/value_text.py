@@ -1,0 +1,222 @@
+"""A text with a number per character, shown as the character's background colour.
+
+Two scales: "diverging" (unit activations: blue below 0, red above, pale near 0,
+symmetric around 0 so the sign reads at a glance) and "weights" (attention and
+saliency: from clear to amber as the share grows; characters outside the
+window have no value and stay plain). A cursor walks the characters; moving it
+posts `ValueText.CursorMoved`. Up and down are left to the pane (they move
+between units there); page up/down move the cursor by a line.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.cells import cell_len
+from rich.color import Color as RichColor
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from charlm_tui.widgets.inspect_render import visible
+
+_BUCKETS = 12
+_NEGATIVE = (70, 110, 230)
+_POSITIVE = (220, 60, 60)
+_WEIGHT = (235, 165, 40)
+
+
+def value_rgb(value: float | None, scale: float, mode: str) -> tuple[int, int, int] | None:
+    """The background for a value (None: no colour), bucketed so styles can be cached."""
+    if value is None or scale <= 0:
+        return None
+    t = max(-1.0, min(1.0, value / scale))
+    t = round(t * _BUCKETS) / _BUCKETS
+    if mode == "weights":
+        t = max(0.0, t)
+        target = _WEIGHT
+    else:
+        target = _POSITIVE if t >= 0 else _NEGATIVE
+    strength = abs(t)
+    if strength == 0:
+        return None
+    base = 40  # blend from a dark cell, so the character stays readable in white
+    return tuple(round(base + (c - base) * strength) for c in target)  # type: ignore[return-value]
+
+
+class ValueText(ScrollView, can_focus=True, inherit_bindings=False):
+    """Characters coloured by a value each, wrapped at any character, with a cursor."""
+
+    class CursorMoved(Message):
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
+
+    DEFAULT_CSS = """
+    ValueText {
+        overflow-x: hidden;
+        overflow-y: auto;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left", "move(-1)", "Prev char", show=False),
+        Binding("right", "move(1)", "Next char", show=False),
+        Binding("home", "jump(0)", "First char", show=False),
+        Binding("end", "jump(-1)", "Last char", show=False),
+        Binding("pageup", "line(-1)", "Line up", show=False),
+        Binding("pagedown", "line(1)", "Line down", show=False),
+    ]
+
+    cursor: reactive[int] = reactive(-1, init=False)
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.text = ""
+        self.values: list[float | None] = []
+        self.mode = "diverging"
+        self.scale = 1.0
+        self._lines: list[tuple[int, int]] = []
+        self._styles: dict[tuple[int, int, int] | None, Style] = {}
+
+    # ----- content -------------------------------------------------------------------
+
+    def set_text(self, text: str) -> None:
+        self.text = text
+        self.values = [None] * len(text)
+        self.cursor = min(max(self.cursor, 0), len(text) - 1) if text else -1
+        self._relayout()
+
+    def set_values(self, values: list[float | None], mode: str = "diverging") -> None:
+        """Values per character (None: none); the scale is the largest magnitude."""
+        self.values = list(values) + [None] * (len(self.text) - len(values))
+        self.mode = mode
+        present = [abs(v) for v in self.values if v is not None]
+        self.scale = max(present, default=0.0) or 1.0
+        self.refresh()
+
+    def value_at(self, index: int) -> float | None:
+        return self.values[index] if 0 <= index < len(self.values) else None
+
+    # ----- layout --------------------------------------------------------------------
+
+    def _relayout(self) -> None:
+        width = max(1, self.scrollable_content_region.width or self.size.width or 80)
+        self._lines = []
+        line_start, used = 0, 0
+        for position, char in enumerate(self.text):
+            cells = max(1, cell_len(visible(char)))
+            if used + cells > width and position > line_start:
+                self._lines.append((line_start, position))
+                line_start, used = position, 0
+            used += cells
+            if char == "\n":
+                self._lines.append((line_start, position + 1))
+                line_start, used = position + 1, 0
+        if line_start < len(self.text) or not self._lines:
+            self._lines.append((line_start, len(self.text)))
+        self.virtual_size = Size(width, len(self._lines))
+        self.refresh()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._relayout()
+        self._scroll_to_cursor()
+
+    def _line_of(self, position: int) -> int:
+        lo, hi = 0, len(self._lines) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._lines[mid][0] <= position:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    # ----- drawing -------------------------------------------------------------------
+
+    def _style(self, value: float | None) -> Style:
+        rgb = value_rgb(value, self.scale, self.mode)
+        style = self._styles.get(rgb)
+        if style is None:
+            style = Style(bgcolor=RichColor.from_rgb(*rgb), color="white") if rgb else Style()
+            self._styles[rgb] = style
+        return style
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        index = y + int(self.scroll_offset.y)
+        if index >= len(self._lines):
+            return Strip.blank(width, base)
+        start, end = self._lines[index]
+        cursor_style = Style(reverse=True) if self.has_focus else Style(underline=True, bold=True)
+        segments = []
+        for position in range(start, end):
+            char = self.text[position]
+            style = base + self._style(self.values[position])
+            if char == "\n":
+                style += Style(dim=True)
+            if position == self.cursor:
+                style += cursor_style
+            segments.append(Segment(visible(char), style))
+        return Strip(segments).adjust_cell_length(width, base)
+
+    # ----- cursor --------------------------------------------------------------------
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self.refresh()
+        self._scroll_to_cursor()
+        self.post_message(self.CursorMoved(new))
+
+    def _on_focus(self, event: events.Focus) -> None:
+        self.refresh()
+
+    def _on_blur(self, event: events.Blur) -> None:
+        self.refresh()
+
+    def _scroll_to_cursor(self) -> None:
+        if self.cursor < 0 or not self._lines:
+            return
+        line = self._line_of(self.cursor)
+        self.scroll_to_region(Region(0, line, 1, 1), animate=False, immediate=False)
+
+    def _set_cursor(self, index: int) -> None:
+        if self.text:
+            self.cursor = min(max(index, 0), len(self.text) - 1)
+
+    def action_move(self, delta: int) -> None:
+        self._set_cursor(max(self.cursor, 0) + delta)
+
+    def action_jump(self, where: int) -> None:
+        self._set_cursor(where if where >= 0 else len(self.text) - 1)
+
+    def action_line(self, delta: int) -> None:
+        if not self.text:
+            return
+        position = max(self.cursor, 0)
+        line = self._line_of(position)
+        column = position - self._lines[line][0]
+        target = min(max(line + delta, 0), len(self._lines) - 1)
+        start, end = self._lines[target]
+        self._set_cursor(min(start + column, max(end - 1, start)))
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or not self._lines:
+            return
+        line = min(offset.y + int(self.scroll_offset.y), len(self._lines) - 1)
+        start, end = self._lines[line]
+        used = 0
+        for position in range(start, end):
+            used += max(1, cell_len(visible(self.text[position])))
+            if used > offset.x:
+                break
+        else:
+            position = max(end - 1, start)
+        self._set_cursor(position)
