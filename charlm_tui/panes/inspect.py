@@ -27,9 +27,9 @@ from textual.widgets.option_list import Option
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
 from charlm_tui.widgets.char_map import CharMapPlot
-from charlm_tui.widgets.inspect_render import map_label
+from charlm_tui.widgets.inspect_render import map_label, window_values
 from charlm_tui.widgets.token_view import TokenView
-from charlm_tui.widgets.value_text import ValueText
+from charlm_tui.widgets.value_text import ValueText, value_legend
 from engine.worker import protocol as p
 
 VIEWS = ("units", "attention", "saliency", "map")
@@ -85,9 +85,10 @@ class InspectPane(EngineEventHandler, Vertical):
                 yield ValueText(id="inspect-text")
                 yield CharMapPlot(id="inspect-map")
             with Vertical(id="inspect-side"):
-                yield Static("units tracking the regex", classes="section")
+                yield Static("top units (r)", classes="section")
                 yield OptionList(id="inspect-units")
                 yield Static(id="inspect-detail")
+                yield Static(id="inspect-legend")
 
     def on_mount(self) -> None:
         self._show()
@@ -255,21 +256,17 @@ class InspectPane(EngineEventHandler, Vertical):
             view.set_values(self.values, "diverging")
             spark.data = self.values or [0.0]
         elif self.view == "attention":
-            values: list[float | None] = [None] * len(self.text)
             heads = self._heads()
+            row: list[float] = []
+            start = 0
             if self.attention is not None and heads:
                 _, start, weights = self.attention
                 layer, head = heads[self.head % len(heads)]
-                for j, w in enumerate(weights[layer][head]):
-                    values[start + j] = w
-            view.set_values(values, "weights")
+                row = weights[layer][head]
+            view.set_values(window_values(len(self.text), start, row), "weights")
         elif self.view == "saliency":
-            values = [None] * len(self.text)
-            if self.saliency is not None:
-                _, start, scores, _ = self.saliency
-                for j, s in enumerate(scores):
-                    values[start + j] = s
-            view.set_values(values, "weights")
+            start, scores = self.saliency[1:3] if self.saliency is not None else (0, [])
+            view.set_values(window_values(len(self.text), start, scores), "weights")
         self._show()
 
     def _show(self) -> None:
@@ -278,6 +275,9 @@ class InspectPane(EngineEventHandler, Vertical):
             tabs.append((f" {name} ", "reverse bold" if name == self.view else "dim"))
         self.query_one("#inspect-views", Static).update(Content.assemble(*tabs, (" v", "dim")))
         self.query_one("#inspect-status", Static).update(Content(self._status()))
+        view = self.query_one(ValueText)
+        mode = {"units": "diverging", "attention": "weights", "saliency": "weights"}.get(self.view)
+        self.query_one("#inspect-legend", Static).update(value_legend(mode, view.scale))
         self._show_detail()
 
     def _status(self) -> str:
@@ -330,7 +330,7 @@ class InspectPane(EngineEventHandler, Vertical):
     def _show_found(self) -> None:
         options = self.query_one("#inspect-units", OptionList)
         options.clear_options()
-        options.add_options([Option(f"{unit:<14} r {r:+.2f}", id=unit) for unit, r in self.found])
+        options.add_options([Option(f"{unit:<12} {r:+.2f}", id=unit) for unit, r in self.found])
 
     # ----- engine events -------------------------------------------------------------
 
@@ -363,7 +363,7 @@ class InspectPane(EngineEventHandler, Vertical):
         self.found = [(str(unit), float(r)) for unit, r in event.top]
         self.note = f"{event.covered:,} of {event.chars:,} chars match {event.pattern!r}"
         self._show_found()
-        if self.found:
+        if self.found and self.found[0][0] != self.unit:
             self.select_unit(self.found[0][0])
 
     def _got_AttentionWeights(self, event: p.AttentionWeights) -> None:

@@ -17,7 +17,7 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "Everywhere",
         (
-            ("1 2 3 / F2 F3 F4", "Corpus, Training, Generate tabs"),
+            ("1 2 3 4 / F2 F3 F4", "Corpus, Training, Generate, Inspect tabs"),
             ("ctrl+p", "command palette: every action by name"),
             ("F1 / ?", "this help"),
             ("tab / shift+tab", "move between fields"),
@@ -59,6 +59,16 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("a", "auto-regenerate after a knob change (same seed)"),
             ("← → ↑ ↓ home end", "walk the output; the side panel shows the model's choice"),
             ("c", "compare strategies on this prompt"),
+        ),
+    ),
+    (
+        "Inspect (the current model, or a snapshot of it while it trains)",
+        (
+            ("e · g · u", "held-out excerpt · the generated text · recompute, latest weights"),
+            ("↑ ↓", "previous / next unit (attention: layer and head)"),
+            ("← → home end", "move the cursor; attention and saliency follow it"),
+            ("/ + enter", 'units that track a regex (Pearson r), e.g. "[^"\\n]*"'),
+            ("v", "view: units → attention → saliency → character map"),
         ),
     ),
 )

@@ -64,6 +64,13 @@ def diverging_colour(value: float, scale: float) -> str:
     return f"#{fade:02x}{fade:02x}ff"
 
 
+def window_values(length: int, start: int, values: Sequence[float]) -> list[float | None]:
+    """`values` placed at [start, start + len(values)) of a text; None everywhere else."""
+    placed: list[float | None] = [None] * length
+    placed[start : start + len(values)] = list(values)[: max(0, length - start)]
+    return placed
+
+
 def strip_lines(text: str, values: Sequence[float], width: int = 80) -> list[tuple[str, str, int]]:
     """The text cut in lines of at most `width` (and after each newline), with a bar per char.
 

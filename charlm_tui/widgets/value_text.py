@@ -18,6 +18,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -48,6 +49,22 @@ def value_rgb(value: float | None, scale: float, mode: str) -> tuple[int, int, i
         return None
     base = 40  # blend from a dark cell, so the character stays readable in white
     return tuple(round(base + (c - base) * strength) for c in target)  # type: ignore[return-value]
+
+
+def value_legend(mode: str | None, scale: float) -> Content:
+    """What the colours mean for a mode, with the ends of its scale (empty for None)."""
+
+    def swatch(value: float) -> tuple[str, str]:
+        rgb = value_rgb(value, scale, mode or "") or (128, 128, 128)
+        return ("■", "#{:02x}{:02x}{:02x}".format(*rgb))
+
+    if mode == "diverging":
+        return Content.assemble(
+            swatch(-scale), (f" -{scale:.2f}  0  ", "dim"), swatch(scale), (f" +{scale:.2f}", "dim")
+        )
+    if mode == "weights":
+        return Content.assemble(("0 ", "dim"), swatch(scale), (f" {scale:.2f}", "dim"))
+    return Content("")
 
 
 class ValueText(ScrollView, can_focus=True, inherit_bindings=False):

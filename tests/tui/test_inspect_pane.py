@@ -147,6 +147,7 @@ async def test_attention_heads_on_a_transformer(tmp_path: Path, quoted_corpus: P
         assert "layer 1 head 1" in text_of(app, "#inspect-status")
 
 
+@pytest.mark.slow
 async def test_inspects_the_model_while_it_trains(quoted_corpus: Path) -> None:
     app = CharLMApp(corpus=str(quoted_corpus), engine_mode="thread")
     async with app.run_test(size=SIZE) as pilot:

@@ -7,10 +7,15 @@ a fixed generation instead of a model's.
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from charlm_tui.app import CharLMApp
 from charlm_tui.messages import EngineEvent
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
+from charlm_tui.panes.inspect import InspectPane
 from charlm_tui.widgets.token_view import TokenView
 from engine.worker import protocol as p
 from tests.tui.waiting import wait_until
@@ -19,6 +24,14 @@ TEXT = (
     "The keeper climbs at half past four\nwith oil can, rag and flint,\n"
     "and every step along the stair\nis worn into a dint.\n"
 )
+
+
+@pytest.fixture(autouse=True)
+def _cpu_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The goldens show the engine's device: pin it to the CPU on machines with a GPU too."""
+    import torch
+
+    monkeypatch.setattr("engine.device.resolve_device", lambda name="auto": torch.device("cpu"))
 
 
 def _app() -> CharLMApp:
@@ -106,3 +119,41 @@ def test_help_screen(snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(_app(), terminal_size=(100, 34), run_before=run_before)
+
+
+def _fake_inspection(pane: InspectPane) -> None:
+    """Fixed activations and a fixed unit search, as the engine would send them."""
+    pane.has_model = True
+    pane.model_info = "lstm checkpoint, step 500"
+    pane.source = "given text"
+    pane.reqs.update(text=515151, find=525252)
+    values = [
+        (1.0 if c == "\n" else -0.2) + 0.6 * math.sin(i / 5) * (1 - (c == " "))
+        for i, c in enumerate(TEXT)
+    ]
+    top = [["L0.cell.7", 0.81], ["L0.hidden.7", 0.64], ["L0.cell.30", -0.52], ["L0.hidden.2", 0.31]]
+    for event in (
+        p.InspectReady(
+            TEXT, "lstm", [["L0.cell", 64], ["L0.hidden", 64]], "L0.cell.7", values, req=515151
+        ),
+        p.UnitsFound("\\n", top, TEXT.count("\n"), len(TEXT), req=525252),
+    ):
+        pane.post_message(EngineEvent(event))
+
+
+async def _inspect_before(pilot) -> None:
+    await _ready(pilot)
+    pane = pilot.app.query_one(InspectPane)
+    _fake_inspection(pane)
+    await pilot.press("4")
+    await wait_until(pilot, lambda: pane.found and pane.text)
+    await pilot.press("home", "right", "right", "right", "right", "right")
+    await pilot.pause()
+
+
+def test_inspect_pane(snap_compare) -> None:
+    assert snap_compare(_app(), terminal_size=(120, 40), run_before=_inspect_before)
+
+
+def test_inspect_pane_80x24(snap_compare) -> None:
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=_inspect_before)
