@@ -26,7 +26,7 @@ def test_contracts_cover_the_engine_layers() -> None:
     kinds = {c["type"] for c in contracts["contracts"]}
     assert {"forbidden", "layers", "acyclic_siblings"} <= kinds
     layers = _layers(contracts, "engine")
-    assert layers[:5] == ["worker", "decoding", "training", "models", "data"]
+    assert layers[:6] == ["worker", "inspect", "decoding", "training", "models", "data"]
 
 
 def test_contracts_cover_the_ui_layers() -> None:

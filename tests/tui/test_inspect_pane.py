@@ -152,13 +152,13 @@ async def test_inspects_the_model_while_it_trains(quoted_corpus: Path) -> None:
     app = CharLMApp(corpus=str(quoted_corpus), engine_mode="thread")
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(InspectPane)
-        await wait_until(pilot, lambda: app.engine_state == "ready", 60)
+        await wait_until(pilot, lambda: bool(app.corpus_name), 60, "the corpus")
         await pilot.press("f3")
         app.query_one("#preset").value = "tiny"
         await pilot.pause()
         app.query_one("#f-max_steps").value = "100000"
         await pilot.press("f5")
-        await wait_until(pilot, lambda: pane.has_model, 60, "training to start")
+        await wait_until(pilot, lambda: pane.has_model, 120, "training to start")
         await _open_inspect(pilot)
         assert "in training" in text_of(app, "#inspect-status")
         assert pane.groups == [("L0.cell", 64), ("L0.hidden", 64)]
