@@ -38,6 +38,10 @@ EXIT_SECONDS = 0.6
 # The final evaluation's estimate is padded by this much (a busy machine is uneven).
 SAFETY = 1.25
 PROBE_STEPS = 16
+# A training step (forward, backward) costs about this many inference passes per char;
+# the guess for the first step, before one has been timed (on a busy machine one step of
+# the `cpu` preset can take 20 s, and starting it late overruns the budget by that much).
+TRAIN_TO_EVAL_COST = 3.0
 # How far the training-speed drift may raise the estimate of the evaluation speed.
 MAX_SPEEDUP = 1.5
 
@@ -103,9 +107,14 @@ class TimeBudget:
         affordable = int(rate * FINAL_EVAL_SHARE * max(self.deadline - self.started, 0.0))
         return max(min(self.split_chars, affordable), min(self.split_chars, 2))
 
+    def exit_s(self) -> float:
+        """After the save: closing the metrics log (an fsync, as slow as the save's on a busy
+        disk), printing the result, the interpreter's exit."""
+        return max(EXIT_SECONDS, self.save_s)
+
     def reserve_s(self) -> float:
         """Seconds to keep for the final evaluation, the save and the exit."""
-        keep = self.save_s + EXIT_SECONDS
+        keep = self.save_s + self.exit_s()
         if not self.final_eval:
             return keep
         rate = self.final_rate()
@@ -116,9 +125,11 @@ class TimeBudget:
     def next_step_s(self, chars: int) -> float:
         """What the next step of `chars` should take: the recent speed, not the first step's
         one-off set-up (which can be ten times a step on a busy machine)."""
-        if not self.train_rate:
-            return 0.0
-        return chars / self.train_rate
+        if self.train_rate:
+            return chars / self.train_rate
+        if self.probe_rate:  # before the first step: a forward and backward ~ 3 forwards
+            return chars * TRAIN_TO_EVAL_COST / self.probe_rate
+        return 0.0
 
     def should_stop(self, now: float, next_step_s: float, evaluating_next: bool) -> bool:
         """Would the next step (and the periodic evaluation and save due with it) eat the reserve?"""
@@ -135,7 +146,7 @@ class TimeBudget:
         """Where the final evaluation must stop, so that the save and the exit still fit."""
         if self.deadline is None:
             return None
-        return self.deadline - self.save_s - EXIT_SECONDS
+        return self.deadline - self.save_s - self.exit_s()
 
     def extend(self, seconds: float) -> None:
         """Paused time does not eat the budget."""

@@ -404,7 +404,7 @@ class Trainer:
         )
         if self.is_main and self.budget.worth_probing(time.monotonic()):
             self.budget.measured_probe(probe_final_eval_rate(self.model, self.val_ids, self.device))
-        step_seconds = 0.0
+        step_seconds = self.budget.next_step_s(cfg.batch_size * cfg.seq_len)
         stopped_by = "max_steps"
         self.model.train()
         self._emit(StatusEvent("training", self.precision.label))

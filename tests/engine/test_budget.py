@@ -69,6 +69,15 @@ def test_a_quieter_machine_raises_the_estimate_only_so_far() -> None:
     assert plan.final_rate() == pytest.approx(1_500.0)
 
 
+def test_before_any_step_the_probe_sizes_the_first_one() -> None:
+    """A first step that cannot end before the reserve is not started (a busy machine)."""
+    plan = planned(rate=1_000.0)  # inference chars/s: a step of 8,192 chars ~ 24.6 s
+    assert plan.next_step_s(8_192) == pytest.approx(8_192 * 3.0 / 1_000.0)
+    reserve = plan.reserve_s()
+    assert plan.should_stop(100.0 - reserve - 20.0, plan.next_step_s(8_192), False)
+    assert TimeBudget(100.0, 0.0, 10, final_eval=True).next_step_s(8_192) == 0.0
+
+
 def test_the_first_steps_set_up_costs_are_not_the_baseline() -> None:
     plan = planned()
     plan.measured_step(1_000, 2.0)  # one-off kernel set-up
@@ -85,10 +94,11 @@ def test_the_first_steps_set_up_costs_are_not_the_baseline() -> None:
 
 def test_the_final_evaluation_leaves_room_to_save_and_exit() -> None:
     plan = planned()
-    plan.measured_save(2.0)
-    assert plan.final_eval_deadline() == pytest.approx(100.0 - 2.0 - EXIT_SECONDS)
+    assert plan.final_eval_deadline() == pytest.approx(100.0 - 0.5 - EXIT_SECONDS)
+    plan.measured_save(2.0)  # a slow disk: the exit's fsync of the metrics log is as slow
+    assert plan.final_eval_deadline() == pytest.approx(100.0 - 2.0 - 2.0)
     plan.extend(5.0)  # a pause
-    assert plan.final_eval_deadline() == pytest.approx(105.0 - 2.0 - EXIT_SECONDS)
+    assert plan.final_eval_deadline() == pytest.approx(105.0 - 2.0 - 2.0)
 
 
 def test_without_a_budget_nothing_is_planned() -> None:
