@@ -298,6 +298,9 @@ def compare(
     items: bool | None = typer.Option(
         None, "--items/--no-items", help="Compare whole items (default: as the model trained)."
     ),
+    reference: str | None = typer.Option(
+        None, "--reference", help=r"The text that truly follows the prompt: adds chrF (\n escapes)."
+    ),
     drop_unknown: bool = DROP_OPTION,
     device: str = DEVICE_OPTION,
     json_out: bool = JSON_OPTION,
@@ -308,6 +311,13 @@ def compare(
     from engine.errors import ConfigError
 
     SamplingParams(length=length, seed=seed).validate()
+    if reference is not None:
+        from engine.decoding.quality import _sacrebleu
+
+        _sacrebleu()
+        reference = unescape(reference)
+        if not reference:
+            raise ConfigError("--reference is empty")
     if num_samples is not None and num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
     if seed is None:
@@ -330,6 +340,7 @@ def compare(
         corpus_words=words,
         items=items,
         item_sets=item_sets,
+        reference=reference,
         drop_unknown=drop_unknown,
     )
     if json_out:
@@ -419,6 +430,9 @@ def _print_table(rows: list, seed: int) -> None:
     for header, _, _ in TABLE_COLUMNS:
         table.add_column(header, justify="right", no_wrap=True)
     with_items = any(row.item_novelty for row in rows)
+    with_chrf = any(row.chrf is not None for row in rows)
+    if with_chrf:
+        table.add_column("chrF", justify="right", no_wrap=True)
     if with_items:
         table.add_column("new", justify="right", no_wrap=True)
         table.add_column("new-all", justify="right", no_wrap=True)
@@ -427,6 +441,8 @@ def _print_table(rows: list, seed: int) -> None:
         for _, field, decimals in TABLE_COLUMNS:
             value = getattr(row.stats, field)
             cells.append("-" if value is None else f"{value:.{decimals}f}")
+        if with_chrf:
+            cells.append("-" if row.chrf is None else f"{row.chrf:.1f}")
         if with_items:
             for key in ("novel_vs_train", "novel_vs_all"):
                 value = (row.item_novelty or {}).get(key)

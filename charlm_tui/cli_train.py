@@ -323,6 +323,12 @@ def evaluate(
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
+    quality: int | None = typer.Option(
+        None, "--quality", help="Also continue N prompts of the split: chrF and BLEU (sacrebleu)."
+    ),
+    quality_length: int = typer.Option(
+        64, "--quality-length", help="Characters of each prompt and of each continuation."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Score a checkpoint on a corpus: loss (nats/char), bits per char, perplexity."""
@@ -334,6 +340,14 @@ def evaluate(
 
     if split not in ("auto", "val", "all"):
         raise ConfigError("--split must be auto, val or all")
+    if quality is not None:
+        if quality < 1:
+            raise ConfigError(f"--quality needs at least 1 prompt, got {quality}")
+        if quality_length < 1:
+            raise ConfigError("--quality-length must be at least 1")
+        from engine.decoding.quality import _sacrebleu
+
+        _sacrebleu()  # missing extra: one line now, not after the evaluation
     torch_device = resolve_device(device)
     loaded = load_checkpoint(checkpoint, torch_device)
     text = load_corpus(corpus, encoding)
@@ -359,6 +373,8 @@ def evaluate(
         "step": loaded.step,
         "seconds": time.perf_counter() - started,
     }
+    if quality is not None:
+        payload["quality"] = _quality(loaded, text, ids, quality, quality_length, torch_device)
     if json_out:
         emit_json(payload)
     else:
@@ -366,6 +382,23 @@ def evaluate(
             f"loss {result.loss:.4f} nats/char, {result.bpc:.3f} bits/char, "
             f"perplexity {result.perplexity:.2f} on {result.chars:,} chars ({payload['split']})"
         )
+        if quality is not None:
+            scores = payload["quality"]
+            stderr.print(
+                f"chrF {scores['chrf']:.2f}, BLEU {scores['bleu']:.2f} on {scores['prompts']} "
+                f"held-out prompts ({quality_length} chars in, {quality_length} out, greedy)"
+            )
+
+
+def _quality(loaded, corpus, ids, count: int, length: int, device) -> dict:
+    """chrF and BLEU of greedy continuations of `count` prompts cut from the scored split."""
+    from engine.data.items import decode_ids
+    from engine.decoding.generator import Generator
+    from engine.decoding.quality import quality_eval
+
+    text = decode_ids(corpus.vocab.chars, ids)
+    generator = Generator(loaded.model, loaded.vocab, loaded.unigram, device)
+    return quality_eval(generator, text, count, prompt_chars=length, length=length).as_dict()
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ from engine.data.items import item_novelty
 from engine.decoding.generator import Generator
 from engine.decoding.items import generate_items
 from engine.decoding.params import SamplingParams
+from engine.decoding.quality import chrf
 from engine.decoding.scoring import continuation_log_likelihood
 from engine.decoding.textstats import TextStats, sample_statistics
 
@@ -41,6 +42,8 @@ class CompareRow:
     seconds: float
     # Line-per-item models: novelty of the generated items against the corpus's items.
     item_novelty: dict | None = None
+    # With a reference continuation: chrF (0-100) of the samples against it.
+    chrf: float | None = None
 
     @property
     def chars_per_s(self) -> float:
@@ -55,6 +58,7 @@ class CompareRow:
             "chars_per_s": self.chars_per_s,
             "samples": self.samples,
             "item_novelty": self.item_novelty,
+            "chrf": self.chrf,
         }
 
 
@@ -68,6 +72,7 @@ def compare_strategies(
     corpus_words: frozenset[str] | None = None,
     items: bool = False,
     item_sets: tuple[frozenset[str], frozenset[str]] | None = None,
+    reference: str | None = None,
     drop_unknown: bool = False,
     strategies: Sequence[tuple[str, dict]] = STRATEGIES,
     cancel: threading.Event | None = None,
@@ -80,7 +85,8 @@ def compare_strategies(
     done; `cancel` stops between rows. With `items` (a line-per-item model) every
     sample is one whole item started from a fresh line; with `item_sets` (the
     training and held-out items of its corpus) too, each row reports the items'
-    novelty against both sets.
+    novelty against both sets. With `reference` (the text that truly follows the
+    prompt) each row's samples get a chrF against it (sacrebleu).
     """
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -124,6 +130,8 @@ def compare_strategies(
         row = CompareRow(name, dict(settings), stats, samples, seconds)
         if item_sets is not None:
             row.item_novelty = item_novelty(samples, *item_sets)
+        if reference:
+            row.chrf = chrf(samples, [reference] * len(samples))
         rows.append(row)
         if on_row is not None:
             on_row(row)
