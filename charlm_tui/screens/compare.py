@@ -33,6 +33,8 @@ COLUMNS = (
     ("novelty", "novel words"),
     ("chars_per_s", "chars/s"),
 )
+# Line-per-item models: shares of generated items not in the training items / in neither set.
+ITEM_COLUMNS = (("novel_vs_train", "new items"), ("novel_vs_all", "new vs held-out too"))
 
 
 def _cell(key: str, value: object) -> str:
@@ -119,8 +121,16 @@ class CompareScreen(EngineEventHandler, Screen[None]):
     def _show(self, rows: list[dict]) -> None:
         table = self.query_one(DataTable)
         samples = self.query_one("#compare-samples", HorizontalScroll)
+        with_items = any(r.get("item_novelty") for r in rows)
+        if with_items and ITEM_COLUMNS[0][0] not in table.columns:
+            for key, label in ITEM_COLUMNS:
+                table.add_column(label, key=key)
         for row in rows[table.row_count :]:
-            table.add_row(*(_cell(key, row.get(key)) for key, _ in COLUMNS), key=row["strategy"])
+            cells = [_cell(key, row.get(key)) for key, _ in COLUMNS]
+            if ITEM_COLUMNS[0][0] in table.columns:
+                novelty = row.get("item_novelty") or {}
+                cells += [_cell(key, novelty.get(key)) for key, _ in ITEM_COLUMNS]
+            table.add_row(*cells, key=row["strategy"])
             column = VerticalScroll(
                 Static(row["samples"][0] if row.get("samples") else "", markup=False),
                 classes="compare-column",

@@ -124,7 +124,10 @@ class GenerationHandlers:
             model, vocab, unigram, device = self._current_model()
 
             generator = Generator(model, vocab, unigram, device=str(device))
-            words = _corpus_words(corpus) if corpus is not None and corpus.vocab == vocab else None
+            same_corpus = corpus is not None and corpus.vocab == vocab
+            words = _corpus_words(corpus) if same_corpus else None
+            items, val_fraction = self._items_model()
+            item_sets = _item_sets(corpus, val_fraction) if items and same_corpus else None
             rows: list[dict] = []
 
             def on_row(row: Any) -> None:
@@ -135,9 +138,11 @@ class GenerationHandlers:
                 generator,
                 cmd.prompt,
                 length=cmd.length,
-                num_samples=cmd.num_samples,
+                num_samples=max(cmd.num_samples, 20) if items else cmd.num_samples,
                 seed=cmd.seed,
                 corpus_words=words,
+                items=items,
+                item_sets=item_sets,
                 drop_unknown=True,
                 cancel=job.cancel,
                 on_row=on_row,
@@ -145,6 +150,17 @@ class GenerationHandlers:
             self.out.send(p.CompareResult(cmd.prompt, rows, True, cmd.req))
 
         self._spawn("compare", cmd, work)
+
+    def _items_model(self) -> tuple[bool, float]:
+        """(was the current model trained on line-per-item text, its validation fraction)."""
+        with self.lock:
+            current, trainer, loaded = self.current, self.trainer, self.loaded
+        if current == "trainer" and trainer is not None:
+            return bool(trainer.config.items), float(trainer.config.val_fraction)
+        if current == "checkpoint" and loaded is not None:
+            train = loaded.train_config
+            return bool(train.get("items")), float(train.get("val_fraction", 0.1))
+        return False, 0.1
 
     def on_Evaluate(self, cmd: p.Evaluate) -> None:
         corpus = self.corpus
@@ -165,6 +181,15 @@ class GenerationHandlers:
             )
 
         self._spawn("evaluate", cmd, work)
+
+
+def _item_sets(corpus: Corpus, val_fraction: float) -> tuple[frozenset[str], frozenset[str]]:
+    """The training and held-out items of a line-per-item corpus, for item novelty."""
+    from engine.data.items import decode_ids, split_item_sets
+
+    train, val = corpus.split(val_fraction)
+    chars = corpus.vocab.chars
+    return split_item_sets(decode_ids(chars, train), decode_ids(chars, val))
 
 
 _WORDS_LIMIT = 20_000_000

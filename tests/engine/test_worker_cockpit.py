@@ -79,3 +79,38 @@ async def test_history_tensorboard_and_lr_find(tmp_path: Path) -> None:
         assert "empty or reversed" in error.message
     finally:
         await client.stop()
+
+
+@pytest.mark.slow
+async def test_compare_reports_item_novelty(tmp_path: Path) -> None:
+    from engine.data.items import split_item_sets
+    from engine.data.names import synthetic_names
+
+    names = tmp_path / "names.txt"
+    text = "\n".join(synthetic_names(2000, seed=1)) + "\n"
+    names.write_text(text, encoding="utf-8")
+    client = EngineClient("thread")
+    await client.start()
+    events = Events(client)
+    try:
+        client.send(p.LoadCorpus(str(names), req=1))
+        loaded = await events.until(lambda e: isinstance(e, p.CorpusLoaded))
+        assert loaded.stats["items"]["items"] == 2000
+        train = {**TRAIN, "items": True, "batching": "random"}
+        client.send(p.Train("lstm", "tiny", train=train, sample_every_s=0))
+        await events.until(lambda e: isinstance(e, p.TrainFinished), timeout=120)
+        client.send(p.Compare("", 20, 3, 1, req=2))
+        done = await events.until(lambda e: isinstance(e, p.CompareResult) and e.done, 120)
+        cut = int(len(text) * 0.9)
+        train_items, held_out = split_item_sets(text[:cut], text[cut:])
+        for row in done.rows:
+            novelty = row["item_novelty"]
+            made = [s for s in row["samples"] if s]
+            assert novelty["items"] == len(made) and "\n" not in "".join(made)
+            fresh = [s for s in made if s not in train_items]
+            assert novelty["novel_vs_train"] == pytest.approx(len(fresh) / len(made))
+            unseen = [s for s in fresh if s not in held_out]
+            assert novelty["novel_vs_all"] == pytest.approx(len(unseen) / len(made))
+        assert len(done.rows[1]["samples"]) == 20  # items models compare 20 items a row
+    finally:
+        await client.stop()
