@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--names", type=int, default=30_000)
-    parser.add_argument("--items", type=int, default=500)
+    parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--model", default="lstm")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--seed", type=int, default=1)
@@ -65,6 +65,7 @@ def main() -> None:
             "--time-budget", str(args.budget), "--seed", str(args.seed),
         )  # fmt: skip
         wall = time.perf_counter() - started
+        print(f"trained in {wall:.1f}s", file=sys.stderr, flush=True)
         compared = run(
             "compare", "--checkpoint", str(out), "--corpus", str(corpus),
             "--num-samples", str(args.items), "--length", "40", "--seed", str(args.seed),

@@ -41,6 +41,7 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("F7", "stop (evaluates and saves)"),
             ("ctrl+s", "save a checkpoint now"),
             ("F8", "evaluate on the whole held-out split"),
+            ("F9", "learning-rate range test (“Use lr” fills the form)"),
             ("enter on a run", "load it: model, settings and loss history"),
         ),
     ),
