@@ -4,10 +4,10 @@ makemore's use case on a list made here (engine.data.names: a seeded syllable
 grammar, nothing downloaded). Runs the real commands: `train --items
 --time-budget S --json` (its val_loss is nats per character of the held-out
 split, every newline counted as a character, as makemore counts its end token),
-then `compare --json` for items at temperature 1.0: the share of generated
+then `generate --items N --temperature 1.0 --json`: the share of generated
 items not in the training items, and in neither the training nor held-out ones.
 
-    python bench/items_quality.py [--budget 60] [--names 30000] [--items 500] [--model lstm]
+    python bench/items_quality.py [--budget 60] [--names 30000] [--items 200] [--preset tiny]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def run(*args: str) -> dict:
 
 
 def main() -> None:
-    from engine.data.items import item_stats
+    from engine.data.items import item_novelty, item_stats, split_item_sets
     from engine.data.names import synthetic_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--names", type=int, default=30_000)
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--model", default="lstm")
-    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--preset", default="tiny")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
@@ -66,12 +66,14 @@ def main() -> None:
         )  # fmt: skip
         wall = time.perf_counter() - started
         print(f"trained in {wall:.1f}s", file=sys.stderr, flush=True)
-        compared = run(
-            "compare", "--checkpoint", str(out), "--corpus", str(corpus),
-            "--num-samples", str(args.items), "--length", "40", "--seed", str(args.seed),
+        generated = run(
+            "generate", "--checkpoint", str(out), "--items", str(args.items),
+            "--temperature", "1.0", "--length", "40", "--seed", str(args.seed),
         )  # fmt: skip
-    row = next(r for r in compared["rows"] if r["strategy"] == "temperature 1.0")
-    novelty = row["item_novelty"]
+    text = "\n".join(names) + "\n"
+    cut = int(len(text) * 0.9)  # the trainer's split: the last 10% is held out
+    train_items, held_out = split_item_sets(text[:cut], text[cut:])
+    novelty = item_novelty(generated["items"], train_items, held_out)
     stats = item_stats(names)
     print(
         json.dumps(
@@ -81,6 +83,7 @@ def main() -> None:
                 "unique_names": stats.unique,
                 "budget_s": args.budget,
                 "wall_s": round(wall, 2),
+                "train_elapsed_s": round(trained["elapsed_s"], 2),
                 "test_loss_per_char": round(trained["val_loss"], 4),
                 "test_bits_per_char": round(trained["val_loss"] / math.log(2), 4),
                 "test_chars_incl_newlines": trained["val_chars"],
