@@ -597,13 +597,13 @@ class Trainer:
             full = evaluate_split(
                 self.model, scored, self.device, None, deadline=self.budget.final_eval_deadline()
             )
-            if self.metrics is not None:
-                self.metrics.final(
-                    self.step, full.loss, full.chars, time.monotonic() - self.started
-                )
             if unrecorded and full.chars:  # the closing point of the history is this figure
                 self._record_eval(full.loss, full.chars, train_loss)
                 unrecorded = False
+            if self.metrics is not None:  # after the eval record of this step: a resume drops it
+                self.metrics.final(
+                    self.step, full.loss, full.chars, time.monotonic() - self.started
+                )
         if unrecorded and full is None:  # no final evaluation: a periodic one closes the history
             self._periodic_eval(train_loss)
         checkpoint = None
