@@ -55,6 +55,7 @@ from engine.decoding.params import (
 )
 from engine.decoding.processors import LogitsPipeline, sanitize
 from engine.decoding.scoring import continuation_log_probs
+from engine.decoding.snapshots import StateSnapshots, Track, prime_window
 from engine.decoding.window import ContextWindow
 from engine.errors import ConfigError
 from engine.models import CharLM
@@ -109,13 +110,17 @@ class Generator:
         *,
         drop_unknown: bool = False,
         cancel: threading.Event | None = None,
+        snapshots: StateSnapshots | None = None,
     ) -> Iterator[TokenInfo]:
         """Yield the continuation of `prompt` one character at a time.
 
         Stops after `params.length` characters, after a stop string, or as soon as
         `cancel` is set (checked between characters). Beam search cannot stream
         (the best beam is known only at the end): its best text is yielded at the
-        end, character by character.
+        end, character by character. With `snapshots`, a recurrent model resumes
+        from the nearest state kept along an earlier text that this prompt starts
+        with, and keeps states along this one (see engine/decoding/snapshots.py):
+        the output is the same, only the priming is shorter.
         """
         params.validate()
         if params.strategy == "beam":
@@ -136,9 +141,14 @@ class Generator:
             text = char
             if params.length == 1 or _ends_with_stop(text, stops):
                 return
+        track: Track | None = None
         with self._decoding(1):
             window = ContextWindow(self.model, self.history([ids], len(ids) + params.length))
-            logits = window.prime(len(ids))
+            if snapshots is not None and snapshots.bind(self.model):
+                track = snapshots.start(window.history)
+                logits = prime_window(window, len(ids), snapshots, track)
+            else:
+                logits = window.prime(len(ids))
         while len(text) < params.length:
             if cancel is not None and cancel.is_set():
                 return
@@ -147,6 +157,8 @@ class Generator:
                 window.push(token)
                 if len(text) + 1 < params.length:
                     logits = window.step()
+                    if track is not None and snapshots is not None:
+                        snapshots.record(track, window.fed, window.state)
             text += info.char
             yield info
             if _ends_with_stop(text, stops):

@@ -52,6 +52,15 @@ class GenerationHandlers:
         self.sampling.update(cmd.params)
         self.out.send(p.SamplingSet(_plain(asdict(params))))
 
+    def _snapshots(self) -> Any:
+        """States kept along recent generations, so a branch resumes where it forks."""
+        store = getattr(self, "_state_snapshots", None)
+        if store is None:
+            from engine.decoding.snapshots import StateSnapshots
+
+            store = self._state_snapshots = StateSnapshots()
+        return store
+
     def on_Generate(self, cmd: p.Generate) -> None:
         params = self._params(cmd.params)
         if params.seed is None:
@@ -68,18 +77,23 @@ class GenerationHandlers:
 
             generator = Generator(model, vocab, unigram, device=str(device))
             dropped = "".join(vocab.missing(cmd.prompt))
+            if vocab.missing(cmd.prefix):
+                raise UserError("the text to continue has characters outside the vocabulary")
+            full = cmd.prompt + cmd.prefix
             self.out.send(
-                p.GenerationStarted(cmd.prompt, _plain(params.as_dict()), dropped, cmd.req)
+                p.GenerationStarted(
+                    cmd.prompt, _plain(params.as_dict()), dropped, cmd.req, cmd.prefix
+                )
             )
             started = time.perf_counter()
             beams: list[dict] = []
             if params.strategy == "beam":
                 results = generator.beam_search(
-                    cmd.prompt, params, num_return=min(3, params.beam_width), drop_unknown=True
+                    full, params, num_return=min(3, params.beam_width), drop_unknown=True
                 )
                 beams = [{"text": r.text, "logprob": r.logprob, "score": r.score} for r in results]
                 text = results[0].text if results else ""
-                scored = continuation_chars(model, vocab, generator.unigram, cmd.prompt, text)
+                scored = continuation_chars(model, vocab, generator.unigram, full, text)
                 for info in scored:
                     if job.cancel.is_set():
                         break
@@ -87,7 +101,11 @@ class GenerationHandlers:
             else:
                 pieces = []
                 for info in generator.stream(
-                    cmd.prompt, params, drop_unknown=True, cancel=job.cancel
+                    full,
+                    params,
+                    drop_unknown=True,
+                    cancel=job.cancel,
+                    snapshots=self._snapshots(),
                 ):
                     pieces.append(info.char)
                     self.out.chars(cmd.req, info.char, info.prob, info.model_prob, info.top)

@@ -85,12 +85,15 @@ class Generate:
     """Stream a generation from the current model (the latest weights while training).
 
     `params` are engine.decoding.params.SamplingParams fields; missing ones come from
-    the last SetSampling.
+    the last SetSampling. `prefix` is text to continue from without generating it
+    again (a branch: a generation up to a fork, then the character chosen there):
+    it follows the prompt, and the new characters follow it.
     """
 
     prompt: str = ""
     params: dict = field(default_factory=dict)
     req: int = 0
+    prefix: str = ""
 
 
 @dataclass
@@ -302,6 +305,7 @@ class GenerationStarted:
     params: dict
     dropped: str = ""  # prompt characters outside the vocabulary, left out
     req: int = 0
+    prefix: str = ""  # the Generate's prefix: the new characters follow it
 
 
 @dataclass
