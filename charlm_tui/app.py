@@ -22,9 +22,11 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, Select, TabbedContent, TabPane
 
 from charlm_tui.messages import (
+    FAILED,
+    NEED_CORPUS,
     EngineCommand,
     EngineEvent,
     EngineEventHandler,
@@ -34,6 +36,8 @@ from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.inspect import InspectPane
 from charlm_tui.panes.training import TrainingPane
+from charlm_tui.panes.training_form import TrainForm
+from charlm_tui.state.app_state import AppState, load_state, save_state
 from charlm_tui.state.recent import remember
 from engine.data.samples import default_sample_name, find_sample, list_samples
 from engine.worker import protocol as p
@@ -41,6 +45,10 @@ from engine.worker.client import EngineClient
 
 AUTO_RESTART_AFTER_S = 10.0  # a crash sooner than this after a start waits for ctrl+r
 TABS = ("corpus", "training", "generate", "inspect")
+# Pane keys work from anywhere, inputs included: F2-F4 for the first panes (F5-F9 are the
+# training pane's actions, so Inspect takes F10), and alt+N for the Nth pane: a new pane
+# adds its tab to TABS (alt+5, ...) and, for an F-key, takes F11 onwards.
+PANE_KEYS = {"corpus": "f2", "training": "f3", "generate": "f4", "inspect": "f10"}
 
 
 class CharLMCommands(Provider):
@@ -114,15 +122,18 @@ class CharLMApp(App[None]):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", key_display="^q", priority=True),
         Binding("f1", "help", "Help"),
         Binding("question_mark", "help", "Help", show=False),
-        Binding("f2", "tab('corpus')", "Corpus", show=False),
-        Binding("f3", "tab('training')", "Training", show=False),
-        Binding("f4", "tab('generate')", "Generate", show=False),
-        Binding("1", "tab('corpus')", show=False),
-        Binding("2", "tab('training')", show=False),
-        Binding("3", "tab('generate')", show=False),
-        Binding("4", "tab('inspect')", show=False),
+        *[
+            Binding(key, f"tab('{tab}')", tab.capitalize(), show=False, priority=True)
+            for tab, key in PANE_KEYS.items()
+        ],
+        *[
+            Binding(f"alt+{n}", f"tab('{tab}')", show=False, priority=True)
+            for n, tab in enumerate(TABS, start=1)
+        ],
+        Binding("escape", "leave_input", show=False),
         Binding("ctrl+r", "restart_engine", "Restart engine", show=False),
     ]
 
@@ -133,7 +144,8 @@ class CharLMApp(App[None]):
         engine_mode: str = "process",
     ) -> None:
         super().__init__()
-        self.initial_corpus = corpus or default_sample_name()
+        self.saved, self._state_notice = load_state()
+        self.initial_corpus = corpus or self.saved.corpus or default_sample_name()
         self.initial_checkpoint = checkpoint
         self.engine = EngineClient(engine_mode)
         self.engine_state = "starting"
@@ -146,18 +158,20 @@ class CharLMApp(App[None]):
         self._stopped = False
         self._realigned: set[str] = set()  # checkpoints whose corpus we loaded for them
         self._reload_checkpoint: tuple[str, str] | None = None  # (checkpoint, its corpus)
+        self._waiting: list[object] = []  # commands given while the engine starts
+        self._corpus_loading = True  # the first corpus loads as the engine starts
         atexit.register(self.engine.stop_now)
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
         with TabbedContent(initial="corpus", id="tabs"):
-            with TabPane("1 Corpus", id="corpus"):
+            with TabPane("F2 Corpus", id="corpus"):
                 yield CorpusPane(id="corpus-pane")
-            with TabPane("2 Training", id="training"):
+            with TabPane("F3 Training", id="training"):
                 yield TrainingPane(id="training-pane")
-            with TabPane("3 Generate", id="generate"):
+            with TabPane("F4 Generate", id="generate"):
                 yield GenerationPane(id="generation-pane")
-            with TabPane("4 Inspect", id="inspect"):
+            with TabPane("F10 Inspect", id="inspect"):
                 yield InspectPane(id="inspect-pane")
         yield Footer()
 
@@ -167,7 +181,35 @@ class CharLMApp(App[None]):
     def on_mount(self) -> None:
         self._update_subtitle()
         self.query_one("#corpus-list").focus()
+        with contextlib.suppress(NoMatches):  # a pane not composed yet keeps its defaults
+            if self.saved.form:
+                self.query_one(TrainForm).restore(self.saved.form)
+            self.query_one(GenerationPane).restore(self.saved.knobs, self.saved.prompt)
+        if self._state_notice:
+            self.notify(
+                self._state_notice,
+                title="Saved state",
+                severity="warning",
+                timeout=20,
+                markup=False,
+            )
+        self.set_interval(2.0, self._capture_state)
         self._run_engine()
+
+    def _capture_state(self) -> None:
+        """Note what to restore next time (written when the app closes, when the widgets
+        are gone: so it is noted now and then, on tab switches, commands and quit)."""
+        forms, panes = self.query(TrainForm), self.query(GenerationPane)
+        if not forms or not panes:
+            return
+        generation = panes.first()
+        with contextlib.suppress(NoMatches):  # half-composed at start, half-gone at exit
+            self.saved = AppState(
+                corpus=self.corpus_spec or self.initial_corpus,
+                form=forms.first().values(),
+                knobs=dict(generation.values),
+                prompt=generation.query_one("#prompt", Input).value,
+            )
 
     # ----- the engine ----------------------------------------------------------------
 
@@ -193,6 +235,21 @@ class CharLMApp(App[None]):
     @on(EngineCommand)
     def _send(self, message: EngineCommand) -> None:
         message.stop()
+        self._send_command(message.command)
+
+    def _send_command(self, command: object) -> None:
+        self._capture_state()
+        name = type(command).__name__
+        starting = self.engine_state == "starting"
+        if starting and (name in NEED_CORPUS or not self.engine.running):
+            if not self._waiting:
+                self.notify("The engine is starting: that will run as soon as it is ready.")
+            self._waiting.append(command)
+            return
+        if name in NEED_CORPUS and self._corpus_loading and not self.corpus_name:
+            self._waiting.append(command)  # the first corpus is still loading
+            return
+        message = EngineCommand(command)
         if not self.engine.send(message.command):
             # Answer for the engine so that whoever asked stops waiting.
             command = message.command
@@ -230,6 +287,12 @@ class CharLMApp(App[None]):
     def _got_EngineReady(self, event: p.EngineReady) -> None:
         self.engine_state = "ready"
         self.engine_device = event.device
+        self._flush_waiting()
+
+    def _flush_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for command in waiting:
+            self._send_command(command)
 
     def _got_CorpusLoading(self, event: p.CorpusLoading) -> None:
         self.corpus_spec = event.spec
@@ -237,6 +300,8 @@ class CharLMApp(App[None]):
     def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
         self.corpus_spec = event.spec
         self.corpus_name = event.name
+        self._corpus_loading = False
+        self._flush_waiting()
         if find_sample(event.spec) is None and Path(event.spec).exists():
             remember(event.spec)
         if self._reload_checkpoint and self._reload_checkpoint[1] == event.spec:
@@ -261,9 +326,13 @@ class CharLMApp(App[None]):
             self._checkpoint_elsewhere(event)
 
     def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
+        if event.command == "LoadCorpus" and self._corpus_loading:
+            self._corpus_loading = False
+            self._flush_waiting()  # they will say for themselves what is missing
+        title = FAILED.get(event.command, "Something went wrong") if event.user else "Engine error"
         self.notify(
             event.message,
-            title=f"{event.command or 'Engine'} failed" if event.user else "Engine error",
+            title=title,
             severity="error",
             timeout=8,
             markup=False,
@@ -326,18 +395,34 @@ class CharLMApp(App[None]):
             await self.engine.stop()
 
     async def action_quit(self) -> None:
+        self._capture_state()
         if self.query_one(TrainingPane).state in ("training", "paused", "evaluating"):
             self.notify("Stopping training and saving the run…", title="Quitting")
         await self._stop_engine()
         self.exit()
 
     async def on_unmount(self) -> None:
+        save_state(self.saved)
         await self._stop_engine()
 
     # ----- actions -------------------------------------------------------------------
 
     def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != tab:
+            tabs.active = tab
+            # Focus now, not when TabActivated arrives: the next key goes to the new pane.
+            with contextlib.suppress(NoMatches):
+                self._focus_pane(tab)
+
+    def action_leave_input(self) -> None:
+        """Esc in an input (or a select) hands focus to the pane's main widget."""
+        if isinstance(self.focused, (Input, Select)):
+            pane = self.query_one(TabbedContent).active
+            if pane == "training":
+                self.query_one("#runs").focus()
+            else:
+                self._focus_pane(pane)
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -350,6 +435,7 @@ class CharLMApp(App[None]):
             return
         focused = self.focused
         with contextlib.suppress(NoMatches):
+            self._capture_state()
             if focused is not None and event.pane in focused.ancestors_with_self:
                 if pane == "inspect":
                     self.query_one(InspectPane).activated(focus=False)

@@ -16,7 +16,7 @@ try:  # recent Typer vendors its own copy of click
 except ImportError:  # pragma: no cover - Typer releases that depend on click
     from click import exceptions as click_errors
 
-from charlm_tui.cli_common import emit_json, fail, stderr, user_errors
+from charlm_tui.cli_common import emit_json, fail, stderr, stdout, user_errors
 
 app = typer.Typer(
     name="charlm-tui",
@@ -60,7 +60,7 @@ def root(
 @corpus_app.command("list")
 @user_errors
 def corpus_list(json_out: bool = JSON_OPTION) -> None:
-    """The sample corpora: shipped, downloadable and built on the fly."""
+    """The sample corpora: shipped, downloadable and built on the fly (the table on stdout)."""
     from engine.data.samples import default_sample_name, list_samples
 
     samples = list_samples()
@@ -84,7 +84,7 @@ def corpus_list(json_out: bool = JSON_OPTION) -> None:
         name = row["name"] + (" (default)" if row["default"] else "")
         kind = row["kind"] + ("" if row["available_offline"] else ", not downloaded yet")
         table.add_row(name, kind, row["description"])
-    stderr.print(table)
+    stdout.print(table)
 
 
 @corpus_app.command("info")
@@ -109,7 +109,7 @@ def corpus_info(
     if json_out:
         emit_json(info)
         return
-    stderr.print(
+    stdout.print(
         f"[bold]{loaded.name}[/]: {info['chars']:,} chars, vocabulary {info['vocab_size']}, "
         f"unigram entropy {info['entropy_bits']:.3f} bits/char, {info['files']} file(s)"
     )
@@ -121,16 +121,16 @@ def corpus_info(
     if info["items"]:
         items = info["items"]
         repeated = ", ".join(f"{item!r} x{n}" for item, n in items["most_duplicated"])
-        stderr.print(
+        stdout.print(
             f"line-per-item: {items['items']:,} items, {items['unique']:,} unique, "
             f"{items['duplicates']:,} duplicates{' (' + repeated + ')' if repeated else ''}; "
             f"mean length {items['mean_length']:.1f}, longest {items['max_length']}",
             markup=False,
         )
     common = "  ".join(f"{c!r}:{n:,}" for c, n in info["most_common"])
-    stderr.print(f"most common: {common}")
-    stderr.print("preview:")
-    stderr.print(info["preview"][:300], markup=False)
+    stdout.print(f"most common: {common}")
+    stdout.print("preview:")
+    stdout.print(info["preview"][:300], markup=False)
 
 
 class _download_progress:

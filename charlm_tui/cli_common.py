@@ -7,11 +7,12 @@ input exits with code 2 and one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -20,6 +21,8 @@ from rich.console import Console
 F = TypeVar("F", bound=Callable[..., Any])
 
 stderr = Console(stderr=True, highlight=False)
+# Data a user asked for in human form (`corpus list`, `corpus info`): it can be piped.
+stdout = Console(highlight=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -63,3 +66,18 @@ def user_errors(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def task_progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar on stderr for a long step (an evaluation, a comparison); it
+    disappears when done, and draws nothing when stderr is not a terminal."""
+    from rich.progress import Progress
+
+    with Progress(*Progress.get_default_columns(), console=stderr, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

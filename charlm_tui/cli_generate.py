@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from charlm_tui.cli_common import emit_json, stderr, user_errors
+from charlm_tui.cli_common import emit_json, stderr, task_progress, user_errors
 
 if TYPE_CHECKING:
     from engine.decoding.generator import Generator
@@ -306,7 +306,7 @@ def compare(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Greedy, temperatures, top-k, top-p, min-p and beam side by side, with statistics."""
-    from engine.decoding.compare import compare_strategies
+    from engine.decoding.compare import STRATEGIES, compare_strategies
     from engine.decoding.params import SamplingParams
     from engine.errors import ConfigError
 
@@ -331,18 +331,26 @@ def compare(
     text = _training_corpus(corpus, loaded)
     words = _corpus_words(text)
     item_sets = _item_sets(text, loaded) if items else None
-    rows = compare_strategies(
-        generator,
-        prompt,
-        length=length,
-        num_samples=num_samples,
-        seed=seed,
-        corpus_words=words,
-        items=items,
-        item_sets=item_sets,
-        reference=reference,
-        drop_unknown=drop_unknown,
-    )
+    with task_progress("comparing strategies") as progress:
+        done: list[object] = []
+
+        def on_row(row: object) -> None:
+            done.append(row)
+            progress(len(done), len(STRATEGIES))
+
+        rows = compare_strategies(
+            generator,
+            prompt,
+            length=length,
+            num_samples=num_samples,
+            seed=seed,
+            corpus_words=words,
+            items=items,
+            item_sets=item_sets,
+            reference=reference,
+            drop_unknown=drop_unknown,
+            on_row=on_row,
+        )
     if json_out:
         emit_json(
             {

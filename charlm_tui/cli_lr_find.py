@@ -28,7 +28,9 @@ def _curve_lines(lrs: list[float], smoothed: list[float], rows: int = 12) -> lis
 def lr_find_command(
     corpus: str = typer.Option(..., "--corpus", help="Sample name, text file or directory."),
     model: str = typer.Option("lstm", "--model", help="lstm, gru, rnn or transformer."),
-    preset: str | None = typer.Option(None, "--preset", help="tiny, seed, cpu or gpu."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="tiny, notebook (old name: seed), cpu or gpu."
+    ),
     min_lr: float = typer.Option(1e-5, "--min-lr", help="The rate the sweep starts at."),
     max_lr: float = typer.Option(1.0, "--max-lr", help="The rate the sweep ends at."),
     steps: int = typer.Option(100, "--steps", help="Steps of the sweep (at most)."),

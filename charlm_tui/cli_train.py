@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from charlm_tui.cli_common import emit_json, stderr, user_errors
+from charlm_tui.cli_common import emit_json, stderr, task_progress, user_errors
 
 # A time budget covers the whole command, from the moment the process started.
 COMMAND_STARTED = time.monotonic()
@@ -162,7 +162,9 @@ def train(
     corpus: str = typer.Option(..., "--corpus", help="Sample name, text file or directory."),
     out: Path = typer.Option(..., "--out", help="Run directory for checkpoints (last, best)."),
     model: str = typer.Option("lstm", "--model", help="lstm, gru, rnn or transformer."),
-    preset: str | None = typer.Option(None, "--preset", help="tiny, seed, cpu or gpu."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="tiny, notebook (old name: seed), cpu or gpu."
+    ),
     time_budget: float | None = typer.Option(
         None, "--time-budget", help="Seconds for the whole command."
     ),
@@ -365,7 +367,10 @@ def evaluate(
     val_fraction = float(loaded.train_config.get("val_fraction", 0.1))
     ids = text.split(val_fraction)[1] if use_val else text.ids
     started = time.perf_counter()
-    result = evaluate_split(loaded.model, remap[np.asarray(ids)], torch_device)
+    with task_progress(f"scoring {len(ids):,} chars") as progress:
+        result = evaluate_split(
+            loaded.model, remap[np.asarray(ids)], torch_device, progress=progress
+        )
     payload = {
         **result.as_dict(),
         "split": "val" if use_val else "all",

@@ -16,6 +16,24 @@ from __future__ import annotations
 
 from textual.message import Message
 
+# What the user was doing when a command failed, for the error's title.
+FAILED = {
+    "LoadCorpus": "Could not open the corpus",
+    "Train": "Could not start training",
+    "Evaluate": "Could not evaluate",
+    "Generate": "Could not generate",
+    "SetSampling": "Could not use these sampling settings",
+    "LoadCheckpoint": "Could not load the checkpoint",
+    "SaveCheckpoint": "Could not save the checkpoint",
+    "Compare": "Could not compare strategies",
+    "ListRuns": "Could not list the saved runs",
+    "Pause": "Could not pause",
+    "Resume": "Could not resume",
+    "Stop": "Could not stop training",
+}
+# Commands that need the engine up and the corpus loaded: pressed during start-up they wait.
+NEED_CORPUS = ("Train", "Evaluate", "Generate", "Compare")
+
 
 class EngineCommand(Message):
     """A pane asks the app to send a command (an engine.worker.protocol dataclass) to the engine."""

@@ -4,11 +4,21 @@ Keys: the prompt Input takes every printable key while it has focus (Enter
 generates and hands focus to the output); the knob keys (t/T, k/K, ...) act
 when the output has focus. With "auto" on, a knob change regenerates after a
 short pause with the same seed, so the effect of one knob is all that changes.
+
+Writing with the model: on any generated character, `1`..`9` put the model's
+alternative of that rank there and continue from it with the current knobs (a
+branch); every generation and branch is kept in a `BranchTree`
+(charlm_tui/state/branches.py): `[` `]` move between siblings, `u` up to the
+parent, `y` back down. `x` writes the text, `X` the whole tree as JSON, to the
+working directory (`ctrl+s` writes the text too).
 """
 
 from __future__ import annotations
 
+import json
 import random
+import time
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -21,6 +31,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
+from charlm_tui.state.branches import Branch, BranchTree
 from charlm_tui.widgets.knobs import KNOB_BY_NAME, STRATEGIES, KnobBar, default_values, to_params
 from charlm_tui.widgets.next_char import NextCharPanel
 from charlm_tui.widgets.token_view import TokenView, prob_hex
@@ -30,7 +41,8 @@ AUTO_REGENERATE_S = 0.3
 
 
 def _knob_bindings() -> list[Binding]:
-    """Two keys per knob; only temperature is in the footer (the knob bar shows the rest)."""
+    """Two keys per knob, none in the footer: the knob bar shows every knob with its keys
+    (and the footer keeps room for ^q Quit at 80 columns)."""
     bindings = []
     for knob in KNOB_BY_NAME.values():
         temp = knob.name == "temperature"
@@ -39,7 +51,7 @@ def _knob_bindings() -> list[Binding]:
                 knob.down,
                 f"knob('{knob.name}', -1)",
                 "temp" if temp else f"{knob.label} down",
-                show=temp,
+                show=False,
                 key_display=f"{knob.down}/{knob.up}" if temp else None,
             )
         )
@@ -62,14 +74,22 @@ class GenerationPane(EngineEventHandler, Vertical):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "generate", "Generate"),
         Binding("r", "regenerate", "New seed"),
-        Binding("s", "cycle_strategy", "Strategy"),
+        Binding("s", "cycle_strategy", "Strategy", show=False),  # the knob bar shows it
         *_knob_bindings(),
         Binding("d", "seed(-1)", "seed down", show=False),
         Binding("D", "seed(1)", "seed up", show=False),
         Binding("a", "toggle_auto", "Auto regenerate", show=False),
         Binding("c", "compare", "Compare"),
-        Binding("slash", "focus_prompt", "Prompt", key_display="/"),
+        Binding("slash", "focus_prompt", "Prompt", key_display="/", show=False),
         Binding("escape", "escape", "Stop/leave prompt", show=False),
+        *[Binding(str(n), f"pick({n})", f"alternative {n}", show=False) for n in range(1, 10)],
+        Binding("left_square_bracket", "sibling(-1)", "prev branch", show=False),
+        Binding("right_square_bracket", "sibling(1)", "Branches", key_display="[ ]"),
+        Binding("u", "parent", "parent branch", show=False),
+        Binding("y", "child", "back to child branch", show=False),
+        Binding("x", "export('text')", "Export", key_display="x/X"),
+        Binding("X", "export('tree')", "export tree", show=False),
+        Binding("ctrl+s", "export('text')", "save text", show=False),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -82,6 +102,9 @@ class GenerationPane(EngineEventHandler, Vertical):
         self.last_summary = ""
         self._dropped = ""
         self._regen: Timer | None = None
+        self.branches = BranchTree()
+        self.vocab_size = 0  # of the model (or else the corpus): top-k starts below it
+        self._streaming: int | None = None  # the branch the running request writes into
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -100,6 +123,20 @@ class GenerationPane(EngineEventHandler, Vertical):
     def on_mount(self) -> None:
         self._show_status()
 
+    def restore(self, knobs: dict, prompt: str) -> None:
+        """Knob values and the prompt saved by the last session (wrong types are skipped)."""
+        for name, default in default_values().items():
+            value = knobs.get(name)
+            if name == "strategy":
+                if value in STRATEGIES:
+                    self.values[name] = value
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                knob = KNOB_BY_NAME.get(name)
+                if (knob is None and value >= 0) or (knob is not None and value in knob.ladder):
+                    self.values[name] = type(default)(value)
+        self.query_one(KnobBar).values = dict(self.values)
+        self.query_one("#prompt", Input).value = prompt
+
     @staticmethod
     def _legend() -> Content:
         cells = [("colour = model p: ", "dim")]
@@ -117,6 +154,8 @@ class GenerationPane(EngineEventHandler, Vertical):
             else ("no model yet: train one (F3) or load a checkpoint")
         )
         parts = [f"model: {model}"]
+        if self.branches.current is not None:
+            parts.append(self.branches.where())
         if self.generating:
             parts.append("generating… (Esc stops)")
         elif self.last_summary:
@@ -128,16 +167,114 @@ class GenerationPane(EngineEventHandler, Vertical):
     # ----- actions -------------------------------------------------------------------
 
     def action_generate(self) -> None:
+        """A new generation from the prompt: a new root of the branch tree."""
         prompt = self.query_one("#prompt", Input).value
+        self._start(self.branches.new_root(prompt, to_params(self.values)))
+
+    def _start(self, branch: Branch) -> None:
+        """Show `branch` as it is and ask the engine to continue it."""
+        self._stop_running()
         self.req = p.new_request_id()
         self.generating = True
-        self.post_message(EngineCommand(p.Generate(prompt, to_params(self.values), req=self.req)))
+        self._streaming = branch.id
+        self._show_branch(branch, cursor=False)
+        command = p.Generate(branch.prompt, to_params(self.values), self.req, branch.text)
+        self.post_message(EngineCommand(command))
         self._show_status()
+
+    def _stop_running(self) -> None:
+        if self.generating and self.req:
+            self.post_message(EngineCommand(p.Cancel(self.req)))
+            running = self.branches.get(self._streaming)
+            if running is not None:
+                running.stopped = True
+        self.generating = False
+        self._streaming = None
+
+    def _show_branch(self, branch: Branch, cursor: bool = True) -> None:
+        view = self.query_one(TokenView)
+        view.reset(branch.prompt)
+        if branch.text:
+            view.append(branch.text, branch.probs, branch.model_probs, branch.tops)
+        if cursor and branch.text:
+            view.action_jump(min(branch.fork_at, len(branch.text) - 1))
+
+    def action_pick(self, rank: int) -> None:
+        """Put the model's alternative `rank` at the cursor and continue from it (a branch)."""
+        view = self.query_one(TokenView)
+        current = self.branches.get()
+        entry = view.entry(view.cursor)
+        if current is None or entry is None:
+            self._show_status("move the cursor onto a generated character to branch there")
+            return
+        tops = entry[3]
+        if not 1 <= rank <= len(tops):
+            self.app.bell()
+            self._show_status(f"there are {len(tops)} alternatives here")
+            return
+        if not self.has_model:
+            self._show_status("no model to continue with")
+            return
+        at = view.cursor
+        if self.generating and self._streaming == current.id:
+            self._stop_running()  # keep what came so far; the branch forks from it
+        self._start(
+            self.branches.fork(current.id, at, str(tops[rank - 1][0]), to_params(self.values))
+        )
+
+    def _move(self, branch: Branch | None, where: str) -> None:
+        if branch is None:
+            self.app.bell()
+            self._show_status(f"no {where}")
+            return
+        self._stop_running()
+        self._show_branch(branch)
+        self._show_status()
+
+    def action_sibling(self, delta: int) -> None:
+        self._move(
+            self.branches.to_sibling(delta), "previous branch" if delta < 0 else "next branch"
+        )
+
+    def action_parent(self) -> None:
+        self._move(self.branches.to_parent(), "parent: this is a generation from the prompt")
+
+    def action_child(self) -> None:
+        self._move(self.branches.to_child(), "branch to go back to")
+
+    def action_export(self, what: str) -> None:
+        """Write the current text, or the whole tree as JSON, into the working directory."""
+        branch = self.branches.get()
+        if branch is None:
+            self._show_status("nothing to save yet: generate first (Enter)")
+            self.notify("Nothing to save yet: generate first.", title="Save", severity="warning")
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        if what == "tree":
+            path = Path.cwd() / f"charlm-branches-{stamp}.json"
+            path.write_text(json.dumps(self.branches.as_json(), indent=1) + "\n", encoding="utf-8")
+        else:
+            path = Path.cwd() / f"charlm-text-{stamp}.txt"
+            path.write_text(branch.prompt + branch.text, encoding="utf-8")
+        self.notify(f"Wrote {path}", title="Saved", markup=False)
+        self._show_status(f"wrote {path.name}")
 
     def action_regenerate(self) -> None:
         self.values["seed"] = random.randrange(1, 100_000)
         self._knobs_changed("seed", regenerate=False)
-        self.action_generate()
+        self._rerun()
+
+    def _rerun(self) -> None:
+        """Generate again with the knobs as they are now: a sibling of the current branch
+        (same fork, same chosen character), or a new generation from the prompt."""
+        current = self.branches.get()
+        if current is None or current.parent is None:
+            self.action_generate()
+            return
+        chosen = current.text[current.fork_at]
+        self._start(
+            self.branches.fork(current.parent, current.fork_at, chosen, to_params(self.values))
+        )
 
     def action_cycle_strategy(self) -> None:
         index = STRATEGIES.index(str(self.values["strategy"]))
@@ -146,7 +283,7 @@ class GenerationPane(EngineEventHandler, Vertical):
 
     def action_knob(self, name: str, direction: int) -> None:
         knob = KNOB_BY_NAME[name]
-        value = knob.step(self.values[name], direction)
+        value = knob.step(self.values[name], direction, self.vocab_size)
         if value == self.values[name]:
             self.app.bell()
             return
@@ -176,7 +313,8 @@ class GenerationPane(EngineEventHandler, Vertical):
 
     def action_escape(self) -> None:
         if self.generating:
-            self.post_message(EngineCommand(p.Cancel(self.req)))
+            self._stop_running()
+            self._show_status()
         else:
             self.query_one(TokenView).focus()
 
@@ -187,7 +325,7 @@ class GenerationPane(EngineEventHandler, Vertical):
         if regenerate and bar.auto and self.has_model and self.req:
             if self._regen is not None:
                 self._regen.stop()
-            self._regen = self.set_timer(AUTO_REGENERATE_S, self.action_generate)
+            self._regen = self.set_timer(AUTO_REGENERATE_S, self._rerun)
 
     # ----- widgets -------------------------------------------------------------------
 
@@ -208,17 +346,32 @@ class GenerationPane(EngineEventHandler, Vertical):
         if event.req != self.req:
             return
         self._dropped = event.dropped
-        self.query_one(TokenView).reset(event.prompt)
+        branch = self.branches.get(self._streaming)
+        if branch is not None:
+            branch.params = dict(event.params)  # with the seed the engine chose
+        else:  # a generation this pane did not start (tests feed them): a root of its own
+            self._streaming = self.branches.new_root(event.prompt, event.params).id
+            self._show_branch(self.branches.branches[self._streaming], cursor=False)
         self.query_one(NextCharPanel).show(-1, None)
 
     def _got_GenerationChunk(self, event: p.GenerationChunk) -> None:
-        if event.req == self.req:
-            self.query_one(TokenView).append(event.text, event.probs, event.model_probs, event.tops)
+        if event.req == self.req and self._streaming is not None:
+            self.branches.append(
+                self._streaming, event.text, event.probs, event.model_probs, event.tops
+            )
+            if self.branches.current == self._streaming:
+                self.query_one(TokenView).append(
+                    event.text, event.probs, event.model_probs, event.tops
+                )
 
     def _got_GenerationDone(self, event: p.GenerationDone) -> None:
         if event.req != self.req:
             return
         self.generating = False
+        branch = self.branches.get(self._streaming)
+        if branch is not None:
+            branch.stopped = event.cancelled
+        self._streaming = None
         summary = f"{event.chars} chars in {event.seconds:.2f} s ({event.chars_per_s:,.0f}/s)"
         if event.cancelled:
             summary += " (stopped)"
@@ -233,6 +386,7 @@ class GenerationPane(EngineEventHandler, Vertical):
     def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
         if event.req == self.req and self.req:
             self.generating = False
+            self._streaming = None
             self.last_summary = ""
             self._show_status(f"error: {event.message}")
 
@@ -249,7 +403,12 @@ class GenerationPane(EngineEventHandler, Vertical):
         )
         self._show_status()
 
+    def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
+        if not self.has_model:
+            self.vocab_size = int(event.stats.get("vocab_size", 0))
+
     def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
+        self.vocab_size = event.vocab_size
         self.has_model = True
         self.model_info = f"{event.model_type} checkpoint, step {event.step}"
         self._show_status()
@@ -257,4 +416,5 @@ class GenerationPane(EngineEventHandler, Vertical):
     def _got_EngineDied(self, event: p.EngineDied) -> None:
         self.has_model = False
         self.generating = False
+        self._streaming = None
         self._show_status()

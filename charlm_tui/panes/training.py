@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -39,6 +39,7 @@ STATE_LABELS = {
     "lr-find": ("finding a learning rate", "cyan"),
 }
 RUNNING = ("starting", "training", "paused", "evaluating", "saving")
+AFTER_A_RUN = "F5 starts a new run (asks first); load the run from the list to continue it"
 
 
 class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
@@ -65,6 +66,9 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         self.lr_req = 0  # the learning-rate range test running now (0: none)
         self.lr_points: list[tuple[float, float]] = []
         self.lr_suggestion: float | None = None
+        self.has_model = False  # Save needs one
+        self._eval_req = 0  # the Evaluate whose progress the bar shows
+        self._start_over_asked = False  # F5 over an existing model asks once first
 
     def compose(self) -> ComposeResult:
         with Vertical(id="train-side"):
@@ -101,6 +105,8 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
     # ----- state ---------------------------------------------------------------------
 
     def _set_state(self, state: str, message: str = "") -> None:
+        if state in ("done", "stopped"):  # say what F5 does now
+            message += (" · " if message else "") + AFTER_A_RUN
         self.state = state
         label, colour = STATE_LABELS.get(state, (state, "white"))
         text = f"[{colour}]●[/] [b]{label}[/]"
@@ -114,6 +120,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         self.query_one("#pause", Button).disabled = not running
         self.query_one("#stop", Button).disabled = not busy
         self.query_one("#pause", Button).label = "Resume" if state == "paused" else "Pause"
+        self.query_one("#save", Button).disabled = not self.has_model
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -124,6 +131,8 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
             return True if running or self.state == "lr-find" else None
         if action == "pause_resume":
             return True if running else None
+        if action in ("save", "evaluate"):
+            return True if self.has_model else None
         return True
 
     # ----- actions -------------------------------------------------------------------
@@ -136,6 +145,16 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
             self.query_one(TrainForm).show_error(f"[red]{command}[/]")
             self.notify(command, severity="error", title="Training")
             return
+        if self.has_model and not command.resume and not self._start_over_asked:
+            self._start_over_asked = True
+            message = "F5 again starts a new run from step 0" + (
+                f" on {self.corpus}" if self.corpus else ""
+            )
+            message += " (the last run is saved: load it from the list to continue it)."
+            self.query_one(TrainForm).show_error(f"[yellow]{_escape(message)}[/]")
+            self.notify(message, title="Start over?", severity="warning", markup=False)
+            return
+        self._start_over_asked = False
         self.query_one(TrainForm).show_error("")
         self.max_steps = command.train.get("max_steps")
         self._set_state("starting", "starting…")
@@ -156,10 +175,15 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
             self.post_message(EngineCommand(p.Stop()))
 
     def action_save(self) -> None:
+        if not self.has_model:
+            self.notify("No model to save yet: train one (F5) or load a run.", title="Save")
+            return
         self.post_message(EngineCommand(p.SaveCheckpoint(req=p.new_request_id())))
 
     def action_evaluate(self) -> None:
-        self.post_message(EngineCommand(p.Evaluate(req=p.new_request_id())))
+        self._eval_req = p.new_request_id()
+        self.query_one("#train-eta", Static).update("[dim]evaluating on the held-out split…[/]")
+        self.post_message(EngineCommand(p.Evaluate(req=self._eval_req)))
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
@@ -174,6 +198,11 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         }
         if event.button.id in actions:
             actions[event.button.id]()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        runs = self.query_one("#runs", OptionList)
+        if event.widget is runs and runs.highlighted is None and runs.option_count:
+            runs.highlighted = 0  # Enter loads the first run at once
 
     @on(OptionList.OptionSelected, "#runs")
     def _run_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -203,6 +232,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         self.query_one(TrainForm).set_items(bool(stats.get("items")))
 
     def _got_TrainStarted(self, event: p.TrainStarted) -> None:
+        self.has_model = True
         self.run_dir = event.run_dir
         self.max_steps = event.train.get("max_steps")
         self._set_state("training", f"{event.model_type} · {event.parameters:,} params")
@@ -281,6 +311,8 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         )
 
     def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
+        self.has_model = True
+        self._start_over_asked = False
         self.loaded_run = event.run_dir
         self.query_one(LossPlot).reset(event.history, event.metrics)
         self._metrics().clear()
@@ -300,10 +332,16 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         self._set_state(
             "idle", f"loaded a checkpoint: step {event.step:,}, {event.parameters:,} params"
         )
-        self.query_one("#train-sample", Static).update(
-            f"[dim]run {_escape(Path(event.run_dir).name)}: F5 continues it "
-            "(untick “continue this run” to start a new one).[/]"
-        )
+        run = _escape(Path(event.run_dir).name)
+        if event.vocab_matches_corpus:
+            hint = f"run {run}: F5 continues it (untick “continue this run” to start a new one)."
+        else:
+            hint = (
+                f"run {run} was trained on {_escape(event.corpus or 'another corpus')}, not on "
+                f"{_escape(self.corpus or 'the loaded corpus')}: F5 starts a new run on "
+                "the loaded corpus (asks first); open its corpus to continue it."
+            )
+        self.query_one("#train-sample", Static).update(f"[dim]{hint}[/]")
 
     def _got_RunsListed(self, event: p.RunsListed) -> None:
         self.runs = list(event.runs)
@@ -324,7 +362,19 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         self.notify(f"Saved {event.path}", title="Checkpoint")
         self.post_message(EngineCommand(p.ListRuns()))
 
+    def _got_EvaluateProgress(self, event: p.EvaluateProgress) -> None:
+        if event.req == self._eval_req and self.state not in RUNNING and event.total:
+            self.query_one("#train-progress", ProgressBar).update(
+                total=1.0, progress=event.done / event.total
+            )
+            self.query_one("#train-eta", Static).update(
+                f"[dim]evaluating: {event.done:,}/{event.total:,} chars[/]"
+            )
+
     def _got_Evaluated(self, event: p.Evaluated) -> None:
+        self._eval_req = 0
+        self.query_one("#train-progress", ProgressBar).update(total=1.0, progress=1.0)
+        self.query_one("#train-eta", Static).update("")
         self._metrics().set(
             val=fmt_loss(event.loss), bpc=f"{event.bpc:.3f}", ppl=f"{event.perplexity:.2f}"
         )

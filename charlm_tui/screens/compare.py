@@ -37,6 +37,9 @@ COLUMNS = (
 ITEM_COLUMNS = (("novel_vs_train", "new items"), ("novel_vs_all", "new vs held-out too"))
 
 
+MIN_CARD = 24  # columns: a sample card narrower than this is hard to read
+
+
 def _cell(key: str, value: object) -> str:
     if value is None:
         return "–"
@@ -137,6 +140,20 @@ class CompareScreen(EngineEventHandler, Screen[None]):
             )
             column.border_title = row["strategy"]
             samples.mount(column)
+        self.call_after_refresh(self._fit_columns)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit_columns)
+
+    def _fit_columns(self) -> None:
+        """Cards share the width; below MIN_CARD columns each, the row scrolls sideways."""
+        columns = list(self.query(".compare-column"))
+        if not columns:
+            return
+        width = self.query_one("#compare-samples").size.width
+        fitting = max(1, min(len(columns), width // MIN_CARD))
+        for column in columns:
+            column.styles.width = max(MIN_CARD, width // fitting)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

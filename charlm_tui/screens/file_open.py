@@ -27,6 +27,7 @@ class FileOpenScreen(ModalScreen[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+d", "open_directory", "Open directory"),
+        Binding("backspace,ctrl+u", "parent", "Parent directory"),
     ]
 
     def __init__(self, start: Path | None = None) -> None:
@@ -39,13 +40,14 @@ class FileOpenScreen(ModalScreen[str | None]):
             yield Static(id="file-current")
             yield CorpusTree(self.start, id="file-tree")
             with Horizontal(id="file-buttons"):
+                yield Button("Parent (backspace)", id="parent", compact=True)
                 yield Button("Open directory (ctrl+d)", id="open-dir", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         box = self.query_one("#file-box")
         box.border_title = "Open a corpus"
-        box.border_subtitle = "enter opens a file · ctrl+d opens the directory"
+        box.border_subtitle = "enter opens a file · ctrl+d opens the directory · backspace goes up"
         self._show(self.start)
         self.query_one(DirectoryTree).focus()
 
@@ -70,6 +72,18 @@ class FileOpenScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_parent(self) -> None:
+        """Root the tree one directory up (the browser starts in the working directory)."""
+        tree = self.query_one(DirectoryTree)
+        parent = Path(tree.path).resolve().parent
+        if parent != Path(tree.path).resolve():
+            tree.path = parent
+            self._show(parent)
+
+    @on(Button.Pressed, "#parent")
+    def _parent(self, event: Button.Pressed) -> None:
+        self.action_parent()
 
     @on(Button.Pressed, "#open-dir")
     def _open_dir(self, event: Button.Pressed) -> None:

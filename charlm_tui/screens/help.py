@@ -15,11 +15,12 @@ from charlm_tui.widgets.token_view import prob_hex
 
 SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
-        "Everywhere",
+        "Everywhere (in text fields too: there, letters and digits type)",
         (
-            ("1 2 3 4 / F2 F3 F4", "Corpus, Training, Generate, Inspect tabs"),
+            ("F2 F3 F4 F10", "Corpus, Training, Generate, Inspect (alt+1 … alt+4 too)"),
+            ("esc", "leave a text field"),
             ("ctrl+p", "command palette: every action by name"),
-            ("F1 / ?", "this help"),
+            ("F1 / ?", "this help (? outside text fields)"),
             ("tab / shift+tab", "move between fields"),
             ("ctrl+r", "restart the engine"),
             ("ctrl+q", "quit (stops the engine; the run is saved)"),
@@ -43,6 +44,8 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("F8", "evaluate on the whole held-out split"),
             ("F9", "learning-rate range test (“Use lr” fills the form)"),
             ("enter on a run", "load it: model, settings and loss history"),
+            ("preset", "notebook here (the course's model, good text in 2 min); the CLI"),
+            ("", "defaults to cpu/gpu by device: tuned for the lowest loss per budget"),
         ),
     ),
     (
@@ -60,6 +63,9 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("a", "auto-regenerate after a knob change (same seed)"),
             ("← → ↑ ↓ home end", "walk the output; the side panel shows the model's choice"),
             ("c", "compare strategies on this prompt"),
+            ("1 … 9", "put the model's alternative of that rank at the cursor and go on"),
+            ("[ ] · u y", "previous / next branch · up to the parent / back down"),
+            ("x X · ctrl+s", "write the text · the branch tree (JSON) · the text, to ./"),
         ),
     ),
     (

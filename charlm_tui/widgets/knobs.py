@@ -38,9 +38,27 @@ class Knob:
     fmt: Callable[[float], str]
     strategies: tuple[str, ...]
     order: Callable[[float], float] = float  # position on the ladder ("off" may sort last)
+    off: float | None = None  # the value that turns the filter off
 
-    def step(self, value: float, direction: int) -> float:
-        """The next ladder value above (direction 1) or below (-1) `value`."""
+    def step(self, value: float, direction: int, vocab_size: int = 0) -> float:
+        """The next ladder value above (direction 1) or below (-1) `value`.
+
+        From "off", either key turns the knob on: at the value next to off, and for
+        top-k (whose off sorts last) at the largest value below the vocabulary size,
+        the first that filters anything.
+        """
+        if value == self.off:
+            on = [v for v in self.ladder if v != self.off]
+            if self.order(self.off) == float("inf"):
+                below = [v for v in on if not vocab_size or v < vocab_size]
+                return max(below or on)
+            stepped = self._step(value, direction)
+            if stepped != value:
+                return stepped
+            return min(on, key=lambda v: abs(self.order(v) - self.order(value)))
+        return self._step(value, direction)
+
+    def _step(self, value: float, direction: int) -> float:
         key = self.order(value)
         if direction > 0:
             higher = [v for v in self.ladder if self.order(v) > key + 1e-9]
@@ -63,6 +81,7 @@ KNOBS: tuple[Knob, ...] = (
         _off_when(0, lambda v: str(int(v))),
         ("sample",),
         order=lambda v: float("inf") if v == 0 else float(v),
+        off=0,
     ),
     Knob(
         "top_p",
@@ -72,6 +91,7 @@ KNOBS: tuple[Knob, ...] = (
         (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0),
         _off_when(1.0, _fixed(2)),
         ("sample",),
+        off=1.0,
     ),
     Knob(
         "min_p",
@@ -81,6 +101,7 @@ KNOBS: tuple[Knob, ...] = (
         (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5),
         _off_when(0.0, _fixed(2)),
         ("sample",),
+        off=0.0,
     ),
     Knob(
         "repetition_penalty",
@@ -90,6 +111,7 @@ KNOBS: tuple[Knob, ...] = (
         (1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.5, 1.75, 2.0),
         _off_when(1.0, _fixed(2)),
         ("greedy", "sample"),
+        off=1.0,
     ),
     Knob(
         "beam_width",
@@ -194,4 +216,19 @@ class KnobBar(Widget):
                 ("on" if self.auto else "off", lit if self.changed == "auto" else "bold"),
             )
         )
-        return Content("   ").join(cells)
+        return wrap_items(cells, self.content_size.width)
+
+
+def wrap_items(cells: list[Content], width: int, gap: int = 3) -> Content:
+    """The cells on as few lines as fit in `width`, breaking only between cells, never
+    inside one (a knob's keys, name and value stay together)."""
+    lines: list[list[Content]] = [[]]
+    used = 0
+    for cell in cells:
+        size = cell.cell_length
+        if lines[-1] and width > 0 and used + gap + size > width:
+            lines.append([])
+            used = 0
+        used += (gap if lines[-1] else 0) + size
+        lines[-1].append(cell)
+    return Content("\n").join(Content(" " * gap).join(line) for line in lines)

@@ -107,6 +107,19 @@ def _thin_all(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [points[int(i * stride)] for i in range(MAX_POINTS)] + [points[-1]]
 
 
+def step_ticks(lo: float, hi: float, count: int = 5) -> list[int]:
+    """At most `count` whole-number steps from `lo` to `hi`, on a round spacing."""
+    lo_i, hi_i = math.floor(lo), math.ceil(hi)
+    span = max(hi_i - lo_i, 1)
+    raw = span / max(count - 1, 1)
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    spacing = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    spacing = max(1, int(spacing))
+    first = math.ceil(lo_i / spacing) * spacing
+    ticks = list(range(first, hi_i + 1, spacing))
+    return ticks or [lo_i]
+
+
 class LossPlot(PlotextPlot):
     """Train loss (every metric event) and val loss (every evaluation) against step."""
 
@@ -198,6 +211,11 @@ class LossPlot(PlotextPlot):
         if self.val_points:
             xs, ys = zip(*self.val_points, strict=True)
             plt.plot(list(xs), list(ys), label="val", marker="braille", color="orange")
+            # a lone evaluation draws no line: mark every one so each shows
+            plt.scatter(list(xs), list(ys), marker="●", color="orange")
+        steps = [x for x, _ in self.train_points + self.val_points]
+        if steps:
+            plt.xticks(step_ticks(min(steps), max(steps)))
         if not self.train_points and not self.val_points:
             plt.xlim(0, 1)
             plt.ylim(0, 1)

@@ -61,7 +61,7 @@ class NextCharPanel(Widget):
                 "model's choices.[/]"
             )
         char, prob, model_prob, top = entry
-        width = max(4, self.content_size.width - 10)
+        width = max(4, self.content_size.width - 12)
         lines = [
             Content.assemble(
                 ("char ", "dim"),
@@ -70,14 +70,15 @@ class NextCharPanel(Widget):
             ),
             Content.assemble(("model p   ", "dim"), (_percent(model_prob), prob_hex(model_prob))),
             Content.assemble(("sampled p ", "dim"), (_percent(prob), "bold")),
-            Content.styled("top alternatives", "dim underline"),
+            Content.styled("alternatives (1-9 branch)", "dim underline"),
         ]
         if not top:
             lines.append(Content.styled("(not known for beam search)", "dim"))
-        for alt, alt_prob in top:
+        for rank, (alt, alt_prob) in enumerate(top, start=1):
             style = "bold" if alt == char else ""
             lines.append(
                 Content.assemble(
+                    (f"{rank} ", "$accent"),
                     (f"{shown(alt)} ", f"bold {prob_hex(alt_prob)}" if alt == char else "bold"),
                     (bar(alt_prob, width), prob_hex(alt_prob)),
                     (_percent(alt_prob), style),

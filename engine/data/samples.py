@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import sysconfig
 import tempfile
 import urllib.request
@@ -140,7 +141,13 @@ def download(
             or str(exc)
             or type(exc).__name__
         )
-        raise CorpusError(f"could not download '{sample.name}' from {source}: {reason}") from None
+        if isinstance(reason, socket.gaierror) or isinstance(exc, socket.gaierror):
+            reason = "this machine seems to be offline (the host name does not resolve)"
+        variable = f"CHARLM_URL_{sample.name.upper().replace('-', '_')}"
+        raise CorpusError(
+            f"could not download '{sample.name}' from {source}: {reason}; with a copy on disk, "
+            f"open its path, or set {variable}=file:///path/to/the/file"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return target

@@ -24,6 +24,7 @@ import itertools
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,7 +114,11 @@ def _zero_first_row(state: object) -> object:
 
 @torch.inference_mode()
 def _recurrent_split(
-    model: CharLM, ids: torch.Tensor, amp: torch.dtype | None, deadline: float | None
+    model: CharLM,
+    ids: torch.Tensor,
+    amp: torch.dtype | None,
+    deadline: float | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     inputs, targets = ids[:-1], ids[1:]
     total = inputs.numel()
@@ -141,11 +146,15 @@ def _recurrent_split(
             logits, state = model(x[:, start : start + CHUNK_STEPS].long(), state)
             nll += _nll_sum(logits, y[:, start : start + CHUNK_STEPS])
             scored += logits.shape[0] * logits.shape[1]
+            if progress is not None:
+                progress(scored, total)
         if body < total and not clock.out_of_time():  # the remainder continues the last stream
             last = model.select_state(state, torch.tensor([streams - 1], device=ids.device))
             logits, _ = model(inputs[body:].unsqueeze(0).long(), last)
             nll += _nll_sum(logits, targets[body:].unsqueeze(0))
             scored = total
+    if progress is not None and scored == total:
+        progress(total, total)
     return EvalResult(nll / scored if scored else math.nan, scored)
 
 
@@ -156,6 +165,7 @@ def _windowed_split(
     amp: torch.dtype | None,
     deadline: float | None,
     batch: int = 32,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     window = int(model.max_context or 256)
     inputs, targets = ids[:-1], ids[1:]
@@ -183,6 +193,8 @@ def _windowed_split(
             for row, skip in enumerate(first_scored[i : i + batch]):
                 nll += _nll_sum(logits[row, skip:], targets[offsets[row, skip:]])
                 scored += window - skip
+            if progress is not None:
+                progress(scored, total)
     assert scored == total, (scored, total)
     return EvalResult(nll / total, total)
 
@@ -193,10 +205,12 @@ def evaluate_split(
     device: torch.device | str = "cpu",
     amp: torch.dtype | None = None,
     deadline: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """Every character of `ids` (after the first) scored once; the model is left in eval mode.
 
     With a `deadline` it may stop early: then `chars` is below len(ids) - 1.
+    `progress(done, total)` is called as characters are scored (a split can take a minute).
     """
     device = torch.device(device)
     model.eval()
@@ -204,8 +218,8 @@ def evaluate_split(
     if tensor.numel() < 2:
         raise ValueError("need at least two characters to evaluate")
     if model.max_context is None:
-        return _recurrent_split(model, tensor, amp, deadline)
-    return _windowed_split(model, tensor, amp, deadline)
+        return _recurrent_split(model, tensor, amp, deadline, progress)
+    return _windowed_split(model, tensor, amp, deadline, progress=progress)
 
 
 class WindowSampler:

@@ -1,6 +1,6 @@
 """Named starting points: model shape plus the training settings that suit it.
 
-`tiny` trains in seconds (tests, demos); `seed` is the course notebook's shape
+`tiny` trains in seconds (tests, demos); `notebook` is the course notebook's shape
 (embed 64, 2x256 LSTM, dropout 0.2); `cpu` is the default on a CPU, tuned by
 measurement on tinyshakespeare with a 120 s budget on 2 cores (bench/
 train_quality.py); `gpu` is the default on CUDA.
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from engine.errors import ConfigError
 
-PRESET_NAMES = ("tiny", "seed", "cpu", "gpu")
+PRESET_NAMES = ("tiny", "notebook", "cpu", "gpu")
+# Old names still accepted, so scripts written for them keep working ("seed" read like a
+# random seed; it is the seed notebook's model).
+PRESET_ALIASES = {"seed": "notebook"}
 
 # (model settings, training settings) per (model type, preset).
 _RECURRENT = {
@@ -26,7 +29,7 @@ _RECURRENT = {
             "eval_chars": 4096,
         },
     ),
-    "seed": (
+    "notebook": (
         {"embed_dim": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.2},
         {"batch_size": 32, "seq_len": 64, "lr": 2e-3, "warmup_steps": 50, "max_steps": 5000},
     ),
@@ -60,7 +63,7 @@ _TRANSFORMER = {
             "eval_chars": 4096,
         },
     ),
-    "seed": (
+    "notebook": (
         {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0},
         {
             "batch_size": 12,
@@ -112,6 +115,7 @@ def preset(model_type: str, name: str) -> tuple[dict, dict]:
     """Copies of the (model, training) settings of a preset."""
     if model_type not in PRESETS:
         raise ConfigError(f"unknown model '{model_type}': choose one of {', '.join(PRESETS)}")
+    name = PRESET_ALIASES.get(name, name)
     if name not in PRESETS[model_type]:
         raise ConfigError(f"unknown preset '{name}': choose one of {', '.join(PRESET_NAMES)}")
     model, train = PRESETS[model_type][name]

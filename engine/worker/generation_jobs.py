@@ -193,7 +193,11 @@ class GenerationHandlers:
                 raise UserError(f"the model's vocabulary does not match '{corpus.name}'")
 
             _, val = corpus.split()
-            result = evaluate_split(model, val, device)
+
+            def progress(done: int, total: int) -> None:
+                self.out.latest("evaluate", p.EvaluateProgress(done, total, cmd.req))
+
+            result = evaluate_split(model, val, device, progress=progress)
             self.out.send(
                 p.Evaluated(result.loss, result.bpc, result.perplexity, result.chars, cmd.req)
             )

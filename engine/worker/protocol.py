@@ -364,6 +364,15 @@ class CheckpointSaved:
 
 
 @dataclass
+class EvaluateProgress:
+    """How far an Evaluate has got (characters scored of the split's)."""
+
+    done: int
+    total: int
+    req: int = 0
+
+
+@dataclass
 class Evaluated:
     loss: float
     bpc: float
@@ -530,6 +539,7 @@ __all__ = [
     "ErrorEvent",
     "EvalEvent",
     "Evaluate",
+    "EvaluateProgress",
     "Evaluated",
     "FindUnits",
     "Generate",

@@ -29,11 +29,12 @@ def test_corpus_list_json() -> None:
     assert not next(r for r in rows if r["name"] == "tinyshakespeare")["available_offline"]
 
 
-def test_corpus_list_for_people_goes_to_stderr() -> None:
+def test_corpus_list_for_people_goes_to_stdout() -> None:
+    """Data the user asked for, in human form: on stdout, so `corpus list | less` shows it."""
     proc = run_cli("corpus", "list")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
-    assert "markov" in proc.stderr and "tinyshakespeare" in proc.stderr
+    assert proc.stderr == ""
+    assert "markov" in proc.stdout and "tinyshakespeare" in proc.stdout
 
 
 def test_corpus_info_json_on_a_file(tmp_path: Path) -> None:
@@ -65,12 +66,12 @@ def test_corpus_info_json_on_a_sample_and_a_directory(tmp_path: Path) -> None:
     assert (info["chars"], info["files"], info["skipped_binary"]) == (8, 2, 1)
 
 
-def test_corpus_info_for_people_goes_to_stderr(text_file: Path) -> None:
+def test_corpus_info_for_people_goes_to_stdout(text_file: Path) -> None:
     proc = run_cli("corpus", "info", text_file)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
-    assert "20,000 chars" in proc.stderr
-    assert "entropy" in proc.stderr
+    assert proc.stderr == ""
+    assert "20,000 chars" in proc.stdout
+    assert "entropy" in proc.stdout
 
 
 def test_latin1_encoding_option(tmp_path: Path) -> None:

@@ -342,3 +342,15 @@ def test_evaluate_windows_restores_training_mode() -> None:
     )
     evaluate_windows(model, sampler, None)
     assert model.training
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "transformer"])
+def test_evaluate_split_reports_progress_to_the_whole_split(model_type: str) -> None:
+    model = tiny_model(model_type, VOCAB)
+    ids = np.random.default_rng(0).integers(0, VOCAB, size=5_000)
+    calls: list[tuple[int, int]] = []
+    result = evaluate_split(model, ids, progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) >= 2
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert calls[-1] == (result.chars, result.chars)
+    assert all(total == result.chars for _, total in calls)

@@ -195,6 +195,22 @@ def test_download_from_a_server_that_is_down(
     assert downloads(fresh_cache) == []
 
 
+def test_download_offline_says_so_and_how_to_use_a_local_copy(
+    shakespeare: samples.SampleCorpus, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(CorpusError) as info:
+        samples.download(shakespeare)
+    assert_one_line(info.value, "offline", "open its path", "CHARLM_URL_TINYSHAKESPEARE=file://")
+    assert "Errno" not in str(info.value)
+
+
 def test_download_of_a_missing_file(
     server: _Server, shakespeare: samples.SampleCorpus, fresh_cache: Path
 ) -> None:

@@ -189,7 +189,7 @@ async def test_train_generate_and_turn_the_temperature_knob() -> None:
         assert view.cursor == 0
         panel = app.query_one(NextCharPanel)
         assert panel.index == 0 and panel.entry[0] == view.text[0]
-        assert "top alternatives" in text_of(app, "#next-char")
+        assert "alternatives (1-9 branch)" in text_of(app, "#next-char")
 
         # while the prompt has focus, letters are text, not knobs
         await pilot.press("slash")
@@ -259,7 +259,7 @@ async def test_help_screen_and_command_palette() -> None:
         await pilot.pause(0.3)
         await pilot.press("enter")
         await _loaded(pilot, "code")
-        await pilot.press("2")
+        await pilot.press("f3")
         assert app.query_one("#tabs").active == "training"
         await pilot.press("f4")
         assert app.query_one("#tabs").active == "generate"

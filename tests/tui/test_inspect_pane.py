@@ -41,7 +41,7 @@ async def _open_inspect(pilot) -> InspectPane:
     app = pilot.app
     pane = app.query_one(InspectPane)
     await wait_until(pilot, lambda: pane.has_model, 60, "a model")
-    await pilot.press("4")
+    await pilot.press("f10")
     await wait_until(pilot, lambda: bool(pane.text), 60, "the excerpt's activations")
     await pilot.pause()
     return pane

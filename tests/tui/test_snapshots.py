@@ -76,7 +76,7 @@ def test_corpus_pane_80x24(snap_compare) -> None:
 def test_training_pane(snap_compare) -> None:
     async def run_before(pilot) -> None:
         await _ready(pilot)
-        await pilot.press("2")
+        await pilot.press("f3")
         await pilot.pause()
 
     assert snap_compare(_app(), terminal_size=(100, 30), run_before=run_before)
@@ -85,7 +85,7 @@ def test_training_pane(snap_compare) -> None:
 def test_generation_pane(snap_compare) -> None:
     async def run_before(pilot) -> None:
         await _ready(pilot)
-        await pilot.press("3")
+        await pilot.press("f4")
         app = pilot.app
         pane = app.query_one(GenerationPane)
         app.query_one("#prompt").value = "The keeper"
@@ -102,7 +102,7 @@ def test_generation_pane(snap_compare) -> None:
 def test_generation_pane_80x24(snap_compare) -> None:
     async def run_before(pilot) -> None:
         await _ready(pilot)
-        await pilot.press("3")
+        await pilot.press("f4")
         _fake_generation(pilot.app.query_one(GenerationPane))
         view = pilot.app.query_one(TokenView)
         await wait_until(pilot, lambda: len(view.data) == len(TEXT))
@@ -145,7 +145,7 @@ async def _inspect_before(pilot) -> None:
     await _ready(pilot)
     pane = pilot.app.query_one(InspectPane)
     _fake_inspection(pane)
-    await pilot.press("4")
+    await pilot.press("f10")
     await wait_until(pilot, lambda: pane.found and pane.text)
     await pilot.press("home", "right", "right", "right", "right", "right")
     await pilot.pause()
