@@ -35,7 +35,7 @@ from charlm_tui.messages import (
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.inspect import InspectPane
-from charlm_tui.panes.training import TrainingPane
+from charlm_tui.panes.training import RUNNING, TrainingPane
 from charlm_tui.panes.training_form import TrainForm
 from charlm_tui.state.app_state import AppState, load_state, save_state
 from charlm_tui.state.recent import remember
@@ -43,6 +43,8 @@ from engine.data.samples import default_sample_name, find_sample, list_samples
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 
+# Quitting during training waits this long for the engine to save the run.
+QUIT_SAVE_TIMEOUT_S = 120.0
 AUTO_RESTART_AFTER_S = 10.0  # a crash sooner than this after a start waits for ctrl+r
 TABS = ("corpus", "training", "generate", "inspect")
 # Pane keys work from anywhere, inputs included: F2-F4 for the first panes (F5-F9 are the
@@ -389,15 +391,23 @@ class CharLMApp(App[None]):
         await self.engine.stop(timeout=3.0)
         await self._start_engine()
 
-    async def _stop_engine(self) -> None:
+    async def _stop_engine(self, timeout: float | None = None) -> None:
         if not self._stopped:
             self._stopped = True
-            await self.engine.stop()
+            if timeout is None:
+                await self.engine.stop()
+            else:
+                await self.engine.stop(timeout=timeout)
 
     async def action_quit(self) -> None:
+        """Quit; a run in training is saved first (the engine saves, then stops without
+        a final evaluation) and the app waits for that save, showing "saving…"."""
         self._capture_state()
-        if self.query_one(TrainingPane).state in ("training", "paused", "evaluating"):
-            self.notify("Stopping training and saving the run…", title="Quitting")
+        if self.query_one(TrainingPane).state in RUNNING:
+            self.engine_state = "saving"
+            self.sub_title = f"{self.corpus_name or 'no corpus'} · saving…"
+            self.notify("Saving the run before quitting…", title="Quitting")
+            await self._stop_engine(timeout=QUIT_SAVE_TIMEOUT_S)
         await self._stop_engine()
         self.exit()
 

@@ -7,6 +7,7 @@ Heavy imports (torch, the engine, Textual) happen inside the commands, so
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -175,8 +176,22 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The engine's warnings (a skipped cache) are one line for people; others as Python shows them."""
+    from engine.errors import EngineWarning, first_line
+
+    if issubclass(category, EngineWarning):
+        sys.stderr.write(f"charlm-tui: warning: {first_line(message)}\n")
+        return
+    _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Entry point: click's usage errors become one line and exit code 2."""
+    warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:

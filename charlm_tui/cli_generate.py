@@ -21,11 +21,18 @@ if TYPE_CHECKING:
 # A streamed JSON chunk is flushed at least this often (seconds), so a reader sees
 # text arrive smoothly without one line per character.
 STREAM_FLUSH_S = 0.05
+MAX_SAMPLES = 1024
 ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
 
 CHECKPOINT_OPTION = typer.Option(..., "--checkpoint", help="Run or checkpoint directory.")
 PROMPT_OPTION = typer.Option(
     "", "--prompt", help="Text to continue; empty starts from a random corpus character."
+)
+PROMPT_FILE_OPTION = typer.Option(
+    None,
+    "--prompt-file",
+    help="Read the prompt from this UTF-8 file ('-': standard input); for prompts longer "
+    "than a command line holds (Linux caps one argument at 128 KiB).",
 )
 DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
 SEED_OPTION = typer.Option(None, "--seed", help="Random seed (same seed, same text).")
@@ -58,6 +65,35 @@ def _load(checkpoint: Path, device: str) -> tuple[Checkpoint, Generator]:
     return loaded, Generator(loaded.model, loaded.vocab, loaded.unigram, torch_device)
 
 
+def _read_prompt(prompt: str, prompt_file: Path | None, drop_unknown: bool) -> str:
+    """The prompt from --prompt or --prompt-file, as valid text.
+
+    Bytes that are not UTF-8 (an argument arrives with them as lone surrogates) are
+    unknown characters: dropped with --drop-unknown, otherwise one line says where.
+    """
+    from engine.errors import ConfigError, CorpusError
+
+    if prompt_file is not None:
+        if prompt:
+            raise ConfigError("give --prompt or --prompt-file, not both")
+        try:
+            raw = sys.stdin.buffer.read() if str(prompt_file) == "-" else prompt_file.read_bytes()
+        except OSError as exc:
+            raise CorpusError(
+                f"cannot read the prompt file {prompt_file} ({exc.strerror})"
+            ) from None
+        prompt = raw.decode("utf-8", "surrogateescape")
+    bad = next((i for i, c in enumerate(prompt) if "\ud800" <= c <= "\udfff"), None)
+    if bad is None:
+        return prompt
+    if drop_unknown:
+        return "".join(c for c in prompt if not "\ud800" <= c <= "\udfff")
+    raise CorpusError(
+        f"the prompt is not valid UTF-8 (at character {bad}): fix its encoding, "
+        "or use --drop-unknown to leave those bytes out"
+    )
+
+
 def _check_prompt(generator: Generator, prompt: str, drop_unknown: bool) -> None:
     """Fail before generating when the prompt has characters the model never saw."""
     from engine.errors import CorpusError
@@ -74,9 +110,14 @@ def _check_prompt(generator: Generator, prompt: str, drop_unknown: bool) -> None
 def generate(
     checkpoint: Path = CHECKPOINT_OPTION,
     prompt: str = PROMPT_OPTION,
-    length: int = typer.Option(200, "--length", help="Characters to generate per sample."),
+    prompt_file: Path | None = PROMPT_FILE_OPTION,
+    length: int = typer.Option(
+        200, "--length", help="Characters to generate per sample (0 to 1,000,000)."
+    ),
     strategy: str = typer.Option("sample", "--strategy", help="greedy, sample or beam."),
-    temperature: float = typer.Option(1.0, "--temperature", help="<= 0 means greedy."),
+    temperature: float = typer.Option(
+        1.0, "--temperature", help="<= 0 means greedy; otherwise in [0.0001, 100]."
+    ),
     top_k: int | None = typer.Option(None, "--top-k", help="Keep the k most likely (0: off)."),
     top_p: float | None = typer.Option(None, "--top-p", help="Nucleus mass in (0, 1]."),
     min_p: float | None = typer.Option(None, "--min-p", help="Keep p >= min_p * p_max."),
@@ -86,11 +127,13 @@ def generate(
     repetition_window: int = typer.Option(
         64, "--repetition-window", help="How many recent characters the penalty looks at."
     ),
-    beam_width: int = typer.Option(5, "--beam-width", help="Beams kept by beam search."),
+    beam_width: int = typer.Option(5, "--beam-width", help="Beams kept by beam search (1 to 256)."),
     length_penalty: float = typer.Option(
-        1.0, "--length-penalty", help="Beam score = logprob / length**A."
+        1.0, "--length-penalty", help="Beam score = logprob / length**A, A in [-10, 10]."
     ),
-    num_samples: int = typer.Option(1, "--num-samples", help="Samples (best beams for beam)."),
+    num_samples: int = typer.Option(
+        1, "--num-samples", help="Samples, 1 to 1,024 (best beams for beam)."
+    ),
     seed: int | None = SEED_OPTION,
     stop: list[str] = typer.Option(
         [], "--stop", help=r"Stop after this string, e.g. '\n\n' (repeatable; \n \t escapes)."
@@ -126,11 +169,12 @@ def generate(
         stop=tuple(unescape(s) for s in stop),
     )
     params.validate()
+    prompt = _read_prompt(prompt, prompt_file, drop_unknown)
     if items is not None:
         _generate_items(checkpoint, device, prompt, params, items, stream, drop_unknown, json_out)
         return
-    if num_samples < 1:
-        raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
+    if not 1 <= num_samples <= MAX_SAMPLES:
+        raise ConfigError(f"--num-samples must be in [1, {MAX_SAMPLES:,}], got {num_samples}")
     if strategy == "beam" and num_samples > beam_width:
         raise ConfigError(
             f"beam search returns at most --beam-width ({beam_width}) samples, "
@@ -285,9 +329,12 @@ def _sample_chars(
 def compare(
     checkpoint: Path = CHECKPOINT_OPTION,
     prompt: str = PROMPT_OPTION,
+    prompt_file: Path | None = PROMPT_FILE_OPTION,
     length: int = typer.Option(200, "--length", help="Characters per sample."),
     num_samples: int | None = typer.Option(
-        None, "--num-samples", help="Samples per strategy (3; items models: 20 items)."
+        None,
+        "--num-samples",
+        help="Samples per strategy, 1 to 1,024 (3; items models: 20 items).",
     ),
     seed: int | None = SEED_OPTION,
     corpus: str | None = typer.Option(
@@ -318,8 +365,9 @@ def compare(
         reference = unescape(reference)
         if not reference:
             raise ConfigError("--reference is empty")
-    if num_samples is not None and num_samples < 1:
-        raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
+    if num_samples is not None and not 1 <= num_samples <= MAX_SAMPLES:
+        raise ConfigError(f"--num-samples must be in [1, {MAX_SAMPLES:,}], got {num_samples}")
+    prompt = _read_prompt(prompt, prompt_file, drop_unknown)
     if seed is None:
         seed = secrets.randbelow(2**31)
     loaded, generator = _load(checkpoint, device)

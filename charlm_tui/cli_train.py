@@ -176,9 +176,20 @@ def train(
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (weights and batches)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace a run already in --out; with --resume, continue one that cannot "
+        "resume exactly (no trainer state, or the corpus text changed).",
+    ),
     compile_model: bool = typer.Option(False, "--compile", help="Use torch.compile."),
     settings: list[str] = typer.Option(
-        [], "--set", help="Override a setting: KEY=VALUE (repeatable)."
+        [],
+        "--set",
+        help="Override a setting: KEY=VALUE (repeatable). Bounds: batch_size and seq_len "
+        "1..65,536 with batch_size x seq_len <= 16,777,216; lr finite and > 0; "
+        "val_fraction in (0, 1); model sizes (hidden_size, n_embd, ...) <= 65,536, "
+        "layers <= 1,024, and the model must fit in memory.",
     ),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus."),
     ddp: bool = typer.Option(False, "--ddp", help="Train with DistributedDataParallel (torchrun)."),
@@ -254,6 +265,12 @@ def train(
             return
     else:
         loaded = load_corpus(corpus, encoding)
+        if loaded.skipped_binary or loaded.skipped_undecodable:
+            stderr.print(
+                f"skipped {loaded.skipped_binary} binary and {loaded.skipped_undecodable} "
+                f"undecodable files in {corpus} (see `charlm-tui corpus info`)",
+                markup=False,
+            )
         _decide_items(config, loaded, items)
         with _TrainDisplay(quiet=False) as display:
             on_event, close_tensorboard = display, None
@@ -273,6 +290,7 @@ def train(
                 out_dir=out,
                 on_event=on_event,
                 resume=resume,
+                force=force,
                 deadline=deadline,
             )
             previous = signal.getsignal(signal.SIGINT)

@@ -29,3 +29,11 @@ def first_line(message: object, default: str = "") -> str:
     """
     text = str(message).strip()
     return text.splitlines()[0] if text else default
+
+
+class TrainingDiverged(UserError):
+    """The loss or the weights stopped being finite: the run stops, its last good checkpoint stays."""
+
+
+class EngineWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints one line)."""

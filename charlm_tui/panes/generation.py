@@ -59,6 +59,28 @@ def _knob_bindings() -> list[Binding]:
     return bindings
 
 
+# The prompt box holds this much (longer prompts: `generate --prompt-file`). A paste that
+# arrives as keystrokes (no bracketed paste) stops growing here, so each key stays cheap
+# and the app keeps answering, ctrl+q included.
+PROMPT_MAX_CHARS = 8192
+
+
+class PromptInput(Input):
+    """The prompt: capped in length, and it says so once instead of ringing per key."""
+
+    _told = False
+
+    def restricted(self) -> None:
+        if not self._told:
+            self._told = True
+            self.notify(
+                f"The prompt holds at most {PROMPT_MAX_CHARS:,} characters; "
+                "the rest was left out (use `charlm-tui generate --prompt-file` for longer).",
+                title="Prompt",
+                severity="warning",
+            )
+
+
 class GenerationPane(EngineEventHandler, Vertical):
     """Prompt, knobs, streamed output coloured by probability, next-character panel."""
 
@@ -107,9 +129,11 @@ class GenerationPane(EngineEventHandler, Vertical):
         self._streaming: int | None = None  # the branch the running request writes into
 
     def compose(self) -> ComposeResult:
-        yield Input(
-            placeholder="Prompt: Enter generates (empty: start from a random character)",
+        yield PromptInput(
+            placeholder="Prompt: Enter generates (empty: start from a random character; "
+            f"at most {PROMPT_MAX_CHARS:,} characters)",
             select_on_focus=False,
+            max_length=PROMPT_MAX_CHARS,
             id="prompt",
         )
         yield KnobBar(id="knobs")

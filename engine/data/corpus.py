@@ -47,13 +47,27 @@ class Vocab:
     def dtype(self) -> np.dtype:
         return ids_dtype(len(self.chars))
 
+    def difference(self, other: Vocab) -> str:
+        """How this vocabulary differs from `other`, naming the characters (not only counts)."""
+        only_here = "".join(sorted(set(self.chars) - set(other.chars)))
+        only_there = "".join(sorted(set(other.chars) - set(self.chars)))
+        parts = [f"{len(self)} chars vs {len(other)}"]
+        if only_here:
+            parts.append(f"only in the checkpoint: {only_here[:20]!r}")
+        if only_there:
+            parts.append(f"only in the corpus: {only_there[:20]!r}")
+        return "; ".join(parts)
+
     def missing(self, text: str) -> list[str]:
         """Characters of `text` that are not in the vocabulary, sorted."""
         return sorted(set(text) - set(self.index))
 
     def encode(self, text: str, *, drop_unknown: bool = False) -> np.ndarray:
         """Ids of `text` (int64). Unknown characters raise, or are dropped on request."""
-        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        # surrogatepass: lone surrogates (undecodable bytes of a prompt) are unknown chars
+        points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(
+            np.int64
+        )
         inside = points < self._lookup.size
         ids = np.full(points.shape, -1, dtype=np.int64)
         ids[inside] = self._lookup[points[inside]]

@@ -10,11 +10,13 @@ Reading the files in pieces (and the byte fast path) is `engine.data.reading`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from engine.data.reading import (
     looks_binary,
     text_codec_name,
 )
-from engine.errors import CorpusError
+from engine.errors import CorpusError, EngineWarning
 from engine.paths import cache_dir
 
 KEEP_IN_MEMORY_BYTES = 48 << 20
@@ -127,8 +129,8 @@ def _encoded_root() -> Path:
 
 
 def _load_cached(key: str) -> EncodedText | None:
-    entry = _encoded_root() / key
     try:
+        entry = _encoded_root() / key
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         if meta.get("format") != CACHE_FORMAT:
             return None
@@ -216,11 +218,12 @@ def encode_files(
     """
     signature = _stat_signature(files, encoding)
     if use_cache:
-        index = _encoded_root() / "by-stat" / signature
-        if index.exists():
-            cached = _load_indexed(index)
-            if cached is not None:
-                return cached
+        cached = None
+        with contextlib.suppress(OSError):  # an unusable cache dir is only slower
+            index = _encoded_root() / "by-stat" / signature
+            cached = _load_indexed(index) if index.exists() else None
+        if cached is not None:
+            return cached
 
     total_bytes = sum(p.stat().st_size for p in files)
     keep = total_bytes <= KEEP_IN_MEMORY_BYTES
@@ -278,17 +281,42 @@ def encode_files(
         ids = np.concatenate(list(chunks())) if length else np.zeros(0, dtype)
         return EncodedText(chars, counts[present], ids, accepted, skipped_bin, skipped_dec, key)
 
+    try:
+        cached = _write_cache(key, meta, chunks, length)
+    except OSError as exc:
+        # A full or read-only cache disk costs speed next time, never this load.
+        warnings.warn(
+            f"encoding cache skipped ({exc.strerror or type(exc).__name__}: {exc.filename}): "
+            "the corpus is encoded in memory",
+            EngineWarning,
+            stacklevel=2,
+        )
+        ids = np.concatenate(list(chunks())) if length else np.zeros(0, dtype)
+        return EncodedText(chars, counts[present], ids, accepted, skipped_bin, skipped_dec, key)
+    cached = _with_sources(cached, accepted, skipped_bin, skipped_dec)
+    with contextlib.suppress(OSError):  # the index only saves a rescan next time
+        _write_index(signature, key, cached)
+    return cached
+
+
+def _write_cache(
+    key: str, meta: dict, chunks: Callable[[], Iterator[np.ndarray]], length: int
+) -> EncodedText:
+    """Write one cache entry (staged, then renamed); an OSError leaves nothing behind."""
     entry = _encoded_root() / key
     staging = Path(tempfile.mkdtemp(dir=_encoded_root(), prefix=f".{key}."))
-    written = 0
-    with open(staging / "ids.bin", "wb") as out:
-        for ids_chunk in chunks():
-            out.write(memoryview(ids_chunk))  # no tobytes() copy
-            written += ids_chunk.size
-    if written != length:
+    try:
+        written = 0
+        with open(staging / "ids.bin", "wb") as out:
+            for ids_chunk in chunks():
+                out.write(memoryview(ids_chunk))  # no tobytes() copy
+                written += ids_chunk.size
+        if written != length:
+            raise CorpusError("a corpus file changed while it was being encoded")
+        (staging / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        raise CorpusError("a corpus file changed while it was being encoded")
-    (staging / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        raise
     try:
         os.replace(staging, entry)
     except OSError:
@@ -300,6 +328,4 @@ def encode_files(
     cached = _load_cached(key)
     if cached is None:  # pragma: no cover - the cache dir vanished under us
         raise CorpusError(f"could not read back the encoding cache in {entry}")
-    cached = _with_sources(cached, accepted, skipped_bin, skipped_dec)
-    _write_index(signature, key, cached)
     return cached

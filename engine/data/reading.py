@@ -83,6 +83,9 @@ def iter_text_chunks(
             text = decoder.decode(raw, final=final)
         except UnicodeDecodeError as exc:
             raise _invalid(path, encoding, offset + max(exc.start, 0)) from None
+        except UnicodeError as exc:  # utf-16/utf-32 without a byte order mark
+            hint = "name the byte order, e.g. utf-16-le" if "BOM" in str(exc) else str(exc)
+            raise CorpusError(f"{path}: not valid {encoding} ({hint})") from None
         offset += len(raw)
         if first and text:
             first = False

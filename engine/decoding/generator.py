@@ -51,7 +51,6 @@ from engine.decoding.params import (
     BeamResult,
     SamplingParams,
     TokenInfo,
-    _is_int,
 )
 from engine.decoding.processors import LogitsPipeline, sanitize
 from engine.decoding.scoring import continuation_log_probs
@@ -59,6 +58,7 @@ from engine.decoding.snapshots import StateSnapshots, Track, prime_window
 from engine.decoding.window import ContextWindow
 from engine.errors import ConfigError
 from engine.models import CharLM
+from engine.validation import is_int
 
 TOP_ALTERNATIVES = 5
 # Without stop strings nothing is read back until the end; with them, whether every
@@ -182,7 +182,7 @@ class Generator:
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompt_list:
             return []
-        if not _is_int(num_samples) or num_samples < 1:
+        if not is_int(num_samples) or num_samples < 1:
             raise ConfigError(f"number of samples must be >= 1, got {num_samples}")
         if params.strategy == "beam":
             if num_samples > params.beam_width:
@@ -215,7 +215,7 @@ class Generator:
     ) -> list[BeamResult]:
         """The `num_return` best continuations by length-normalised log-probability."""
         params.validate()
-        if not _is_int(num_return) or not 1 <= num_return <= params.beam_width:
+        if not is_int(num_return) or not 1 <= num_return <= params.beam_width:
             raise ConfigError(
                 f"beam search returns between 1 and beam-width ({params.beam_width}) "
                 f"continuations, {num_return} were asked for"

@@ -7,7 +7,6 @@ its generation config apart from its decoding loops).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -19,9 +18,15 @@ from engine.data.corpus import Vocab
 from engine.decoding.processors import LogitsPipeline
 from engine.errors import ConfigError
 from engine.models import CharLM
+from engine.validation import check_choice, check_int, check_number
 
 STRATEGIES = ("greedy", "sample", "beam")
 MAX_LENGTH = 1_000_000
+MIN_TEMPERATURE = 1e-4
+MAX_TEMPERATURE = 100.0
+MAX_PENALTY = 100.0
+MAX_BEAM_WIDTH = 256
+MAX_LENGTH_PENALTY = 10.0
 
 
 @dataclass
@@ -42,35 +47,39 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
 
     def validate(self) -> None:
-        """Raise ConfigError (one line) for any setting out of range."""
-        if self.strategy not in STRATEGIES:
+        """Raise ConfigError (one line) for any setting out of range.
+
+        The bounds are stated in `generate --help`: a temperature below
+        MIN_TEMPERATURE overflows the logits (NaN probabilities), a length penalty
+        beyond +-MAX_LENGTH_PENALTY divides by zero or infinity, and a beam of a
+        million needs gigabytes before it produces one character.
+        """
+        check_choice("strategy", self.strategy, STRATEGIES)
+        temperature = check_number("temperature", self.temperature, None, MAX_TEMPERATURE)
+        if 0.0 < temperature < MIN_TEMPERATURE:
             raise ConfigError(
-                f"unknown strategy '{self.strategy}': choose one of {', '.join(STRATEGIES)}"
+                f"temperature must be <= 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], "
+                f"got {self.temperature}"
             )
-        _finite("temperature", self.temperature)
-        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 0):
-            raise ConfigError(f"top-k must be a whole number >= 0 (0 is off), got {self.top_k}")
-        if self.top_p is not None and not (0.0 < _finite("top-p", self.top_p) <= 1.0):
-            raise ConfigError(f"top-p must be in (0, 1], got {self.top_p}")
-        if self.min_p is not None and not (0.0 <= _finite("min-p", self.min_p) <= 1.0):
-            raise ConfigError(f"min-p must be in [0, 1], got {self.min_p}")
-        if _finite("repetition penalty", self.repetition_penalty) <= 0:
-            raise ConfigError(
-                f"repetition penalty must be > 0 (1 is off), got {self.repetition_penalty}"
-            )
-        if not _is_int(self.repetition_window) or self.repetition_window < 0:
-            raise ConfigError(
-                f"repetition window must be a whole number >= 0, got {self.repetition_window}"
-            )
-        if not _is_int(self.beam_width) or self.beam_width < 1:
-            raise ConfigError(f"beam width must be a whole number >= 1, got {self.beam_width}")
-        _finite("length penalty", self.length_penalty)
-        if not _is_int(self.length) or not 0 <= self.length <= MAX_LENGTH:
-            raise ConfigError(
-                f"length must be a whole number in [0, {MAX_LENGTH}], got {self.length}"
-            )
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
-            raise ConfigError(f"seed must be a whole number in [0, 2**63), got {self.seed}")
+        if self.top_k is not None:
+            check_int("top-k (0 is off)", self.top_k, 0)
+        if self.top_p is not None:
+            check_number("top-p", self.top_p, 0.0, 1.0, low_open=True)
+        if self.min_p is not None:
+            check_number("min-p", self.min_p, 0.0, 1.0)
+        check_number(
+            "repetition penalty (1 is off)",
+            self.repetition_penalty,
+            0.0,
+            MAX_PENALTY,
+            low_open=True,
+        )
+        check_int("repetition window", self.repetition_window, 0, MAX_LENGTH)
+        check_int("beam width", self.beam_width, 1, MAX_BEAM_WIDTH)
+        check_number("length penalty", self.length_penalty, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY)
+        check_int("length", self.length, 0, MAX_LENGTH)
+        if self.seed is not None:
+            check_int("seed", self.seed, 0, 2**63 - 1)
         if isinstance(self.stop, str) or any(not isinstance(s, str) or not s for s in self.stop):
             raise ConfigError("stop strings must be a list of non-empty strings")
 
@@ -89,18 +98,6 @@ class SamplingParams:
         values = asdict(self)
         values["stop"] = list(self.stop)
         return values
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise ConfigError(f"{name} must be a finite number, got {value}")
-    return float(value)
 
 
 @dataclass

@@ -27,8 +27,10 @@ import torch
 
 from engine.models import CharLM, State
 
-# Long prompts go through a recurrent model in pieces, bounding activation memory.
-RECURRENT_CHUNK = 2048
+# Long prompts go through the model in pieces, bounding activation memory: priming keeps
+# only the last position's logits, so a 200k-character prompt costs one chunk of
+# (positions x vocabulary) at a time, not the whole prompt's.
+PROMPT_CHUNK = 2048
 
 
 class ContextWindow:
@@ -61,7 +63,7 @@ class ContextWindow:
             start = columns - self.block  # the first prediction sees a full window
         rows = self.history[:1] if shared else self.history
         self.state, self.positions = None, 0
-        logits = self._run(rows, start, columns)[:, -1]
+        logits = self._run(rows, start, columns, last_only=True)[:, -1]
         self.fed = columns
         if shared and self.batch > 1:
             index = torch.zeros(self.batch, dtype=torch.long, device=self.history.device)
@@ -109,13 +111,20 @@ class ContextWindow:
         if self.state is not None:
             self.state = self.model.select_state(self.state, index)
 
-    def _run(self, rows: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """Columns [start, stop) of `rows` through the model, carrying the state."""
-        chunk = RECURRENT_CHUNK if self.block is None else stop - start
+    def _run(
+        self, rows: torch.Tensor, start: int, stop: int, *, last_only: bool = False
+    ) -> torch.Tensor:
+        """Columns [start, stop) of `rows` through the model, carrying the state.
+
+        `last_only`: return the logits of the last position alone (B, 1, V); the
+        others are dropped chunk by chunk as soon as they are computed.
+        """
         outputs = []
-        for first in range(start, stop, max(chunk, 1)):
-            last = min(stop, first + chunk)
+        for first in range(start, stop, PROMPT_CHUNK):
+            last = min(stop, first + PROMPT_CHUNK)
             logits, self.state = self.model(rows[:, first:last], self.state)
             self.positions += last - first
-            outputs.append(logits)
+            outputs.append(logits[:, -1:] if last_only else logits)
+            if last_only and len(outputs) > 1:
+                del outputs[0]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)

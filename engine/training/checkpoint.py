@@ -10,11 +10,19 @@ checkpoint cannot run code.
 Each checkpoint is written into a hidden temporary directory, every file
 fsynced, then renamed into place, and only then are the symlinks swapped (a
 rename too). Killing the process at any instant leaves the previous `last`
-complete and loadable.
+complete and loadable; a save that fails (a full disk) removes its own
+temporaries and says so in one line. Temporary names carry the writer's pid:
+a save only ever removes its own, and a crashed writer's are removed by the
+next process that claims the run directory (engine/training/run_dir.py).
+
+Loading checks `state.json` against its schema (engine/training/state_schema.py)
+before building the model, and refuses weights that are not finite, so `last`
+and `best` only ever name checkpoints that can be used.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -31,6 +39,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from engine.data.corpus import Vocab
 from engine.errors import CheckpointError, UserError, first_line
 from engine.models import CharLM, build_model, config_from_dict
+from engine.training.state_schema import check_state
 
 FORMAT_NAME = "charlm-tui-checkpoint"
 FORMAT_VERSION = 1
@@ -83,9 +92,13 @@ def _fsync_path(path: Path) -> None:
 
 
 def _swap_symlink(run_dir: Path, tag: str, target_name: str) -> None:
-    temp = run_dir / f".{tag}.{uuid.uuid4().hex[:8]}"
+    temp = run_dir / f".{tag}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     os.symlink(target_name, temp)
-    os.replace(temp, run_dir / tag)
+    try:
+        os.replace(temp, run_dir / tag)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _referenced(run_dir: Path) -> set[str]:
@@ -97,17 +110,78 @@ def _referenced(run_dir: Path) -> set[str]:
     return names
 
 
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid written into a temporary name (`.tmp-<pid>-...`, `.last.<pid>.<id>`)."""
+    if name.startswith(".tmp-"):
+        field = name[len(".tmp-") :].split("-", 1)[0]
+    else:
+        parts = name.split(".")
+        field = parts[2] if len(parts) > 3 else ""
+    return int(field) if field.isdigit() else None
+
+
+def remove_stale_temps(run_dir: Path) -> None:
+    """Remove temporaries whose writer is dead (a crash mid-save); never a live one's."""
+    for entry in run_dir.iterdir():
+        is_temp = entry.name.startswith((".tmp-", ".last.", ".best."))
+        if not is_temp:
+            continue
+        owner = temp_owner(entry.name)
+        if owner is None or owner == os.getpid() or pid_alive(owner):
+            continue
+        if entry.is_symlink() or entry.is_file():
+            entry.unlink(missing_ok=True)
+        elif entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _prune(run_dir: Path) -> None:
-    """Remove checkpoint dirs no tag points at, and temp dirs left by a crash."""
+    """Remove checkpoint dirs no tag points at, and temporaries of writers that died."""
+    remove_stale_temps(run_dir)
     keep = _referenced(run_dir)
     for entry in run_dir.iterdir():
-        if entry.is_symlink():
-            if entry.name.startswith((".last.", ".best.")):
-                entry.unlink(missing_ok=True)
+        if entry.is_symlink() or not entry.name.startswith("step-"):
             continue
-        unreferenced = entry.name.startswith("step-") and entry.name not in keep
-        if (unreferenced or entry.name.startswith(".tmp-")) and entry.is_dir():
+        if entry.name not in keep and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def first_non_finite(tensors: dict[str, torch.Tensor] | torch.nn.Module) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, else None."""
+    items = (
+        tensors.state_dict().items() if isinstance(tensors, torch.nn.Module) else tensors.items()
+    )
+    for name, tensor in items:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def describe_os_error(path: Path, exc: OSError) -> str:
+    """An OSError met while writing under `path`, as the one line a user can act on."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device holding {path}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write to {path} ({exc.strerror})"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"cannot use {path} as a run directory: a file is in the way"
+    return f"cannot write to {path} ({exc.strerror or type(exc).__name__})"
+
+
+def _save_error(run_dir: Path, exc: OSError) -> CheckpointError:
+    return CheckpointError(f"saving a checkpoint failed: {describe_os_error(run_dir, exc)}")
 
 
 def save_checkpoint(
@@ -119,13 +193,49 @@ def save_checkpoint(
     trainer_tensors: dict[str, torch.Tensor] | None = None,
     tags: tuple[str, ...] = ("last",),
 ) -> Path:
-    """Write one checkpoint atomically and point `tags` at it; returns its directory."""
+    """Write one checkpoint atomically and point `tags` at it; returns its directory.
+
+    Weights that are not finite are refused (a diverged model never becomes `last`);
+    any OSError (a full disk) leaves no temporary behind and is one line.
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    bad = first_non_finite(_unwrap(model))
+    if bad is not None:
+        raise CheckpointError(f"refusing to save a checkpoint whose weights are not finite ({bad})")
     step = int(meta.get("step", 0))
     name = f"step-{step:08d}-{uuid.uuid4().hex[:6]}"
-    temp = run_dir / f".tmp-{name}"
-    temp.mkdir()
+    temp = run_dir / f".tmp-{os.getpid()}-{name}"
+    final = run_dir / name
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        temp.mkdir()
+        _write_files(temp, model, vocab, meta, trainer_tensors)
+        os.replace(temp, final)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise _save_error(run_dir, exc) from None
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    try:
+        _fsync_path(run_dir)
+        for tag in tags:
+            _swap_symlink(run_dir, tag, name)
+        _fsync_path(run_dir)
+    except OSError as exc:
+        raise _save_error(run_dir, exc) from None
+    finally:
+        _prune(run_dir)  # a checkpoint no tag reached is removed here
+    return final
+
+
+def _write_files(
+    temp: Path,
+    model: CharLM,
+    vocab: Vocab,
+    meta: dict,
+    trainer_tensors: dict[str, torch.Tensor] | None,
+) -> None:
     state = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -142,14 +252,6 @@ def save_checkpoint(
     for file in temp.iterdir():
         _fsync_path(file)
     _fsync_path(temp)
-    final = run_dir / name
-    os.replace(temp, final)
-    _fsync_path(run_dir)
-    for tag in tags:
-        _swap_symlink(run_dir, tag, name)
-    _fsync_path(run_dir)
-    _prune(run_dir)
-    return final
 
 
 def _unwrap(model: torch.nn.Module) -> CharLM:
@@ -189,12 +291,18 @@ def read_state(directory: Path) -> dict:
         raise CheckpointError(f"{directory}: not a checkpoint ({STATE_FILE} is missing)") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{directory / STATE_FILE}: damaged (not valid JSON)") from None
+    except RecursionError:
+        raise CheckpointError(f"{directory / STATE_FILE}: damaged (nested too deeply)") from None
     except OSError as exc:  # a directory in its place, no permission, an I/O error
         raise CheckpointError(f"{directory / STATE_FILE}: unreadable ({exc.strerror})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{directory}: not a charlm-tui checkpoint")
     version = state.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"{directory}: damaged metadata (no valid format version: {version!r})"
+        )
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{directory}: checkpoint format {version} is newer than this charlm-tui "
             f"understands ({FORMAT_VERSION}); upgrade charlm-tui"
@@ -213,12 +321,11 @@ def load_checkpoint(
     directory = resolve_checkpoint_dir(path, prefer)
     state = read_state(directory)
     try:
+        check_state(state)  # every field, before anything is built from them
         config = config_from_dict(state["model"])
         vocab = Vocab(state["vocab"])
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise CheckpointError(f"{directory}: damaged metadata ({exc})") from None
-    if config.vocab_size != len(vocab):
-        raise CheckpointError(f"{directory}: vocabulary does not match the model")
     model = build_model(config)
     try:
         missing, unexpected = load_model(model, str(directory / MODEL_FILE), strict=False)
@@ -231,6 +338,11 @@ def load_checkpoint(
         ) from None
     if missing or unexpected:
         raise CheckpointError(f"{directory / MODEL_FILE}: weights do not match the model config")
+    bad = first_non_finite(model)
+    if bad is not None:
+        raise CheckpointError(
+            f"{directory / MODEL_FILE}: weights are not finite ({bad}: NaN or inf)"
+        )
     model.to(device).eval()
     tensors: dict[str, torch.Tensor] = {}
     if with_trainer and (directory / TRAINER_FILE).exists():
@@ -238,6 +350,9 @@ def load_checkpoint(
             tensors = load_file(str(directory / TRAINER_FILE))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{directory / TRAINER_FILE}: damaged ({exc})") from None
+        bad = first_non_finite(tensors)
+        if bad is not None:
+            raise CheckpointError(f"{directory / TRAINER_FILE}: {bad} is not finite (NaN or inf)")
     return Checkpoint(directory, model, vocab, state, tensors)
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, fields
 
 from engine.errors import ConfigError
+from engine.validation import check_bool, check_choice, check_int, check_number, check_str
 
 BATCHING = ("random", "stateful")
+# Upper bounds (stated in `train --help`): far above any useful run, far below what
+# makes an allocation fail after minutes.
+MAX_BATCH_DIM = 65_536
+MAX_BATCH_CHARS = 2**24
+MAX_STEPS = 10**12
+MAX_TIME_BUDGET_S = 10**7
+MAX_EVAL_CHARS = 10**10
 
 
 @dataclass
@@ -38,42 +44,42 @@ class TrainConfig:
     items: bool = False
 
     def validate(self) -> None:
-        for f in fields(self):  # types first: `--set lr=abc` is bad input, not a crash
-            value = getattr(self, f.name)
-            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            integer = number and isinstance(value, numbers.Integral)
-            if f.name in ("max_steps", "time_budget", "patience"):
-                ok = value is None or (number if f.name == "time_budget" else integer)
-            elif isinstance(f.default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(f.default, int):
-                ok = integer
-            elif isinstance(f.default, float):
-                ok = number
-            else:
-                ok = isinstance(value, str)
-            if not ok:
-                raise ConfigError(f"{f.name} has a value of the wrong type: {value!r}")
-        positive = ("batch_size", "seq_len", "eval_interval", "eval_chars")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise ConfigError("learning rate must be a positive number")
-        if self.max_steps is not None and self.max_steps < 0:
-            raise ConfigError("--max-steps must not be negative")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ConfigError("--time-budget must be a positive number of seconds")
-        if self.patience is not None and self.patience < 1:
+        """Types first, then ranges: `--set lr=abc` or a tampered state.json is bad input, not a crash.
+
+        The upper bounds keep one batch and one evaluation within what a machine can
+        hold (`--set batch_size=1000000000` is refused here, not by the allocator).
+        """
+        for name in ("batch_size", "seq_len"):
+            check_int(name, getattr(self, name), 1, MAX_BATCH_DIM)
+        if self.batch_size * self.seq_len > MAX_BATCH_CHARS:
             raise ConfigError(
-                "--patience must be at least 1 (evaluations without a new best before stopping)"
+                f"batch_size x seq_len must be at most {MAX_BATCH_CHARS:,} characters, "
+                f"got {self.batch_size * self.seq_len:,}"
             )
+        check_number("lr", self.lr, 0.0, low_open=True)
+        check_number("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_int("warmup_steps", self.warmup_steps, 0, MAX_STEPS)
+        check_number("weight_decay", self.weight_decay, 0.0)
+        check_number("beta2", self.beta2, 0.0, 1.0, high_open=True)
+        check_number("grad_clip", self.grad_clip, 0.0)
+        if self.max_steps is not None:
+            check_int("max_steps", self.max_steps, 0, MAX_STEPS)
+        if self.time_budget is not None:
+            check_number("time_budget", self.time_budget, 0.0, MAX_TIME_BUDGET_S, low_open=True)
+        check_int("eval_interval", self.eval_interval, 1, MAX_STEPS)
+        check_int("eval_chars", self.eval_chars, 1, MAX_EVAL_CHARS)
+        check_choice("batching", self.batching, BATCHING)
+        check_number("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_str("device", self.device, 64)
+        check_str("precision", self.precision, 64)
+        check_bool("compile", self.compile)
+        check_bool("final_eval", self.final_eval)
+        if self.patience is not None:
+            check_int("patience (evaluations without a new best before stopping)", self.patience, 1)
+        check_bool("items", self.items)
         if self.items and self.batching != "random":
             raise ConfigError("--items trains on windows that start at items: use random batching")
-        if self.batching not in BATCHING:
-            raise ConfigError(f"batching must be one of {', '.join(BATCHING)}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError("validation fraction must be between 0 and 1")
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

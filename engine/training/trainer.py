@@ -26,23 +26,23 @@ from torch.nn import functional as F
 from engine.data.corpus import Corpus
 from engine.data.items import item_window_starts, require_newline
 from engine.device import autocast, enable_fast_math, resolve_device
-from engine.errors import CheckpointError, ConfigError, first_line
-from engine.models import CharLM, ModelConfig, build_model, config_from_dict
+from engine.errors import CheckpointError, ConfigError, TrainingDiverged, first_line
+from engine.models import CharLM, ModelConfig, build_model, check_fits, config_from_dict
 from engine.training.batches import BatchSource
 from engine.training.budget import TimeBudget, probe_final_eval_rate
-from engine.training.checkpoint import (
-    load_checkpoint,
-    optimizer_tensors,
-    restore_optimizer,
-    save_checkpoint,
-)
+from engine.training.checkpoint import Checkpoint, first_non_finite
 from engine.training.config import TrainConfig
 from engine.training.evaluate import WindowSampler, evaluate_split, evaluate_windows
 from engine.training.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent, TrainResult
 from engine.training.metrics_log import MetricsLog
+from engine.training.run_dir import RunClaim, check_room, claim_run_dir
+from engine.training.run_state import load_resumable, restore_run, save_run
 from engine.training.schedule import lr_at
 
 EventCallback = Callable[[object], None]
+# A loss above this (nats/char) is divergence, not learning: uniform guessing over the
+# whole of Unicode costs 14.
+DIVERGED_LOSS = 1e3
 
 
 def _detach(state: object) -> object:
@@ -51,12 +51,6 @@ def _detach(state: object) -> object:
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()  # type: ignore[attr-defined]
-
-
-def _state_tensors(state: object) -> list[torch.Tensor]:
-    if state is None:
-        return []
-    return list(state) if isinstance(state, tuple) else [state]  # type: ignore[list-item]
 
 
 class Trainer:
@@ -73,10 +67,16 @@ class Trainer:
         out_dir: str | Path | None = None,
         on_event: EventCallback | None = None,
         resume: bool = False,
+        force: bool = False,
         deadline: float | None = None,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        """Set up a run as named steps: run directory, resume, data, model, optimizer.
+
+        `force` replaces a run already in `out_dir` (without `resume`), or resumes one
+        that cannot continue exactly (with it).
+        """
         config.validate()
         self.corpus = corpus
         self.config = config
@@ -96,67 +96,75 @@ class Trainer:
         self._pause = threading.Event()
         self._stop = threading.Event()
         self.weights_lock = threading.Lock()
+        # Held for each step and each save: a save from another thread (the TUI's) sees
+        # the weights, optimizer, RNGs and step of one moment, between two steps.
+        self.state_lock = threading.RLock()
         self.step = 0
         self.tokens = 0
         self.history: list[dict] = []
         self.best_val_loss: float | None = None
         self.train_seconds = 0.0
+        # Schedule progress (by time) reached before this process: a resumed budgeted run
+        # continues its decay from there instead of going back to the peak rate.
+        self.progress_offset = 0.0
         self.carry: object = None
         self._loss_ema: float | None = None
+        self.evaluate_at_end = True  # off when quitting: the save must not wait for scoring
 
-        resumed = None
-        if resume:
-            if self.out_dir is None:
-                raise ConfigError("--resume needs --out (the run directory to continue)")
-            try:
-                resumed = load_checkpoint(
-                    self.out_dir, self.device, prefer="last", with_trainer=True
-                )
-            except CheckpointError:
-                if not any(self.out_dir.glob("step-*")) and not (self.out_dir / "last").exists():
-                    raise CheckpointError(f"nothing to resume in {self.out_dir}") from None
-                raise
-            if resumed.vocab != corpus.vocab:
-                raise CheckpointError(
-                    f"{self.out_dir}: the checkpoint was trained on another vocabulary "
-                    f"({len(resumed.vocab)} chars) than this corpus ({len(corpus.vocab)} chars)"
-                )
-            model_config = config_from_dict(resumed.meta["model"])
-        if model_config is None:
-            raise ConfigError("a model configuration is required")
-        model_config.vocab_size = len(corpus.vocab)
-        self.model_config = model_config
+        self._claim = self._setup_run_dir(resume, force)
+        try:
+            resumed = self._setup_resume(resume, force)
+            self._setup_data()
+            self._setup_model(model_config, resumed)
+            self._setup_optimizer()
+            if resumed is not None:
+                restore_run(self, resumed.meta, resumed.trainer_tensors)
+                if rank:  # the checkpoint holds rank 0's RNG state
+                    torch.manual_seed(config.seed + rank + 7919 * self.step)
+        except BaseException:
+            self.close()
+            raise
+        # Under DDP rank 0's clock drives the schedule (see _agree_with_ranks).
+        self._shared_time_progress: float | None = None
+        self.eager: torch.nn.Module = self._training_module()
+        self._compiled_ok = False
+        self.compiled = self._maybe_compile()
+        self._choose_precision()
 
-        window = config.seq_len
-        corpus.require_length(window, config.val_fraction)
+    # ----- set-up -------------------------------------------------------------------
+
+    def _setup_run_dir(self, resume: bool, force: bool) -> RunClaim | None:
+        """Claim the run directory (one writer at a time) before any work is done."""
+        if resume and self.out_dir is None:
+            raise ConfigError("--resume needs --out (the run directory to continue)")
+        if self.out_dir is None or not self.is_main:
+            return None
+        if resume and not self.out_dir.is_dir():
+            raise CheckpointError(f"nothing to resume in {self.out_dir}")
+        return claim_run_dir(self.out_dir, resume=resume, force=force)
+
+    def _setup_resume(self, resume: bool, force: bool) -> Checkpoint | None:
+        """The checkpoint to continue from, checked against this corpus; None for a new run."""
+        if not resume:
+            return None
+        assert self.out_dir is not None
+        resumed, reasons = load_resumable(self.out_dir, self.device, self.corpus, force=force)
+        if reasons:
+            self._emit(StatusEvent("starting", f"resuming inexactly: {'; '.join(reasons)}"))
+        return resumed
+
+    def _setup_data(self) -> None:
+        """The train/validation split, the batch source and the evaluation windows."""
+        config, corpus = self.config, self.corpus
+        corpus.require_length(config.seq_len, config.val_fraction)
         self.train_ids, self.val_ids = corpus.split(config.val_fraction)
-        if (
-            self.model_config.model_type == "transformer"
-            and config.seq_len > self.model_config.block_size
-        ):  # type: ignore[attr-defined]
-            raise ConfigError(
-                f"seq-len {config.seq_len} exceeds the transformer's block size "
-                f"{self.model_config.block_size}"  # type: ignore[attr-defined]
-            )
-        if config.batching == "stateful" and model_config.model_type == "transformer":
-            raise ConfigError("stateful batching is for recurrent models; use random")
-
-        # Every rank builds the same initial weights (DDP also broadcasts rank 0's); the
-        # randomness after that (dropout) differs per rank.
-        torch.manual_seed(config.seed)
-        self.model: CharLM = build_model(self.model_config).to(self.device)
-        if rank:
-            torch.manual_seed(config.seed + rank)
-        if resumed is not None:
-            self.model.load_state_dict(resumed.model.state_dict())
-        self.optimizer = self._make_optimizer()
         self.batches = BatchSource(
             self.train_ids,
             config,
             self.device,
             config.seed * 1000,
-            rank=rank,
-            world_size=world_size,
+            rank=self.rank,
+            world_size=self.world_size,
             vocab_size=len(corpus.vocab),
             item_starts=self._item_starts(),
         )
@@ -167,16 +175,44 @@ class Trainer:
             config.seed + 7,
             self.device,
         )
+
+    def _setup_model(self, model_config: ModelConfig | None, resumed: Checkpoint | None) -> None:
+        """Build the model (the checkpoint's config and weights when resuming)."""
+        config = self.config
         if resumed is not None:
-            self._restore(resumed.meta, resumed.trainer_tensors)
-            if rank:  # the checkpoint holds rank 0's RNG state
-                torch.manual_seed(config.seed + rank + 7919 * self.step)
-        # Under DDP rank 0's clock drives the schedule (see _agree_with_ranks).
-        self._shared_time_progress: float | None = None
-        self.eager: torch.nn.Module = self._training_module()
-        self._compiled_ok = False
-        self.compiled = self._maybe_compile()
-        self._choose_precision()
+            model_config = config_from_dict(resumed.meta["model"])
+        if model_config is None:
+            raise ConfigError("a model configuration is required")
+        model_config.vocab_size = len(self.corpus.vocab)
+        self.model_config = model_config
+        block_size = getattr(model_config, "block_size", None)
+        if model_config.model_type == "transformer" and config.seq_len > block_size:
+            raise ConfigError(
+                f"seq-len {config.seq_len} exceeds the transformer's block size {block_size}"
+            )
+        if config.batching == "stateful" and model_config.model_type == "transformer":
+            raise ConfigError("stateful batching is for recurrent models; use random")
+        parameters = check_fits(model_config)  # before allocating anything
+        if self._claim is not None:
+            # weights + two Adam moments, written beside the previous checkpoint
+            check_room(self._claim.run_dir, parameters * 4 * 3)
+        # Every rank builds the same initial weights (DDP also broadcasts rank 0's); the
+        # randomness after that (dropout) differs per rank.
+        torch.manual_seed(config.seed)
+        self.model: CharLM = build_model(model_config).to(self.device)
+        if self.rank:
+            torch.manual_seed(config.seed + self.rank)
+        if resumed is not None:
+            self.model.load_state_dict(resumed.model.state_dict())
+
+    def _setup_optimizer(self) -> None:
+        self.optimizer = self._make_optimizer()
+
+    def close(self) -> None:
+        """Let go of the run directory (run() does this when it ends)."""
+        claim = getattr(self, "_claim", None)
+        if claim is not None:
+            claim.release()
 
     # ----- set-up -------------------------------------------------------------------
 
@@ -259,34 +295,6 @@ class Trainer:
             return True
         return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
-    def _restore(self, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.step = int(meta.get("step", 0))
-        self.tokens = int(meta.get("tokens", 0))
-        self.history = list(meta.get("history", []))
-        self.best_val_loss = meta.get("best_val_loss")
-        self.train_seconds = float(meta.get("train_seconds", 0.0))
-        if tensors:
-            restore_optimizer(self.optimizer, tensors, meta.get("optimizer_groups", []))
-            if "rng.cpu" in tensors:
-                torch.set_rng_state(tensors["rng.cpu"])
-            if "rng.data" in tensors:
-                self.batches.restore(
-                    int(meta.get("data", {}).get("position", 0)), tensors["rng.data"]
-                )
-            if self.device.type == "cuda" and "rng.cuda.0" in tensors:
-                # This device's state only: a run saved on 8 GPUs resumes on 1 and back.
-                torch.cuda.set_rng_state(tensors["rng.cuda.0"], self.device)
-            carry = [
-                tensors[f"carry.{i}"].to(self.device) for i in range(8) if f"carry.{i}" in tensors
-            ]
-            same_world = int(meta.get("world_size", 1)) == self.world_size == 1
-            if carry and same_world:
-                self.carry = tuple(carry) if len(carry) > 1 else carry[0]
-            elif carry:
-                # Only rank 0's streams were saved, and their layout depends on the world
-                # size: the streams start a fresh pass instead.
-                self.batches.position = 0
-
     # ----- control ------------------------------------------------------------------
 
     def pause(self) -> None:
@@ -318,10 +326,11 @@ class Trainer:
             self.on_event(event)
 
     def _time_progress(self, now: float) -> float:
+        """Progress by time: what earlier processes reached, then this budget's share of the rest."""
         if self.deadline is None:
-            return 0.0
+            return self.progress_offset
         span = max(self.deadline - self.started, 1e-9)
-        return (now - self.started) / span
+        return self.progress_offset + (1.0 - self.progress_offset) * (now - self.started) / span
 
     def progress(self, now: float) -> float:
         cfg = self.config
@@ -383,7 +392,11 @@ class Trainer:
         return loss.detach()
 
     def run(self) -> TrainResult:
-        """Train until max_steps, the time budget or stop(); returns the final figures."""
+        """Train until max_steps, the time budget or stop(); returns the final figures.
+
+        Raises TrainingDiverged (after keeping the last good checkpoint) when the
+        loss or the weights stop being finite. The run directory is let go at the end.
+        """
         if self.out_dir is not None and self.is_main:
             # A resumed run (step > 0) keeps its records up to the checkpoint's step.
             self.metrics = MetricsLog(self.out_dir, resume_step=self.step or None)
@@ -393,6 +406,21 @@ class Trainer:
             if self.metrics is not None:
                 self.metrics.close()
                 self.metrics = None
+            self.close()
+
+    def _diverged(self, what: str) -> None:
+        """Stop without saving: `last` keeps naming the last checkpoint with finite weights."""
+        where = ""
+        if self.out_dir is not None:
+            kept = (self.out_dir / "last").exists()
+            where = (
+                f"; the last good checkpoint stays in {self.out_dir}"
+                if kept
+                else "; no checkpoint was saved"
+            )
+        raise TrainingDiverged(
+            f"training diverged at step {self.step}: {what} (lower the learning rate){where}"
+        )
 
     def _run(self) -> TrainResult:
         cfg = self.config
@@ -450,12 +478,13 @@ class Trainer:
 
             step_start = time.perf_counter()
             lr = self.lr_at(self.progress(now))
-            inputs, targets, reset = self.batches.next()
-            pending.append(self.train_step(inputs, targets, reset, lr))
-            pending_norms.append(self.grad_norm)
-            grad_norm = None
-            self.step += 1
-            self.tokens += inputs.numel() * self.world_size
+            with self.state_lock:
+                inputs, targets, reset = self.batches.next()
+                pending.append(self.train_step(inputs, targets, reset, lr))
+                pending_norms.append(self.grad_norm)
+                grad_norm = None
+                self.step += 1
+                self.tokens += inputs.numel() * self.world_size
             self.tokens_this_run += inputs.numel() * self.world_size
             if len(pending) >= sync_every or self.step % cfg.eval_interval == 0:
                 mean_loss = torch.stack(pending).mean()
@@ -470,6 +499,8 @@ class Trainer:
                 self._loss_ema = (
                     last_loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * last_loss
                 )
+                if not math.isfinite(last_loss) or last_loss > DIVERGED_LOSS:
+                    self._diverged(f"the loss reached {last_loss:.4g}")
             elapsed_step = time.perf_counter() - step_start
             step_seconds = self.budget.next_step_s(inputs.numel())
             self.budget.measured_step(inputs.numel(), elapsed_step)
@@ -494,6 +525,9 @@ class Trainer:
                 )
             )
             if self.step % cfg.eval_interval == 0:
+                bad = first_non_finite(self.model)
+                if bad is not None:  # every rank holds the same weights: all stop here
+                    self._diverged(f"the weights ({bad}) are no longer finite")
                 t0 = time.perf_counter()
                 self._periodic_eval(last_loss)
                 self.budget.measured_periodic(time.perf_counter() - t0)
@@ -579,7 +613,7 @@ class Trainer:
         train_loss = self._loss_ema if self._loss_ema is not None else float("nan")
         unrecorded = not self.history or (self.history[-1]["step"] != self.step and self.step > 0)
         full = None
-        if cfg.final_eval and self.is_main:
+        if cfg.final_eval and self.evaluate_at_end and self.is_main:
             chars = self.budget.final_chars()
             scored = self.val_ids[: chars + 1]
             self._emit(
@@ -604,7 +638,9 @@ class Trainer:
                 self.metrics.final(
                     self.step, full.loss, full.chars, time.monotonic() - self.started
                 )
-        if unrecorded and full is None:  # no final evaluation: a periodic one closes the history
+        if unrecorded and full is None and self.evaluate_at_end:
+            # No final evaluation: a periodic one closes the history (not when quitting:
+            # the save below must not wait for an evaluation).
             self._periodic_eval(train_loss)
         checkpoint = None
         if self.out_dir is not None and self.is_main:
@@ -649,44 +685,21 @@ class Trainer:
 
     # ----- checkpoints --------------------------------------------------------------
 
+    def schedule_progress(self) -> float:
+        """How far the schedule has come by time (0..1), saved so a resume continues it."""
+        by_time = self._shared_time_progress
+        if by_time is None:
+            by_time = self._time_progress(time.monotonic())
+        return min(1.0, max(by_time, 0.0))
+
     def save(self, tags: tuple[str, ...] = ("last",), extra: dict | None = None) -> Path:
-        """Write a checkpoint of everything needed to continue exactly from here."""
+        """Write a checkpoint of everything needed to continue exactly from here.
+
+        Any thread may call this while training runs: it waits for the step in flight.
+        """
         assert self.out_dir is not None
-        tensors, groups = optimizer_tensors(self.optimizer)
-        tensors["rng.cpu"] = torch.get_rng_state()
-        tensors["rng.data"] = self.batches.generator_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda.0"] = torch.cuda.get_rng_state(self.device)
-        for i, tensor in enumerate(_state_tensors(self.carry)):
-            tensors[f"carry.{i}"] = tensor
-        meta = {
-            "step": self.step,
-            "tokens": self.tokens,
-            "world_size": self.world_size,
-            "train": asdict(self.config),
-            "history": self.history,
-            "best_val_loss": self.best_val_loss,
-            "train_seconds": self.train_seconds,
-            "optimizer_groups": groups,
-            "data": self.batches.state_dict(),
-            "corpus": {
-                "name": self.corpus.name,
-                "files": [str(p.resolve()) for p in self.corpus.files[:1]]
-                if len(self.corpus.files) == 1
-                else [],
-                "content_key": self.corpus.content_key,
-                "chars": len(self.corpus),
-            },
-            "char_counts": self.corpus.counts.tolist(),
-            **(extra or {}),
-        }
-        path = save_checkpoint(
-            self.out_dir,
-            model=self.model,
-            vocab=self.corpus.vocab,
-            meta=meta,
-            trainer_tensors=tensors,
-            tags=tags,
-        )
-        self._emit(CheckpointEvent(self.step, str(path), list(tags)))
+        with self.state_lock:
+            path = save_run(self, tags, extra)
+            step = self.step
+        self._emit(CheckpointEvent(step, str(path), list(tags)))
         return path

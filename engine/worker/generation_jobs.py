@@ -33,6 +33,16 @@ class GenerationHandlers:
             return loaded.model, loaded.vocab, loaded.unigram, self.device
         raise UserError("no model yet: train one (Training tab) or load a checkpoint")
 
+    def _val_fraction(self) -> float:
+        """The held-out share the current model was trained with (its split, not the default)."""
+        with self.lock:
+            current, trainer, loaded = self.current, self.trainer, self.loaded
+        if current == "trainer" and trainer is not None:
+            return float(trainer.config.val_fraction)
+        if current == "checkpoint" and loaded is not None:
+            return float(loaded.train_config.get("val_fraction", 0.1))
+        return 0.1
+
     def _params(self, overrides: dict) -> Any:
         from engine.decoding.params import SamplingParams
 
@@ -192,7 +202,7 @@ class GenerationHandlers:
             if corpus.vocab != vocab:
                 raise UserError(f"the model's vocabulary does not match '{corpus.name}'")
 
-            _, val = corpus.split()
+            _, val = corpus.split(self._val_fraction())
 
             def progress(done: int, total: int) -> None:
                 self.out.latest("evaluate", p.EvaluateProgress(done, total, cmd.req))

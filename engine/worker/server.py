@@ -61,7 +61,9 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
 
         from engine.device import resolve_device
 
-        self.device = resolve_device("auto")
+        # CHARLM_DEVICE pins the engine's device (tests pin the CPU so that what the app
+        # shows is the same on every host); otherwise the best one available.
+        self.device = resolve_device(os.environ.get("CHARLM_DEVICE") or "auto")
         self.out.send(
             p.EngineReady(
                 device=str(self.device),
@@ -77,7 +79,15 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
         trainer, thread = self.trainer, self.train_thread
         self.train_stop.set()
         if trainer is not None and thread is not None and thread.is_alive():
-            trainer.config.final_eval = False  # quitting: save the run, skip the long scoring
+            # Quitting saves first (between two steps, no evaluation needed), so the run
+            # is on disk whatever happens next; then the loop stops without scoring.
+            trainer.evaluate_at_end = False
+            trainer.config.final_eval = False
+            self.out.send(p.StatusEvent("saving", "saving the run before quitting"))
+            try:
+                trainer.save(tags=("last",))
+            except Exception:
+                log_exception("save on quit")
             trainer.stop()
             thread.join(SHUTDOWN_GRACE_S)
 

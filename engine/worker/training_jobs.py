@@ -232,20 +232,12 @@ class TrainingHandlers:
         if current == "trainer" and trainer is not None:
             if target is not None:
                 raise UserError("a training run saves into its own run directory")
-            if self.training:
-                was_paused = trainer.paused
-                trainer.pause()
-                while not self.trainer_paused.wait(0.05):  # wait for the step in flight
-                    if not self.training:
-                        break
-                try:
-                    if self.training:
-                        return str(trainer.save(tags=("last",)))
-                finally:
-                    if not was_paused:
-                        trainer.resume()
-            if self.last_saved is not None and self.last_saved[0] == trainer.step:
-                return self.last_saved[1]
+            last = self.last_saved
+            if not self.training and last is not None and last[0] == trainer.step:
+                return last[1]
+            # No pausing: Trainer.save takes the trainer's state lock, which every step
+            # holds, so each save (two arriving together too, one after the other) holds
+            # the weights, optimizer and RNGs of one step while training goes on.
             return str(trainer.save(tags=("last",)))
         if current == "checkpoint" and loaded is not None:
             if target is None:

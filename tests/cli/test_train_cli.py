@@ -30,6 +30,8 @@ def train_args(corpus: Path, out: Path, *extra: str) -> list[str | Path]:
         "tiny",
         "--device",
         "cpu",
+        "--precision",
+        "fp32",  # the same on every CPU (auto is bf16 on AMX machines)
         *extra,
     ]
 

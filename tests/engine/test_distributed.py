@@ -48,6 +48,7 @@ def train_config(batch_size: int, max_steps: int) -> TrainConfig:
     _, settings = preset("lstm", "tiny")
     settings.update(
         device="cpu",
+        precision="fp32",  # the same on every CPU (auto is bf16 on AMX machines)
         batch_size=batch_size,
         max_steps=max_steps,
         warmup_steps=0,

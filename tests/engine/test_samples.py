@@ -20,7 +20,7 @@ from engine.errors import CorpusError
 from tests.helpers import assert_one_line
 
 MANIFEST = Path(samples.__file__).resolve().parents[2] / "sample_corpora" / "manifest.json"
-BEING_WRITTEN = {"verse", "code"}  # shipped files another engineer is writing right now
+WRITTEN_FOR_THE_PROJECT = {"verse", "code"}  # shipped texts (verse is the default corpus)
 
 PAYLOAD = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n" * 40).encode()
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -58,21 +58,18 @@ def test_shipped_files_exist_and_are_text() -> None:
         if sample.kind != "file":
             continue
         (path,) = samples.sample_files(sample)
-        if sample.name in BEING_WRITTEN and not path.exists():
-            continue  # being written by someone else right now
         assert path.is_file(), path
         assert path.stat().st_size > 10_000, path
         path.read_bytes().decode("utf-8")  # valid UTF-8
         assert sample.available_offline
 
 
-@pytest.mark.parametrize("name", sorted(BEING_WRITTEN))
-def test_shipped_corpus_being_written_loads(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(WRITTEN_FOR_THE_PROJECT))
+def test_shipped_texts_load(name: str) -> None:
     sample = samples.find_sample(name)
     assert sample is not None
     (path,) = samples.sample_files(sample)
-    if not path.exists():
-        pytest.skip(f"{path.name} is still being written")
+    assert path.is_file(), f"{path.name} is missing"
     corpus = load_corpus(name)
     assert len(corpus) > 10_000
     assert len(corpus.vocab) > 20

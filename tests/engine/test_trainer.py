@@ -43,7 +43,8 @@ def corpus(markov: tuple[Corpus, float]) -> Corpus:
 
 
 def quick(**values: object) -> TrainConfig:
-    """A few fast steps on the CPU."""
+    """A few fast steps on the CPU, in fp32 on every CPU ("auto" would pick bf16 on AMX
+    machines only; tests/engine/test_run_safety.py trains each precision explicitly)."""
     base = dict(
         batch_size=4,
         seq_len=16,
@@ -53,6 +54,7 @@ def quick(**values: object) -> TrainConfig:
         eval_interval=10,
         eval_chars=256,
         device="cpu",
+        precision="fp32",
         seed=5,
     )
     base.update(values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import time
@@ -142,7 +143,8 @@ async def test_process_engine_round_trip(tmp_path: Path) -> None:
 
         client.send(p.Evaluate(req=13))
         evaluated = await events.until(lambda e: isinstance(e, p.Evaluated))
-        assert evaluated.req == 13 and 0 < evaluated.loss < 3
+        # Learned something: clearly better than uniform guessing over the 10 characters.
+        assert evaluated.req == 13 and 0 < evaluated.loss < math.log(10) - 0.2
 
         client.send(p.ListRuns())
         runs = await events.until(lambda e: isinstance(e, p.RunsListed))
@@ -189,7 +191,11 @@ async def test_pause_resume_stop_and_cancel() -> None:
         await events.until(lambda e: isinstance(e, p.StatusEvent) and e.state == "training")
         client.send(p.SaveCheckpoint(req=6))
         saved = await events.until(lambda e: isinstance(e, p.CheckpointSaved))
-        assert Path(saved.path, "state.json").exists()
+        from engine.training.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(saved.path, with_trainer=True)
+        assert checkpoint.step > 0 and checkpoint.trainer_tensors, "enough to resume"
+        assert Path(saved.path).parent.joinpath("last").resolve() == Path(saved.path).resolve()
         client.send(p.Stop())
         finished = await events.until(lambda e: isinstance(e, p.TrainFinished), timeout=60)
         assert finished.result["stopped_by"] == "stop"
@@ -246,3 +252,115 @@ def test_list_runs_reads_state_without_torch(tmp_path: Path) -> None:
     (tmp_path / "runs" / "junk").mkdir()
     runs = list_runs(tmp_path / "runs")
     assert [(r["name"], r["step"], r["val_loss"]) for r in runs] == [("verse-lstm-1", 10, 1.5)]
+
+
+async def test_two_saves_back_to_back_hold_the_weights_of_their_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Case 3: two saves arriving together each hold one step's weights and optimizer
+    state (those of a run that was never interrupted), and training goes on after them."""
+    import torch
+
+    from engine.training import checkpoint as checkpoint_module
+
+    # Keep every checkpoint (a save prunes those no tag names) to compare both afterwards.
+    monkeypatch.setattr(checkpoint_module, "_prune", lambda run_dir: None)
+    # A slow disk: each save takes a while, long enough for training to move on under
+    # a save that does not hold the trainer still.
+    real_save_model = checkpoint_module.save_model
+
+    def slow_save_model(*args, **kwargs):
+        time.sleep(1.0)
+        return real_save_model(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "save_model", slow_save_model)
+
+    from engine.data.corpus import load_corpus
+    from engine.models import make_config
+    from engine.training.checkpoint import load_checkpoint, optimizer_tensors
+    from engine.training.config import TrainConfig
+    from engine.training.events import StepEvent
+    from engine.training.trainer import Trainer
+
+    client = EngineClient("thread")
+    await client.start()
+    events = Events(client)
+    train = {"max_steps": 400, "eval_interval": 1000, "final_eval": False, "device": "cpu"}
+    try:
+        client.send(p.LoadCorpus("markov", req=1))
+        await events.until(lambda e: isinstance(e, p.CorpusLoaded))
+        client.send(p.Train("lstm", "tiny", train=train, sample_every_s=0))
+        started = await events.until(lambda e: isinstance(e, p.TrainStarted))
+        await events.until(lambda e: isinstance(e, p.StepEvent) and e.step >= 3)
+        client.send(p.SaveCheckpoint(req=2))
+        client.send(p.SaveCheckpoint(req=3))
+        first = await events.until(lambda e: isinstance(e, p.CheckpointSaved) and e.req == 2)
+        second = await events.until(lambda e: isinstance(e, p.CheckpointSaved) and e.req == 3)
+        later = await events.until(
+            lambda e: isinstance(e, p.StepEvent) and e.step > load_checkpoint(second.path).step + 2
+        )
+        assert later.step > 0, "training continued after the saves"
+        client.send(p.Stop())
+        await events.until(lambda e: isinstance(e, p.TrainFinished), timeout=60)
+    finally:
+        await client.stop()
+
+    corpus = load_corpus("markov")
+    model_values = {k: v for k, v in started.model.items() if k != "model_type"}
+    for saved in (first, second):
+        checkpoint = load_checkpoint(saved.path, with_trainer=True)
+        target = checkpoint.step
+        assert target >= 3
+
+        holder: list[Trainer] = []
+
+        def stop_at(event: object, target: int = target, holder: list = holder) -> None:
+            if isinstance(event, StepEvent) and event.step == target:
+                holder[0].stop()
+
+        reference = Trainer(
+            corpus,
+            make_config("lstm", **model_values),
+            TrainConfig.from_dict(started.train),
+            on_event=stop_at,
+        )
+        holder.append(reference)
+        reference.run()
+        assert reference.step == target
+        for name, tensor in reference.model.state_dict().items():
+            assert torch.equal(checkpoint.model.state_dict()[name], tensor), (target, name)
+        moments, _ = optimizer_tensors(reference.optimizer)
+        for name, tensor in moments.items():
+            assert torch.equal(checkpoint.trainer_tensors[name], tensor), (target, name)
+
+
+async def test_evaluate_uses_the_models_own_validation_split(tmp_path: Path) -> None:
+    """Audit: Evaluate scores the held-out split the model was trained with (here 30%),
+    not the default 10%, for a loaded checkpoint."""
+    from engine.data.corpus import load_corpus
+    from engine.training.config import TrainConfig
+    from tests.helpers import tiny_config
+
+    corpus = load_corpus("markov")
+    from engine.training.trainer import Trainer
+
+    config = TrainConfig(
+        batch_size=4, seq_len=16, max_steps=3, eval_interval=3, eval_chars=256,
+        device="cpu", precision="fp32", val_fraction=0.3, final_eval=False,
+    )  # fmt: skip
+    Trainer(corpus, tiny_config("lstm"), config, out_dir=tmp_path / "run").run()
+    client = EngineClient("thread")
+    await client.start()
+    events = Events(client)
+    try:
+        client.send(p.LoadCorpus("markov", req=1))
+        await events.until(lambda e: isinstance(e, p.CorpusLoaded))
+        client.send(p.LoadCheckpoint(str(tmp_path / "run"), req=2))
+        await events.until(lambda e: isinstance(e, p.CheckpointLoaded))
+        client.send(p.Evaluate(req=3))
+        evaluated = await events.until(lambda e: isinstance(e, p.Evaluated) and e.req == 3)
+    finally:
+        await client.stop()
+    held_out = len(corpus.split(0.3)[1])
+    assert held_out != len(corpus.split(0.1)[1])
+    assert evaluated.chars in (held_out, held_out - 1)

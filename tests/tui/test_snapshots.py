@@ -46,23 +46,42 @@ async def _ready(pilot) -> None:
     await pilot.pause()
 
 
+def _distribution(chosen: str, prob: float) -> list[tuple[str, float]]:
+    """The top 5 of a made-up next-char distribution, shaped as the engine sends it: the
+    chosen character at `prob`, the rest of the mass over other characters, sorted by
+    probability, no character twice."""
+    others = [c for c in "eat o" if c != chosen][:4]
+    rest = 1.0 - prob
+    entries = [(chosen, prob)] + [
+        (c, rest * share) for c, share in zip(others, (0.5, 0.25, 0.15, 0.1), strict=False)
+    ]
+    return sorted(entries, key=lambda entry: -entry[1])[:5]
+
+
 def _fake_generation(pane: GenerationPane) -> None:
-    """A fixed 'generation' with made-up but varied probabilities."""
+    """A fixed 'generation' with made-up but varied probabilities (sampled at T=1, so the
+    sampling and model probabilities agree)."""
     pane.req = 424242
     pane.has_model = True
     pane.model_info = "lstm checkpoint, step 500"
     chars = list(TEXT)
     probs = [((i * 37) % 100) / 100 + 0.005 for i in range(len(chars))]
-    tops = [
-        [(c, q), ("e", 0.2), ("a", 0.1), (" ", 0.05), ("t", 0.02)]
-        for c, q in zip(chars, probs, strict=True)
-    ]
+    tops = [_distribution(c, q) for c, q in zip(chars, probs, strict=True)]
     for event in (
         p.GenerationStarted("The keeper", {}, req=424242),
         p.GenerationChunk(TEXT, probs, probs, tops, req=424242),
         p.GenerationDone(TEXT, len(TEXT), 0.25, len(TEXT) / 0.25, req=424242),
     ):
         pane.post_message(EngineEvent(event))
+
+
+def test_fake_generation_is_shaped_as_the_engine_sends_it() -> None:
+    for index, char in enumerate(TEXT):
+        prob = ((index * 37) % 100) / 100 + 0.005
+        top = _distribution(char, prob)
+        values = [q for _, q in top]
+        assert values == sorted(values, reverse=True)
+        assert len({c for c, _ in top}) == len(top) and sum(values) <= 1.0 + 1e-9
 
 
 def test_corpus_pane_on_startup(snap_compare) -> None:
