@@ -49,6 +49,15 @@ class RunClaim:
         self.run_dir = run_dir
         self._key = key
         self._released = False
+        self.created = False  # the claim made the directory (bad input leaves nothing behind)
+
+    def abandon(self) -> None:
+        """Release after a failed start: a directory this claim created goes again."""
+        if self.created and not self._released:
+            with contextlib.suppress(OSError):
+                (self.run_dir / LOCK_FILE).unlink()
+                self.run_dir.rmdir()  # only if nothing else was written
+        self.release()
 
     def release(self) -> None:
         with _held_lock:
@@ -131,11 +140,13 @@ def claim_run_dir(run_dir: Path, *, resume: bool, force: bool) -> RunClaim:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"cannot use {run_dir} as a run directory: it is a file")
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CheckpointError(describe_os_error(run_dir, exc)) from None
     claim = _lock(run_dir)
+    claim.created = created
     try:
         remove_stale_temps(run_dir)
         if not resume:

@@ -122,7 +122,8 @@ class Trainer:
                 if rank:  # the checkpoint holds rank 0's RNG state
                     torch.manual_seed(config.seed + rank + 7919 * self.step)
         except BaseException:
-            self.close()
+            if self._claim is not None:
+                self._claim.abandon()
             raise
         # Under DDP rank 0's clock drives the schedule (see _agree_with_ranks).
         self._shared_time_progress: float | None = None
