@@ -43,8 +43,12 @@ def quick(**values: object) -> TrainConfig:
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
-def train(corpus: Corpus, out: Path, resume: bool = False, **values: object):
-    trainer = Trainer(corpus, tiny_config("lstm"), quick(**values), out_dir=out, resume=resume)
+def train(
+    corpus: Corpus, out: Path, resume: bool = False, force: bool = False, **values: object
+):
+    trainer = Trainer(
+        corpus, tiny_config("lstm"), quick(**values), out_dir=out, resume=resume, force=force
+    )
     return trainer.run()
 
 
@@ -110,7 +114,7 @@ def test_resume_with_nothing_left_replaces_the_closing_record(
 def test_a_fresh_run_starts_a_fresh_file(corpus: Corpus, tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(corpus, out, max_steps=12)
-    train(corpus, out, max_steps=5)
+    train(corpus, out, max_steps=5, force=True)  # replacing a run takes --force (issue 9)
     assert [r["step"] for r in step_records(read_metrics(out / METRICS_FILE))] == [1, 2, 3, 4, 5]
 
 
