@@ -43,9 +43,7 @@ def quick(**values: object) -> TrainConfig:
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
-def train(
-    corpus: Corpus, out: Path, resume: bool = False, force: bool = False, **values: object
-):
+def train(corpus: Corpus, out: Path, resume: bool = False, force: bool = False, **values: object):
     trainer = Trainer(
         corpus, tiny_config("lstm"), quick(**values), out_dir=out, resume=resume, force=force
     )
