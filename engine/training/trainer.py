@@ -121,16 +121,16 @@ class Trainer:
                 restore_run(self, resumed.meta, resumed.trainer_tensors)
                 if rank:  # the checkpoint holds rank 0's RNG state
                     torch.manual_seed(config.seed + rank + 7919 * self.step)
+            # Under DDP rank 0's clock drives the schedule (see _agree_with_ranks).
+            self._shared_time_progress: float | None = None
+            self.eager: torch.nn.Module = self._training_module()
+            self._compiled_ok = False
+            self.compiled = self._maybe_compile()
+            self._choose_precision()
         except BaseException:
             if self._claim is not None:
                 self._claim.abandon()
             raise
-        # Under DDP rank 0's clock drives the schedule (see _agree_with_ranks).
-        self._shared_time_progress: float | None = None
-        self.eager: torch.nn.Module = self._training_module()
-        self._compiled_ok = False
-        self.compiled = self._maybe_compile()
-        self._choose_precision()
 
     # ----- set-up -------------------------------------------------------------------
 
