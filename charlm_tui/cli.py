@@ -93,13 +93,22 @@ def corpus_list(json_out: bool = JSON_OPTION) -> None:
 def corpus_info(
     corpus: str = typer.Argument(..., help="A sample name, a text file or a directory."),
     encoding: str = ENCODING_OPTION,
+    labels: bool = typer.Option(
+        False,
+        "--labels",
+        help="Read it as labelled (a directory of labels, or label<TAB>text lines).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Size, vocabulary, unigram entropy, most common characters and a preview."""
     from engine.data.corpus import load_corpus
+    from engine.data.labels import label_sizes, load_labelled_corpus, looks_labelled
 
-    with _download_progress() as on_download:
-        loaded = load_corpus(corpus, encoding, download_progress=on_download)
+    if labels:
+        loaded = load_labelled_corpus(corpus, encoding)
+    else:
+        with _download_progress() as on_download:
+            loaded = load_corpus(corpus, encoding, download_progress=on_download)
     from engine.data.items import corpus_item_info
 
     info = {
@@ -107,6 +116,10 @@ def corpus_info(
         **loaded.stats().as_dict(),
         "items": corpus_item_info(loaded.vocab.chars, loaded.ids),
     }
+    if labels:
+        info["labels"] = label_sizes(loaded)
+    else:
+        info["labelled_layout"] = looks_labelled(corpus)
     if json_out:
         emit_json(info)
         return
@@ -128,6 +141,9 @@ def corpus_info(
             f"mean length {items['mean_length']:.1f}, longest {items['max_length']}",
             markup=False,
         )
+    if labels:
+        sizes = ", ".join(f"{row['name']} ({row['chars']:,})" for row in info["labels"])
+        stderr.print(f"labels: {sizes}", markup=False)
     common = "  ".join(f"{c!r}:{n:,}" for c, n in info["most_common"])
     stdout.print(f"most common: {common}")
     stdout.print("preview:")

@@ -145,6 +145,8 @@ def _decide_items(config: object, corpus: object, items: bool | None) -> None:
     """--items, --no-items, or (neither) whatever detection says, said on stderr."""
     from engine.data.items import corpus_is_items, require_newline
 
+    if items is None and config.conditional:  # type: ignore[attr-defined]
+        items = False  # windows of a conditional run keep to a label, not to items
     if items is None:
         items = corpus_is_items(corpus.vocab.chars, corpus.ids)  # type: ignore[attr-defined]
         if items:
@@ -201,6 +203,15 @@ def train(
     tensorboard: Path | None = typer.Option(
         None, "--tensorboard", help="Also write TensorBoard event files to this directory."
     ),
+    conditional: bool = typer.Option(
+        False,
+        "--conditional",
+        help="Learn one embedding per label of a labelled corpus (a directory of labels, "
+        "or label<TAB>text lines).",
+    ),
+    label_dropout: float = typer.Option(
+        0.1, "--label-dropout", help="Share of windows trained with no label (conditional)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Train a model; prints val_loss (nats/char on the held-out split), steps, speed."""
@@ -219,7 +230,7 @@ def train(
             "--patience must be at least 1 (evaluations without a new best before stopping)"
         )
 
-    from engine.data.corpus import load_corpus
+    from engine.data.labels import load_corpus_as
     from engine.device import resolve_device
     from engine.models import MODEL_TYPES, make_config
     from engine.training.config import TrainConfig
@@ -233,8 +244,15 @@ def train(
     model_settings, train_settings = get_preset(
         model, preset or default_preset(resolved_device.type)
     )
+    explicit_batching = "batching" in train_settings and any(
+        item.split("=", 1)[0].strip().replace("-", "_") == "batching" for item in settings
+    )
     _apply_settings(settings, model_settings, train_settings, model)
     train_settings.update(device=device, precision=precision, compile=compile_model)
+    if conditional:
+        if not explicit_batching:  # a preset's stateful streams would run across labels
+            train_settings["batching"] = "random"
+        train_settings.update(conditional=True, label_dropout=label_dropout)
     if seed is not None:
         train_settings["seed"] = seed
     if time_budget is not None:
@@ -264,7 +282,7 @@ def train(
         if result is None:  # not rank 0
             return
     else:
-        loaded = load_corpus(corpus, encoding)
+        loaded = load_corpus_as(corpus, encoding, conditional)
         if loaded.skipped_binary or loaded.skipped_undecodable:
             stderr.print(
                 f"skipped {loaded.skipped_binary} binary and {loaded.skipped_undecodable} "

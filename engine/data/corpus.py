@@ -111,6 +111,14 @@ class CorpusStats:
 
 
 @dataclass
+class LabelledIds:
+    """Ids of some labels' text plus (start, end, label index) rows saying whose each span is."""
+
+    ids: np.ndarray
+    segments: np.ndarray  # (n, 3) int64
+
+
+@dataclass
 class Corpus:
     name: str
     vocab: Vocab
@@ -120,16 +128,44 @@ class Corpus:
     skipped_binary: int = 0
     skipped_undecodable: int = 0
     content_key: str = ""
+    # A labelled corpus (engine/data/labels.py): label names, and (start, end, label) spans.
+    labels: tuple[str, ...] = ()
+    segments: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
     def split(self, val_fraction: float = DEFAULT_VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
-        """Contiguous split: the first part trains, the tail validates (as nanoGPT does)."""
+        """Contiguous split: the first part trains, the tail validates (as nanoGPT does).
+
+        A labelled corpus splits each label on its own, so both splits hold every label.
+        """
         if not 0.0 < val_fraction < 1.0:
             raise CorpusError(f"validation fraction must be in (0, 1), got {val_fraction}")
+        if self.segments is not None:
+            train, val = self.label_split(val_fraction)
+            return train.ids, val.ids
         cut = int(len(self) * (1.0 - val_fraction))
         return self.ids[:cut], self.ids[cut:]
+
+    def label_split(self, val_fraction: float) -> tuple[LabelledIds, LabelledIds]:
+        """Each label's head trains and its tail validates; spans say whose each part is."""
+        if self.segments is None:
+            raise CorpusError(f"corpus '{self.name}' has no labels")
+        parts: tuple[list, list] = ([], [])
+        spans: tuple[list, list] = ([], [])
+        at = [0, 0]
+        for start, end, label in self.segments.tolist():
+            cut = start + int((end - start) * (1.0 - val_fraction))
+            for side, (lo, hi) in enumerate(((start, cut), (cut, end))):
+                parts[side].append(np.asarray(self.ids[lo:hi]))
+                spans[side].append((at[side], at[side] + hi - lo, label))
+                at[side] += hi - lo
+        train, val = (
+            LabelledIds(np.concatenate(parts[i]), np.asarray(spans[i], dtype=np.int64))
+            for i in (0, 1)
+        )
+        return train, val
 
     def unigram(self) -> np.ndarray:
         """Character probabilities, used to draw the first character of an empty prompt."""

@@ -62,7 +62,7 @@ def _check_ranges(config: ModelConfig) -> None:
         elif isinstance(f.default, bool):
             check_bool(f.name, value)
         elif isinstance(f.default, int):
-            low = 0 if f.name == "vocab_size" else 1
+            low = 0 if f.name in ("vocab_size", "num_labels") else 1
             check_int(f.name, value, low, MAX_SIZES.get(f.name))
     n_embd, n_head = getattr(config, "n_embd", None), getattr(config, "n_head", None)
     if n_embd is not None and n_head is not None and n_embd % n_head:

@@ -1,7 +1,8 @@
 """The one interface every model implements.
 
-`forward(tokens, state) -> (logits, new_state)`: tokens are (batch, time) ids,
-logits (batch, time, vocab). `state` is whatever the model carries between calls
+`forward(tokens, state, condition=None) -> (logits, new_state)`: tokens are
+(batch, time) ids, logits (batch, time, vocab); `condition` picks the label (or
+mix of labels) of a conditional model, see engine/models/conditioning.py. `state` is whatever the model carries between calls
 (an RNN's hidden state, a Transformer's key/value cache); `None` starts fresh.
 Feeding a sequence in pieces, carrying the state, gives the same logits as
 feeding it whole, which is what lets generation cost one step per character.
@@ -24,6 +25,8 @@ class ModelConfig:
 
     vocab_size: int = 0
     dropout: float = 0.0
+    # > 0: a conditional model with this many labels (engine/models/conditioning.py).
+    num_labels: int = 0
 
     model_type: ClassVar[str] = ""
 
@@ -41,7 +44,13 @@ class CharLM(nn.Module):
         """How many positions one state can hold (None: unbounded, as in an RNN)."""
         return None
 
-    def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+    @property
+    def num_labels(self) -> int:
+        return int(getattr(self.config, "num_labels", 0))
+
+    def forward(
+        self, tokens: torch.Tensor, state: State = None, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 
     def select_state(self, state: State, index: torch.Tensor) -> State:

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.models.base import CharLM, ModelConfig, State
+from engine.models.conditioning import condition_vector, make_label_embedding
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RecurrentLM(CharLM):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.label = make_label_embedding(config.num_labels, config.embed_dim)
         self.rnn = self.cell_class(
             config.embed_dim,
             config.hidden_size,
@@ -43,14 +45,22 @@ class RecurrentLM(CharLM):
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
-    def forward(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, tokens: torch.Tensor, state: State = None, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        label = condition_vector(self.label, condition, tokens.shape[0])
         if tokens.shape[1] == 1 and not self.training and not torch.is_grad_enabled():
-            return self._decode_step(tokens[:, 0], state)
-        x = self.drop(self.embedding(tokens))
+            return self._decode_step(tokens[:, 0], state, label)
+        x = self.embedding(tokens)
+        if label is not None:
+            x = x + label
+        x = self.drop(x)
         out, new_state = self.rnn(x, state)
         return self.head(self.drop(out)), new_state
 
-    def _decode_step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def _decode_step(
+        self, token: torch.Tensor, state: State, label: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """One position, written out with the cell's own weights.
 
         Generation feeds one character at a time, and for that a fused nn.LSTM call
@@ -71,6 +81,8 @@ class RecurrentLM(CharLM):
             w_ih, w_hh, b_ih, b_hh = weights[4 * layer : 4 * layer + 4]
             # Layer 0's input projection depends on the token alone: look it up.
             projected = self._input_table()[token] if layer == 0 else None
+            if projected is not None and label is not None:  # the label's share of layer 0
+                projected = projected + F.linear(label[:, 0], weights[0])
             if isinstance(self.rnn, nn.LSTM):
                 h, c = state[0][layer], state[1][layer]
                 if projected is None:

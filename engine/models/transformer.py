@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.models.base import CharLM, ModelConfig
+from engine.models.conditioning import condition_vector, make_label_embedding
 
 
 @dataclass
@@ -108,6 +109,7 @@ class TransformerLM(CharLM):
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.label = make_label_embedding(config.num_labels, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
@@ -132,7 +134,10 @@ class TransformerLM(CharLM):
         return self.config.block_size
 
     def forward(
-        self, tokens: torch.Tensor, state: KVCache | None = None
+        self,
+        tokens: torch.Tensor,
+        state: KVCache | None = None,
+        condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         past_len = state.length if state is not None else 0
         steps = tokens.shape[1]
@@ -141,7 +146,11 @@ class TransformerLM(CharLM):
                 f"{past_len + steps} positions exceed the context of {self.config.block_size}"
             )
         positions = torch.arange(past_len, past_len + steps, device=tokens.device)
-        x = self.drop(self.wte(tokens) + self.wpe(positions))
+        x = self.wte(tokens) + self.wpe(positions)
+        label = condition_vector(self.label, condition, tokens.shape[0])
+        if label is not None:
+            x = x + label
+        x = self.drop(x)
         keys, values = [], []
         for i, block in enumerate(self.blocks):
             past = (state.keys[i], state.values[i]) if state is not None and past_len else None

@@ -46,6 +46,13 @@ class BatchSource:
     world_size x batch_size rows from an identically seeded generator and keeps
     rows rank::world_size, so N ranks train exactly as one process would with
     the global batch, and the generator state in a checkpoint is every rank's.
+
+    A labelled corpus (`segments`: (start, end, label) rows) is batched by
+    `next_labelled`: a window is drawn uniformly among those lying wholly inside
+    one label's span (never straddling two labels), and comes with its condition
+    id (label + 1), replaced by 0 ("no label") with probability `label_dropout`
+    so that the model also learns to sample without one. Only random batching
+    can do that (a stateful stream would run across labels).
     """
 
     DEVICE_LIMIT_BYTES = 2 << 30
@@ -61,6 +68,8 @@ class BatchSource:
         world_size: int = 1,
         vocab_size: int | None = None,
         item_starts: np.ndarray | None = None,
+        segments: np.ndarray | None = None,
+        label_dropout: float = 0.0,
     ):
         self.config = config
         self.device = device
@@ -99,6 +108,42 @@ class BatchSource:
             self.item_starts = torch.from_numpy(np.asarray(item_starts, dtype=np.int64)).to(
                 self.index_device
             )
+        self.label_dropout = label_dropout
+        if segments is not None:
+            self._set_segments(np.asarray(segments, dtype=np.int64).reshape(-1, 3))
+
+    def _set_segments(self, segments: np.ndarray) -> None:
+        if self.config.batching != "random":
+            raise ConfigError(
+                "conditional training needs random batching (windows stay in a label)"
+            )
+        seq = self.config.seq_len
+        fits = np.maximum(segments[:, 1] - segments[:, 0] - seq, 0)
+        if fits.sum() == 0:
+            raise ConfigError(f"no label has a whole training window ({seq + 1} chars)")
+        on = self.index_device
+        self.seg_starts = torch.as_tensor(segments[:, 0], device=on)
+        self.seg_labels = torch.as_tensor(segments[:, 2], device=on)
+        self.seg_ends = torch.as_tensor(np.cumsum(fits), device=on)  # valid starts, cumulative
+        self.seg_fits = torch.as_tensor(fits, device=on)
+
+    def next_labelled(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs, targets, condition ids): windows inside one label, label dropout applied."""
+        total = int(self.seg_ends[-1])
+        draws = torch.randint(
+            0, total, (self.rows,), generator=self.generator, device=self.index_device
+        )
+        segment = torch.searchsorted(self.seg_ends, draws, right=True)
+        offset = draws - (self.seg_ends[segment] - self.seg_fits[segment])
+        starts = self.seg_starts[segment] + offset
+        condition = self.seg_labels[segment] + 1
+        dropped = (
+            torch.rand(self.rows, generator=self.generator, device=self.index_device)
+            < self.label_dropout
+        )
+        condition = torch.where(dropped, torch.zeros_like(condition), condition)
+        chunk = self._gather(self._mine(starts)[:, None] + self.window)
+        return chunk[:, :-1], chunk[:, 1:], self._mine(condition).to(self.device)
 
     def _gather(self, index: torch.Tensor) -> torch.Tensor:
         if self.device_ids is not None:

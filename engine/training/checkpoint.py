@@ -72,6 +72,12 @@ class Checkpoint:
         return list(self.meta.get("history", []))
 
     @property
+    def labels(self) -> tuple[str, ...]:
+        """The label names of a conditional model, in condition-id order (id = index + 1);
+        empty for an unconditional one (every checkpoint from before labels existed)."""
+        return tuple(self.meta.get("labels") or ())
+
+    @property
     def unigram(self) -> np.ndarray:
         counts = np.asarray(self.meta.get("char_counts") or np.ones(len(self.vocab)), dtype=float)
         return counts / counts.sum()
@@ -326,6 +332,9 @@ def load_checkpoint(
         vocab = Vocab(state["vocab"])
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise CheckpointError(f"{directory}: damaged metadata ({exc})") from None
+    labels = state.get("labels") or []
+    if not isinstance(labels, list) or len(labels) != config.num_labels:
+        raise CheckpointError(f"{directory}: damaged metadata (labels do not match the model)")
     model = build_model(config)
     try:
         missing, unexpected = load_model(model, str(directory / MODEL_FILE), strict=False)

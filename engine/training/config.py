@@ -42,6 +42,9 @@ class TrainConfig:
     patience: int | None = None
     # Line-per-item corpus: training windows start at item boundaries (newlines).
     items: bool = False
+    # A conditional run (engine/models/conditioning.py) on a labelled corpus.
+    conditional: bool = False
+    label_dropout: float = 0.1
 
     def validate(self) -> None:
         """Types first, then ranges: `--set lr=abc` or a tampered state.json is bad input, not a crash.
@@ -80,6 +83,14 @@ class TrainConfig:
         check_bool("items", self.items)
         if self.items and self.batching != "random":
             raise ConfigError("--items trains on windows that start at items: use random batching")
+        check_bool("conditional", self.conditional)
+        check_number("label_dropout", self.label_dropout, 0.0, 1.0, high_open=True)
+        if self.conditional and self.items:
+            raise ConfigError("--items and --conditional do not combine (yet): pick one")
+        if self.conditional and self.batching != "random":
+            raise ConfigError(
+                "conditional training needs random batching (windows stay in a label)"
+            )
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

@@ -112,22 +112,37 @@ def _zero_first_row(state: object) -> object:
     return state
 
 
+# sink(logits (R, T, V), positions (R, T)): what to do with the predictions for
+# targets[positions]; every position of the split is handed over at most once.
+Sink = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+def _call(model: CharLM, tokens: torch.Tensor, state: object, condition: int | None):
+    """The model on `tokens`, with every row conditioned on `condition` (an id) if given."""
+    if condition is None:
+        return model(tokens, state)
+    rows = torch.full((tokens.shape[0],), condition, dtype=torch.long, device=tokens.device)
+    return model(tokens, state, rows)
+
+
 @torch.inference_mode()
 def _recurrent_split(
     model: CharLM,
     ids: torch.Tensor,
     amp: torch.dtype | None,
+    condition: int | None,
+    sink: Sink,
     deadline: float | None,
     progress: Callable[[int, int], None] | None = None,
-) -> EvalResult:
-    inputs, targets = ids[:-1], ids[1:]
+) -> int:
+    """Scores into `sink`; returns how many characters were scored."""
+    inputs = ids[:-1]
     total = inputs.numel()
     streams = max(1, min(MAX_STREAMS, total // STREAM_CHARS))
     length = total // streams
     body = streams * length
     x = inputs[:body].view(streams, length)
-    y = targets[:body].view(streams, length)
-    nll = 0.0
+    where = torch.arange(body, device=ids.device).view(streams, length)
     state = None
     scored = 0
     clock = _Clock(deadline)
@@ -138,24 +153,24 @@ def _recurrent_split(
             # so its warm-up (its own start, a stand-in) is wiped back to a fresh state.
             starts = torch.arange(streams, device=ids.device) * length
             offsets = (starts - warm).clamp_min(0)[:, None] + torch.arange(warm, device=ids.device)
-            _, state = model(inputs[offsets].long(), None)
+            _, state = _call(model, inputs[offsets].long(), None, condition)
             state = _zero_first_row(state)
         for start in range(0, length, CHUNK_STEPS):
             if clock.out_of_time():
-                return EvalResult(nll / scored if scored else math.nan, scored)
-            logits, state = model(x[:, start : start + CHUNK_STEPS].long(), state)
-            nll += _nll_sum(logits, y[:, start : start + CHUNK_STEPS])
+                return scored
+            logits, state = _call(model, x[:, start : start + CHUNK_STEPS].long(), state, condition)
+            sink(logits, where[:, start : start + CHUNK_STEPS])
             scored += logits.shape[0] * logits.shape[1]
             if progress is not None:
                 progress(scored, total)
         if body < total and not clock.out_of_time():  # the remainder continues the last stream
             last = model.select_state(state, torch.tensor([streams - 1], device=ids.device))
-            logits, _ = model(inputs[body:].unsqueeze(0).long(), last)
-            nll += _nll_sum(logits, targets[body:].unsqueeze(0))
+            logits, _ = _call(model, inputs[body:].unsqueeze(0).long(), last, condition)
+            sink(logits, torch.arange(body, total, device=ids.device)[None])
             scored = total
     if progress is not None and scored == total:
         progress(total, total)
-    return EvalResult(nll / scored if scored else math.nan, scored)
+    return scored
 
 
 @torch.inference_mode()
@@ -163,12 +178,14 @@ def _windowed_split(
     model: CharLM,
     ids: torch.Tensor,
     amp: torch.dtype | None,
+    condition: int | None,
+    sink: Sink,
     deadline: float | None,
     batch: int = 32,
     progress: Callable[[int, int], None] | None = None,
-) -> EvalResult:
+) -> int:
     window = int(model.max_context or 256)
-    inputs, targets = ids[:-1], ids[1:]
+    inputs = ids[:-1]
     total = inputs.numel()
     if total <= window:
         starts, first_scored = [0], [0]
@@ -180,23 +197,43 @@ def _windowed_split(
             starts.append(total - window)
         # A window scores the positions after the end of the previous one.
         first_scored = [0] + [(prev + window) - start for prev, start in itertools.pairwise(starts)]
-    nll = 0.0
     scored = 0
     clock = _Clock(deadline)
     with autocast(ids.device, amp):
         for i in range(0, len(starts), batch):
             if clock.out_of_time():
-                return EvalResult(nll / scored if scored else math.nan, scored)
+                return scored
             group = torch.tensor(starts[i : i + batch], device=ids.device)
             offsets = group[:, None] + torch.arange(window, device=ids.device)
-            logits, _ = model(inputs[offsets].long())
+            logits, _ = _call(model, inputs[offsets].long(), None, condition)
             for row, skip in enumerate(first_scored[i : i + batch]):
-                nll += _nll_sum(logits[row, skip:], targets[offsets[row, skip:]])
+                sink(logits[row : row + 1, skip:], offsets[row : row + 1, skip:])
                 scored += window - skip
             if progress is not None:
                 progress(scored, total)
     assert scored == total, (scored, total)
-    return EvalResult(nll / total, total)
+    return total
+
+
+def _score(
+    model: CharLM,
+    ids: np.ndarray | torch.Tensor,
+    device: torch.device | str,
+    amp: torch.dtype | None,
+    condition: int | None,
+    sink_for: Callable[[torch.Tensor], Sink],
+    deadline: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    device = torch.device(device)
+    model.eval()
+    tensor = _as_tensor(ids, device)
+    if tensor.numel() < 2:
+        raise ValueError("need at least two characters to evaluate")
+    sink = sink_for(tensor[1:])
+    if model.max_context is None:
+        return _recurrent_split(model, tensor, amp, condition, sink, deadline, progress)
+    return _windowed_split(model, tensor, amp, condition, sink, deadline, progress=progress)
 
 
 def evaluate_split(
@@ -206,30 +243,113 @@ def evaluate_split(
     amp: torch.dtype | None = None,
     deadline: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    condition: int | None = None,
 ) -> EvalResult:
     """Every character of `ids` (after the first) scored once; the model is left in eval mode.
 
     With a `deadline` it may stop early: then `chars` is below len(ids) - 1.
     `progress(done, total)` is called as characters are scored (a split can take a minute).
+    `condition`: a conditional model's condition id for every position (0: no label).
     """
-    device = torch.device(device)
-    model.eval()
-    tensor = _as_tensor(ids, device)
-    if tensor.numel() < 2:
-        raise ValueError("need at least two characters to evaluate")
-    if model.max_context is None:
-        return _recurrent_split(model, tensor, amp, deadline, progress)
-    return _windowed_split(model, tensor, amp, deadline, progress=progress)
+    nll = [0.0]
+
+    def sink_for(targets: torch.Tensor) -> Sink:
+        def sink(logits: torch.Tensor, positions: torch.Tensor) -> None:
+            nll[0] += _nll_sum(logits, targets[positions])
+
+        return sink
+
+    scored = _score(model, ids, device, amp, condition, sink_for, deadline, progress)
+    return EvalResult(nll[0] / scored if scored else math.nan, scored)
+
+
+def split_log_probs(
+    model: CharLM,
+    ids: np.ndarray | torch.Tensor,
+    device: torch.device | str = "cpu",
+    condition: int | None = None,
+) -> torch.Tensor:
+    """(len(ids) - 1, V) float32 log-probabilities of each next character, scored as
+    `evaluate_split` scores them (blends and mixture-weight fitting combine these)."""
+    out: list[torch.Tensor] = []
+
+    def sink_for(targets: torch.Tensor) -> Sink:
+        out.append(torch.empty(targets.numel(), model_vocab(model), device=targets.device))
+
+        def sink(logits: torch.Tensor, positions: torch.Tensor) -> None:
+            flat = logits.float().reshape(-1, logits.shape[-1])
+            out[0][positions.reshape(-1)] = torch.log_softmax(flat, dim=-1)
+
+        return sink
+
+    _score(model, ids, device, None, condition, sink_for)
+    return out[0]
+
+
+def model_vocab(model: CharLM) -> int:
+    return int(model.config.vocab_size)
+
+
+def evaluate_labelled(
+    model: CharLM,
+    ids: np.ndarray,
+    segments: np.ndarray,
+    labels: tuple[str, ...],
+    device: torch.device | str = "cpu",
+    amp: torch.dtype | None = None,
+    *,
+    with_label: bool,
+    limit: int | None = None,
+) -> tuple[EvalResult, dict[str, EvalResult]]:
+    """Loss over every label's span on its own, each with its true label (`with_label`) or
+    with none; the overall figure weights labels by their size. `limit` scores at most
+    that many chars in all, shared across labels by size."""
+    total = int(sum(end - start for start, end, _ in segments.tolist()))
+    results: dict[str, EvalResult] = {}
+    nll = chars = 0.0
+    for start, end, label in segments.tolist():
+        stop = end
+        if limit is not None and limit < total:
+            stop = start + max(2, int((end - start) * limit / total))
+        if stop - start < 2:
+            continue
+        condition = label + 1 if with_label else (0 if model.num_labels else None)
+        result = evaluate_split(model, ids[start:stop], device, amp, condition=condition)
+        results[labels[label]] = result
+        nll += result.loss * result.chars
+        chars += result.chars
+    overall = EvalResult(nll / chars if chars else float("nan"), int(chars))
+    return overall, results
 
 
 class WindowSampler:
-    """A fixed, seeded set of evaluation windows over a split."""
+    """A fixed, seeded set of evaluation windows over a split.
 
-    def __init__(self, ids: np.ndarray, chars: int, window: int, seed: int, device: torch.device):
+    With `segments` (a labelled split) windows lie inside one label each and carry
+    its condition id in `conditions`, so a conditional model is scored with its labels.
+    """
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        chars: int,
+        window: int,
+        seed: int,
+        device: torch.device,
+        segments: np.ndarray | None = None,
+    ):
         count = max(1, chars // window)
-        span = len(ids) - window - 1
         rng = np.random.default_rng(seed)
-        starts = rng.integers(0, max(span, 1), size=count) if span > 0 else np.zeros(1, int)
+        self.conditions: torch.Tensor | None = None
+        if segments is not None:
+            window = max(1, min(window, int((segments[:, 1] - segments[:, 0]).min()) - 1))
+            spans = np.maximum(segments[:, 1] - segments[:, 0] - window, 1)
+            which = rng.choice(len(segments), size=count, p=spans / spans.sum())
+            starts = segments[which, 0] + rng.integers(0, spans[which])
+            self.conditions = torch.from_numpy(segments[which, 2] + 1).to(device)
+        else:
+            span = len(ids) - window - 1
+            starts = rng.integers(0, max(span, 1), size=count) if span > 0 else np.zeros(1, int)
         idx = starts[:, None] + np.arange(window + 1)
         self.windows = torch.from_numpy(np.asarray(ids)[idx].astype(np.int64)).to(device)
         self.chars = int(self.windows.shape[0] * window)
@@ -245,7 +365,10 @@ def evaluate_windows(
     with autocast(sampler.windows.device, amp):
         for i in range(0, sampler.windows.shape[0], batch):
             chunk = sampler.windows[i : i + batch]
-            logits, _ = model(chunk[:, :-1])
+            if sampler.conditions is None:
+                logits, _ = model(chunk[:, :-1])
+            else:
+                logits, _ = model(chunk[:, :-1], None, sampler.conditions[i : i + batch])
             nll += _nll_sum(logits, chunk[:, 1:])
     model.train(was_training)
     return EvalResult(nll / sampler.chars, sampler.chars)

@@ -79,6 +79,9 @@ class TrainResult:
     parameters: int
     model: dict
     train: dict
+    labels: list[str] = field(default_factory=list)
+    # A conditional run: the final val loss of each label, with its label.
+    label_val_loss: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)

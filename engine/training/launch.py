@@ -48,16 +48,16 @@ from engine.training.ddp import World, init_process_group, rank_device, torchrun
 from engine.training.events import StepEvent, TrainResult
 
 
-def _load_corpus(spec: str, encoding: str, world: World):  # -> Corpus
+def _load_corpus(spec: str, encoding: str, world: World, labelled: bool = False):  # -> Corpus
     """Rank 0 encodes (and caches) the corpus first; the others then load the cache."""
-    from engine.data.corpus import load_corpus
+    from engine.data.labels import load_corpus_as
 
     if world.rank == 0:
-        corpus = load_corpus(spec, encoding)
+        corpus = load_corpus_as(spec, encoding, labelled)
         dist.barrier()
         return corpus
     dist.barrier()
-    return load_corpus(spec, encoding)
+    return load_corpus_as(spec, encoding, labelled)
 
 
 class StderrProgress:
@@ -126,7 +126,7 @@ def train_rank(
     previous = signal.getsignal(signal.SIGINT)
     trainer = None
     try:
-        corpus = _load_corpus(corpus_spec, encoding, world)
+        corpus = _load_corpus(corpus_spec, encoding, world, bool(config.conditional))
         trainer = Trainer(
             corpus,
             dataclasses.replace(model_config) if model_config is not None else None,
@@ -280,11 +280,11 @@ def run_distributed(
         "charlm-tui: one device, so one process; for several use "
         "torchrun --nproc_per_node N -m charlm_tui train ...\n"
     )
-    from engine.data.corpus import load_corpus
+    from engine.data.labels import load_corpus_as
     from engine.training.trainer import Trainer
 
     trainer = Trainer(
-        load_corpus(corpus_spec, encoding),
+        load_corpus_as(corpus_spec, encoding, bool(train_config.conditional)),
         model_config,
         train_config,
         out_dir=out_dir,

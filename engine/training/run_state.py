@@ -75,6 +75,7 @@ def save_run(trainer: Trainer, tags: tuple[str, ...], extra: dict | None = None)
             "chars": len(corpus),
         },
         "char_counts": corpus.counts.tolist(),
+        "labels": list(corpus.labels) if trainer.train_segments is not None else [],
         **(extra or {}),
     }
     return save_checkpoint(

@@ -32,7 +32,12 @@ from engine.training.batches import BatchSource
 from engine.training.budget import TimeBudget, probe_final_eval_rate
 from engine.training.checkpoint import Checkpoint, first_non_finite
 from engine.training.config import TrainConfig
-from engine.training.evaluate import WindowSampler, evaluate_split, evaluate_windows
+from engine.training.evaluate import (
+    WindowSampler,
+    evaluate_labelled,
+    evaluate_split,
+    evaluate_windows,
+)
 from engine.training.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent, TrainResult
 from engine.training.metrics_log import MetricsLog
 from engine.training.run_dir import RunClaim, check_room, claim_run_dir
@@ -150,6 +155,17 @@ class Trainer:
             return None
         assert self.out_dir is not None
         resumed, reasons = load_resumable(self.out_dir, self.device, self.corpus, force=force)
+        saved_labels = list(resumed.meta.get("labels") or [])
+        if saved_labels and not self.config.conditional:
+            raise CheckpointError(
+                f"{self.out_dir}: a conditional run ({', '.join(saved_labels)}): "
+                "resume it with --conditional"
+            )
+        if self.config.conditional and saved_labels != list(self.corpus.labels):
+            raise CheckpointError(
+                f"{self.out_dir}: the checkpoint was trained on other labels "
+                f"({', '.join(saved_labels) or 'none'}) than this corpus's"
+            )
         if reasons:
             self._emit(StatusEvent("starting", f"resuming inexactly: {'; '.join(reasons)}"))
         return resumed
@@ -158,7 +174,11 @@ class Trainer:
         """The train/validation split, the batch source and the evaluation windows."""
         config, corpus = self.config, self.corpus
         corpus.require_length(config.seq_len, config.val_fraction)
-        self.train_ids, self.val_ids = corpus.split(config.val_fraction)
+        self.train_segments = self.val_segments = None
+        if config.conditional:
+            self._setup_labels(corpus)
+        else:
+            self.train_ids, self.val_ids = corpus.split(config.val_fraction)
         self.batches = BatchSource(
             self.train_ids,
             config,
@@ -168,6 +188,8 @@ class Trainer:
             world_size=self.world_size,
             vocab_size=len(corpus.vocab),
             item_starts=self._item_starts(),
+            segments=self.train_segments,
+            label_dropout=config.label_dropout,
         )
         self.eval_windows = WindowSampler(
             self.val_ids,
@@ -175,6 +197,7 @@ class Trainer:
             min(config.seq_len, len(self.val_ids) - 1),
             config.seed + 7,
             self.device,
+            segments=self.val_segments,
         )
 
     def _setup_model(self, model_config: ModelConfig | None, resumed: Checkpoint | None) -> None:
@@ -185,6 +208,10 @@ class Trainer:
         if model_config is None:
             raise ConfigError("a model configuration is required")
         model_config.vocab_size = len(self.corpus.vocab)
+        if self.train_segments is not None:
+            if model_config.num_labels not in (0, len(self.corpus.labels)):
+                raise CheckpointError("the checkpoint was trained on another number of labels")
+            model_config.num_labels = len(self.corpus.labels)
         self.model_config = model_config
         block_size = getattr(model_config, "block_size", None)
         if model_config.model_type == "transformer" and config.seq_len > block_size:
@@ -224,6 +251,21 @@ class Trainer:
         require_newline(self.corpus.vocab.chars, self.corpus.name)
         newline = self.corpus.vocab.index["\n"]
         return item_window_starts(self.train_ids, newline, self.config.seq_len)
+
+    def _setup_labels(self, corpus: Corpus) -> None:
+        """A conditional run: splits and windows kept per label (the model gets one
+        embedding per label in _setup_model)."""
+        from engine.data.labels import require_label_length
+
+        if corpus.segments is None:
+            raise ConfigError(
+                f"--conditional needs a labelled corpus ('{corpus.name}' has no labels): "
+                "a directory with one entry per label, or label<TAB>text lines"
+            )
+        require_label_length(corpus, self.config.seq_len, self.config.val_fraction)
+        train, val = corpus.label_split(self.config.val_fraction)
+        self.train_ids, self.train_segments = train.ids, train.segments
+        self.val_ids, self.val_segments = val.ids, val.segments
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay = [], []
@@ -354,9 +396,14 @@ class Trainer:
     def _chars_per_s(self) -> float:
         return self.tokens_this_run / max(self.train_seconds_this_run, 1e-9)
 
-    def _forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _forward_backward(
+        self, inputs: torch.Tensor, targets: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
         with autocast(self.device, self.amp):
-            logits, state = self.compiled(inputs, self.carry)
+            if condition is None:
+                logits, state = self.compiled(inputs, self.carry)
+            else:
+                logits, state = self.compiled(inputs, self.carry, condition)
             loss = F.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
             )
@@ -367,13 +414,18 @@ class Trainer:
         return loss
 
     def train_step(
-        self, inputs: torch.Tensor, targets: torch.Tensor, reset: bool, lr: float
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        reset: bool,
+        lr: float,
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if reset:
             self.carry = None
         carry = self.carry
         try:
-            loss = self._forward_backward(inputs, targets)
+            loss = self._forward_backward(inputs, targets, condition)
         except Exception as exc:
             if not self._compile_failed(exc):
                 raise
@@ -381,7 +433,7 @@ class Trainer:
             # compiler, an unsupported op or GPU): redo this step eagerly and carry on.
             self._fall_back_to_eager(exc)
             self.carry = carry
-            loss = self._forward_backward(inputs, targets)
+            loss = self._forward_backward(inputs, targets, condition)
         self._compiled_ok = True
         # The norm is measured whether or not it is clipped: metrics.jsonl logs it.
         clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
@@ -480,8 +532,13 @@ class Trainer:
             step_start = time.perf_counter()
             lr = self.lr_at(self.progress(now))
             with self.state_lock:
-                inputs, targets, reset = self.batches.next()
-                pending.append(self.train_step(inputs, targets, reset, lr))
+                condition = None
+                if self.train_segments is not None:
+                    inputs, targets, condition = self.batches.next_labelled()
+                    reset = True
+                else:
+                    inputs, targets, reset = self.batches.next()
+                pending.append(self.train_step(inputs, targets, reset, lr, condition))
                 pending_norms.append(self.grad_norm)
                 grad_norm = None
                 self.step += 1
@@ -629,9 +686,25 @@ class Trainer:
             # Scored in fp32 whatever the training precision: the headline figure is exact.
             # The deadline keeps the save and the exit inside the budget: an evaluation
             # slower than planned is cut short (and reported as partial), never late.
-            full = evaluate_split(
-                self.model, scored, self.device, None, deadline=self.budget.final_eval_deadline()
-            )
+            if self.val_segments is not None:
+                full, per_label = evaluate_labelled(
+                    self.model,
+                    self.val_ids,
+                    self.val_segments,
+                    self.corpus.labels,
+                    self.device,
+                    with_label=True,
+                    limit=len(scored),
+                )
+                self.label_losses = {name: r.loss for name, r in per_label.items()}
+            else:
+                full = evaluate_split(
+                    self.model,
+                    scored,
+                    self.device,
+                    None,
+                    deadline=self.budget.final_eval_deadline(),
+                )
             if unrecorded and full.chars:  # the closing point of the history is this figure
                 self._record_eval(full.loss, full.chars, train_loss)
                 unrecorded = False
@@ -675,6 +748,8 @@ class Trainer:
             parameters=self.model.num_parameters(),
             model=self.model_config.as_dict(),
             train=asdict(cfg),
+            labels=list(self.corpus.labels) if self.train_segments is not None else [],
+            label_val_loss=dict(getattr(self, "label_losses", {})),
         )
 
     def _startup_s(self) -> float:
