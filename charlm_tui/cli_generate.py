@@ -15,6 +15,7 @@ from charlm_tui.cli_common import emit_json, stderr, task_progress, user_errors
 
 if TYPE_CHECKING:
     from engine.decoding.generator import Generator
+    from engine.decoding.loading import Decoder
     from engine.decoding.params import SamplingParams
     from engine.training.checkpoint import Checkpoint
 
@@ -24,7 +25,24 @@ STREAM_FLUSH_S = 0.05
 MAX_SAMPLES = 1024
 ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
 
-CHECKPOINT_OPTION = typer.Option(..., "--checkpoint", help="Run or checkpoint directory.")
+CHECKPOINT_OPTION = typer.Option(
+    ..., "--checkpoint", help="Run or checkpoint directory (repeat it to blend several models)."
+)
+CONDITION_OPTION = typer.Option(
+    None,
+    "--condition",
+    help="A label of a conditional model, or a blend of labels: a=0.7,b=0.3.",
+)
+GUIDANCE_OPTION = typer.Option(
+    None, "--guidance", help="Classifier-free guidance scale (1: plain conditioning)."
+)
+WEIGHTS_OPTION = typer.Option(None, "--weights", help="Blend weights, e.g. 0.7,0.3.")
+BLEND_OPTION = typer.Option(
+    "mixture",
+    "--blend",
+    help="mixture (average of probabilities) or product (geometric mean; floor 1e-6).",
+)
+
 PROMPT_OPTION = typer.Option(
     "", "--prompt", help="Text to continue; empty starts from a random corpus character."
 )
@@ -55,14 +73,33 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
-def _load(checkpoint: Path, device: str) -> tuple[Checkpoint, Generator]:
+def _load(
+    checkpoints: list[Path],
+    device: str,
+    condition: str | None = None,
+    guidance: float | None = None,
+    weights: str | None = None,
+    blend: str = "mixture",
+) -> tuple[Decoder, Generator]:
+    """The decoder for these options, every option checked before any checkpoint loads."""
+    from engine.decoding.blend import BLENDS, check_weights, parse_weights
     from engine.decoding.generator import Generator
+    from engine.decoding.loading import build_decoder, check_guidance, load_checkpoints
     from engine.device import resolve_device
-    from engine.training.checkpoint import load_checkpoint
+    from engine.errors import ConfigError
 
+    parsed = parse_weights(weights)
+    check_weights(parsed, len(checkpoints))
+    check_guidance(condition, guidance)
+    if blend not in BLENDS:
+        raise ConfigError(f"--blend must be one of {', '.join(BLENDS)}, got '{blend}'")
     torch_device = resolve_device(device)
-    loaded = load_checkpoint(checkpoint, torch_device)
-    return loaded, Generator(loaded.model, loaded.vocab, loaded.unigram, torch_device)
+    loaded = load_checkpoints(checkpoints, torch_device)
+    decoder = build_decoder(
+        loaded, condition=condition, guidance=guidance, weights=parsed, blend=blend
+    )
+    generator = Generator(decoder.model, decoder.vocab, decoder.unigram, torch_device)
+    return decoder, generator
 
 
 def _read_prompt(prompt: str, prompt_file: Path | None, drop_unknown: bool) -> str:
@@ -108,7 +145,7 @@ def _check_prompt(generator: Generator, prompt: str, drop_unknown: bool) -> None
 
 
 def generate(
-    checkpoint: Path = CHECKPOINT_OPTION,
+    checkpoint: list[Path] = CHECKPOINT_OPTION,
     prompt: str = PROMPT_OPTION,
     prompt_file: Path | None = PROMPT_FILE_OPTION,
     length: int = typer.Option(
@@ -146,6 +183,10 @@ def generate(
     items: int | None = typer.Option(
         None, "--items", help="Make N line-per-item items, one a line (the prompt starts each)."
     ),
+    condition: str | None = CONDITION_OPTION,
+    guidance: float | None = GUIDANCE_OPTION,
+    weights: str | None = WEIGHTS_OPTION,
+    blend: str = BLEND_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Continue a prompt; samples go to stdout (with --json: `samples`, `chars_per_s`)."""
@@ -171,7 +212,8 @@ def generate(
     params.validate()
     prompt = _read_prompt(prompt, prompt_file, drop_unknown)
     if items is not None:
-        _generate_items(checkpoint, device, prompt, params, items, stream, drop_unknown, json_out)
+        decoder, generator = _load(checkpoint, device, condition, guidance, weights, blend)
+        _generate_items(decoder, generator, prompt, params, items, stream, drop_unknown, json_out)
         return
     if not 1 <= num_samples <= MAX_SAMPLES:
         raise ConfigError(f"--num-samples must be in [1, {MAX_SAMPLES:,}], got {num_samples}")
@@ -180,7 +222,7 @@ def generate(
             f"beam search returns at most --beam-width ({beam_width}) samples, "
             f"{num_samples} were asked for"
         )
-    loaded, generator = _load(checkpoint, device)
+    decoder, generator = _load(checkpoint, device, condition, guidance, weights, blend)
     _check_prompt(generator, prompt, drop_unknown)
     started = time.perf_counter()
     if stream:
@@ -197,7 +239,7 @@ def generate(
         "prompt": prompt,
         "num_samples": num_samples,
         "params": params.as_dict(),
-        "checkpoint": str(loaded.path),
+        **_decoder_fields(decoder),
     }
     if json_out:
         emit_json({"event": "done", **payload} if stream else payload)
@@ -212,8 +254,8 @@ def generate(
 
 
 def _generate_items(
-    checkpoint: Path,
-    device: str,
+    decoder: Decoder,
+    generator: Generator,
     prompt: str,
     params: SamplingParams,
     count: int,
@@ -234,7 +276,6 @@ def _generate_items(
             f"beam search returns at most --beam-width ({params.beam_width}) items, "
             f"{count} were asked for"
         )
-    loaded, generator = _load(checkpoint, device)
     _check_prompt(generator, prompt, drop_unknown)
     started = time.perf_counter()
     made = generate_items(generator, count, params, prompt, drop_unknown=drop_unknown)
@@ -247,7 +288,7 @@ def _generate_items(
                 "seconds": seconds,
                 "prompt": prompt,
                 "params": params.as_dict(),
-                "checkpoint": str(loaded.path),
+                **_decoder_fields(decoder),
             }
         )
         return
@@ -255,6 +296,19 @@ def _generate_items(
         sys.stdout.write(item + "\n")
     sys.stdout.flush()
     stderr.print(f"[dim]{count} items in {seconds:.2f}s, seed {params.seed}[/]")
+
+
+def _decoder_fields(decoder: Decoder) -> dict:
+    """What a JSON result says about the model: checkpoint(s), blend, condition."""
+    fields: dict = {"checkpoint": str(decoder.checkpoints[0].path)}
+    if len(decoder.checkpoints) > 1:
+        fields["checkpoints"] = [str(c.path) for c in decoder.checkpoints]
+        fields["weights"] = decoder.weights
+        fields["blend"] = decoder.blend
+    if decoder.condition is not None:
+        fields["condition"] = decoder.condition
+        fields["guidance"] = decoder.guidance
+    return fields
 
 
 def _print_plain(prompt: str, sample: str, index: int, count: int) -> None:
@@ -327,7 +381,7 @@ def _sample_chars(
 
 
 def compare(
-    checkpoint: Path = CHECKPOINT_OPTION,
+    checkpoint: list[Path] = CHECKPOINT_OPTION,
     prompt: str = PROMPT_OPTION,
     prompt_file: Path | None = PROMPT_FILE_OPTION,
     length: int = typer.Option(200, "--length", help="Characters per sample."),
@@ -350,6 +404,16 @@ def compare(
     ),
     drop_unknown: bool = DROP_OPTION,
     device: str = DEVICE_OPTION,
+    condition: str | None = CONDITION_OPTION,
+    guidance: float | None = GUIDANCE_OPTION,
+    weights: str | None = WEIGHTS_OPTION,
+    blend: str = BLEND_OPTION,
+    by_label: bool = typer.Option(
+        False,
+        "--by-label",
+        help="Rows are the labels of a conditional model (sampled at temperature 1), "
+        "not strategies.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Greedy, temperatures, top-k, top-p, min-p and beam side by side, with statistics."""
@@ -370,8 +434,13 @@ def compare(
     prompt = _read_prompt(prompt, prompt_file, drop_unknown)
     if seed is None:
         seed = secrets.randbelow(2**31)
-    loaded, generator = _load(checkpoint, device)
+    if by_label and condition is not None:
+        raise ConfigError("--by-label makes one row per label: leave out --condition")
+    decoder, generator = _load(checkpoint, device, condition, guidance, weights, blend)
     _check_prompt(generator, prompt, drop_unknown)
+    if by_label and not decoder.labels:
+        raise ConfigError("--by-label needs a model trained with --conditional")
+    loaded = decoder.checkpoints[0]
     if items is None:
         items = bool(loaded.train_config.get("items"))
     if num_samples is None:
@@ -379,26 +448,32 @@ def compare(
     text = _training_corpus(corpus, loaded)
     words = _corpus_words(text)
     item_sets = _item_sets(text, loaded) if items else None
-    with task_progress("comparing strategies") as progress:
-        done: list[object] = []
+    if by_label:
+        rows = _compare_labels(
+            generator.device, guidance, decoder, prompt, length, num_samples, seed, words,
+            drop_unknown,
+        )  # fmt: skip
+    else:
+        with task_progress("comparing strategies") as progress:
+            done: list[object] = []
 
-        def on_row(row: object) -> None:
-            done.append(row)
-            progress(len(done), len(STRATEGIES))
+            def on_row(row: object) -> None:
+                done.append(row)
+                progress(len(done), len(STRATEGIES))
 
-        rows = compare_strategies(
-            generator,
-            prompt,
-            length=length,
-            num_samples=num_samples,
-            seed=seed,
-            corpus_words=words,
-            items=items,
-            item_sets=item_sets,
-            reference=reference,
-            drop_unknown=drop_unknown,
-            on_row=on_row,
-        )
+            rows = compare_strategies(
+                generator,
+                prompt,
+                length=length,
+                num_samples=num_samples,
+                seed=seed,
+                corpus_words=words,
+                items=items,
+                item_sets=item_sets,
+                reference=reference,
+                drop_unknown=drop_unknown,
+                on_row=on_row,
+            )
     if json_out:
         emit_json(
             {
@@ -408,11 +483,54 @@ def compare(
                 "num_samples": num_samples,
                 "seed": seed,
                 "items": bool(items),
-                "checkpoint": str(loaded.path),
+                **_decoder_fields(decoder),
             }
         )
         return
     _print_table(rows, seed)
+
+
+def _compare_labels(
+    device: object,
+    guidance: float | None,
+    decoder: Decoder,
+    prompt: str,
+    length: int,
+    num_samples: int,
+    seed: int,
+    words: frozenset[str] | None,
+    drop_unknown: bool,
+) -> list:
+    """One compare row per label (and one with none), same strategy and seed in every row."""
+    from engine.decoding.compare import compare_conditions
+    from engine.decoding.generator import Generator
+    from engine.decoding.loading import build_decoder
+    from engine.errors import ConfigError
+
+    if not decoder.labels:
+        raise ConfigError("--by-label needs a model trained with --conditional")
+
+    def generator_for(label: str) -> Generator:
+        labelled = label != "none"
+        built = build_decoder(
+            decoder.checkpoints,
+            condition=label if labelled else None,
+            guidance=guidance if labelled else None,
+            weights=decoder.weights,
+            blend=decoder.blend,
+        )
+        return Generator(built.model, built.vocab, built.unigram, device)
+
+    return compare_conditions(
+        generator_for,
+        ["none", *decoder.labels],
+        prompt,
+        length=length,
+        num_samples=num_samples,
+        seed=seed,
+        corpus_words=words,
+        drop_unknown=drop_unknown,
+    )
 
 
 def _training_corpus(spec: str | None, loaded: Checkpoint):  # -> Corpus | None

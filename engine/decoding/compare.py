@@ -136,3 +136,41 @@ def compare_strategies(
         if on_row is not None:
             on_row(row)
     return rows
+
+
+def compare_conditions(
+    generator_for: Callable[[str], Generator],
+    conditions: Sequence[str],
+    prompt: str = "",
+    *,
+    length: int = 200,
+    num_samples: int = 3,
+    seed: int | None = None,
+    corpus_words: frozenset[str] | None = None,
+    drop_unknown: bool = False,
+    settings: dict | None = None,
+    cancel: threading.Event | None = None,
+    on_row: Callable[[CompareRow], None] | None = None,
+) -> list[CompareRow]:
+    """One row per condition (a label, or "none") with one strategy (`settings`, default
+    sampling at temperature 1), so rows differ only by the label they were asked for."""
+    strategy = ("sample", dict(settings or {"temperature": 1.0}))
+    rows = []
+    for name in conditions:
+        if cancel is not None and cancel.is_set():
+            break
+        row = compare_strategies(
+            generator_for(name),
+            prompt,
+            length=length,
+            num_samples=num_samples,
+            seed=seed,
+            corpus_words=corpus_words,
+            drop_unknown=drop_unknown,
+            strategies=(strategy,),
+        )[0]
+        row.strategy = name
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return rows

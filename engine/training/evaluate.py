@@ -300,10 +300,14 @@ def evaluate_labelled(
     *,
     with_label: bool,
     limit: int | None = None,
+    condition_of: Callable[[int], int | None] | None = None,
 ) -> tuple[EvalResult, dict[str, EvalResult]]:
     """Loss over every label's span on its own, each with its true label (`with_label`) or
     with none; the overall figure weights labels by their size. `limit` scores at most
-    that many chars in all, shared across labels by size."""
+    that many chars in all, shared across labels by size. `condition_of` maps a label
+    index to the model's condition id (default: index + 1; None: the label is unknown to
+    the model, which then gets no label)."""
+    condition_of = condition_of or (lambda label: label + 1)
     total = int(sum(end - start for start, end, _ in segments.tolist()))
     results: dict[str, EvalResult] = {}
     nll = chars = 0.0
@@ -313,7 +317,9 @@ def evaluate_labelled(
             stop = start + max(2, int((end - start) * limit / total))
         if stop - start < 2:
             continue
-        condition = label + 1 if with_label else (0 if model.num_labels else None)
+        condition = condition_of(label) if with_label else None
+        if condition is None and model.num_labels:
+            condition = 0
         result = evaluate_split(model, ids[start:stop], device, amp, condition=condition)
         results[labels[label]] = result
         nll += result.loss * result.chars

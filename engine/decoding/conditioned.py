@@ -1,0 +1,141 @@
+"""Decoding from a conditional model: a style (or a blend of styles) and classifier-free guidance.
+
+`ConditionedLM` wraps a conditional model so that it looks like any other
+CharLM (`forward(tokens, state)`): the generator, beam search, scoring and the
+compare table run on it unchanged, and every one of them honours the condition.
+
+- The condition is a mix over the model's condition rows (row 0 "no label",
+  row i + 1 label i): `--condition shakespeare` is a one-hot mix,
+  `--condition shakespeare=0.7,code=0.3` interpolates the label embeddings
+  with those weights (normalised to sum to 1).
+- Guidance g != 1: every row is run twice in one batch, once with the
+  condition and once with no label, and the logits are
+  `unconditional + g * (conditional - unconditional)` (Ho & Salimans' classifier-
+  free guidance). So a guided step costs one extra batched row per row, and the
+  state holds both halves: rows [0, B) conditional, [B, 2B) unconditional.
+  g == 1 is plain conditioning (no extra row).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from engine.errors import ConfigError
+from engine.models import CharLM, State
+from engine.models.conditioning import NO_LABEL
+
+
+def parse_condition(spec: str, labels: Sequence[str]) -> dict[str, float]:
+    """`name` or `name=w,name=w` as {label: weight} normalised to sum 1; bad input is a ConfigError.
+
+    `none` names the no-label condition (so `none` alone is an unconditional sample).
+    """
+    known = list(labels)
+    if not known:
+        raise ConfigError(
+            "this checkpoint was trained without labels: --condition needs a model "
+            "trained with --conditional"
+        )
+    spec = spec.strip()
+    if not spec:
+        raise ConfigError("--condition is empty: name a label (" + ", ".join(known) + ")")
+    weights: dict[str, float] = {}
+    for part in spec.split(","):
+        name, sep, raw = part.partition("=")
+        name = name.strip()
+        if name not in known and name != "none":
+            raise ConfigError(f"unknown label '{name}': the model knows {', '.join(known)}")
+        if name in weights:
+            raise ConfigError(f"label '{name}' is named twice in --condition")
+        if sep:
+            try:
+                weight = float(raw)
+            except ValueError:
+                raise ConfigError(f"the weight of '{name}' is not a number: {raw!r}") from None
+        else:
+            if len(spec.split(",")) > 1:
+                raise ConfigError(f"give every label of a blend a weight ({name}=...)")
+            weight = 1.0
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"the weight of '{name}' must be a finite number >= 0, got {raw}")
+        weights[name] = weight
+    total = sum(weights.values())
+    if total <= 0:
+        raise ConfigError("--condition weights are all zero")
+    return {name: w / total for name, w in weights.items()}
+
+
+def condition_mix(weights: dict[str, float], labels: Sequence[str]) -> torch.Tensor:
+    """(len(labels) + 1,) float mix over the condition rows (row 0: no label)."""
+    mix = torch.zeros(len(labels) + 1)
+    for name, weight in weights.items():
+        mix[NO_LABEL if name == "none" else list(labels).index(name) + 1] = weight
+    return mix
+
+
+def describe_condition(weights: dict[str, float] | None) -> str:
+    """`shakespeare`, `shakespeare 70% + code 30%`, or `none`: for headers and knob bars."""
+    if not weights:
+        return "none"
+    if len(weights) == 1:
+        return next(iter(weights))
+    return " + ".join(f"{name} {weight:.0%}" for name, weight in weights.items())
+
+
+class ConditionedLM(CharLM):
+    """A conditional model fixed to one condition mix (and guidance scale) for decoding."""
+
+    def __init__(self, model: CharLM, mix: torch.Tensor, guidance: float = 1.0) -> None:
+        super().__init__()
+        if model.num_labels == 0:
+            raise ConfigError("this checkpoint was trained without labels")
+        if mix.shape != (model.num_labels + 1,):
+            raise ConfigError("the condition does not match the model's labels")
+        if not math.isfinite(guidance):
+            raise ConfigError(f"--guidance must be a finite number, got {guidance}")
+        self.inner = model
+        self.config = model.config
+        self.guidance = float(guidance)
+        device = next(model.parameters()).device
+        self.register_buffer("mix", mix.float().to(device)[None], persistent=False)
+        none = torch.zeros_like(mix, dtype=torch.float32)
+        none[NO_LABEL] = 1.0
+        self.register_buffer("none", none.to(device)[None], persistent=False)
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance != 1.0
+
+    @property
+    def max_context(self) -> int | None:
+        return self.inner.max_context
+
+    def forward(
+        self, tokens: torch.Tensor, state: State = None, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        if condition is not None:
+            raise ValueError("a ConditionedLM has its condition already")
+        batch = tokens.shape[0]
+        if not self.guided:
+            return self.inner(tokens, state, self.mix.expand(batch, -1))
+        rows = torch.cat([self.mix.expand(batch, -1), self.none.expand(batch, -1)])
+        inner_state = state[0] if state is not None else None
+        logits, new_state = self.inner(torch.cat([tokens, tokens]), inner_state, rows)
+        conditional, unconditional = logits[:batch], logits[batch:]
+        guided = unconditional + self.guidance * (conditional - unconditional)
+        return guided, (new_state, batch)
+
+    def select_state(self, state: State, index: torch.Tensor) -> State:
+        if not self.guided:
+            return self.inner.select_state(state, index)
+        inner, batch = state
+        both = torch.cat([index, index + batch])
+        return self.inner.select_state(inner, both), int(index.numel())
+
+    def state_positions(self, state: State) -> int:
+        if state is None:
+            return 0
+        return self.inner.state_positions(state[0] if self.guided else state)
