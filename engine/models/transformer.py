@@ -109,7 +109,6 @@ class TransformerLM(CharLM):
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.label = make_label_embedding(config.num_labels, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
@@ -119,6 +118,8 @@ class TransformerLM(CharLM):
         for name, param in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        # After the init above, which would overwrite its zero start.
+        self.label = make_label_embedding(config.num_labels, config.n_embd)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
