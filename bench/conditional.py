@@ -104,7 +104,7 @@ def conditional_bench(args: argparse.Namespace, work: Path) -> dict:
     result = _train(str(corpus_dir), work / "cond", args.budget, ["--conditional"])
     train_wall = time.monotonic() - started
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     corpus = load_labelled_corpus(str(corpus_dir))
     train, val = corpus.label_split(0.1)
     chars = np.asarray(corpus.vocab.chars, dtype=object)
@@ -183,7 +183,7 @@ def blend_bench(args: argparse.Namespace, work: Path) -> dict:
             str(SHAKESPEARE), work / f"blend-{seed}", args.blend_budget, ["--seed", str(seed)]
         )
         members.append({"seed": seed, "steps": result["steps"], "val_loss": result["val_loss"]})
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     checkpoints = [load_checkpoint(work / f"blend-{seed}", "cpu") for seed in (1, 2)]
     text = load_corpus(str(SHAKESPEARE))
     val = np.asarray(text.split(0.1)[1])
@@ -216,6 +216,9 @@ def main() -> None:
     parser.add_argument("--blend-budget", type=float, default=60.0)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--length", type=int, default=200)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads for sampling and scoring"
+    )
     parser.add_argument("--skip-blend", action="store_true")
     parser.add_argument("--skip-conditional", action="store_true")
     args = parser.parse_args()

@@ -100,7 +100,10 @@ def _read_tsv(path: Path, encoding: str) -> dict[str, list[str]]:
         if not line.strip():
             continue
         if "\t" not in line:
-            raise CorpusError(f"{path}:{number}: expected label<TAB>text")
+            raise CorpusError(
+                f"{path}:{number}: expected label<TAB>text (a labelled corpus is a directory "
+                "with one entry per label, or a file of label<TAB>text lines)"
+            )
         label, item = line.split("\t", 1)
         _check_name(label, f"{path}:{number}")
         items.setdefault(label, []).append(item)
