@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.data.corpus import Corpus, Vocab, load_corpus
-from engine.data.encoding import EncodedText, encode_files, ids_dtype, iter_text_chunks
+from engine.data.encoding import EncodedText, encode_files, ids_dtype
+from engine.data.reading import iter_text_chunks
 from engine.errors import CorpusError
 
 
