@@ -84,6 +84,17 @@ class CharLMCommands(Provider):
                 partial(app.generation_action, "compare"),
                 "the prompt under several strategies, with statistics",
             ),
+            (
+                "Compare labels",
+                partial(app.generation_action, "compare", True),
+                "a conditional model's labels side by side",
+            ),
+            ("Add model to blend…", app.action_add_to_blend, "generate from a mixture of runs"),
+            (
+                "Clear blend",
+                partial(app.generation_action, "clear_blend"),
+                "the current model alone",
+            ),
             ("Restart engine", app.action_restart_engine, "start a fresh engine process"),
             ("Help", app.action_help, "keys and colours"),
         ]
@@ -490,9 +501,9 @@ class CharLMApp(App[None]):
     def training_action(self, action: str) -> None:
         getattr(self.query_one(TrainingPane), f"action_{action}")()
 
-    def generation_action(self, action: str) -> None:
+    def generation_action(self, action: str, *args: object) -> None:
         self.action_tab("generate")
-        getattr(self.query_one(GenerationPane), f"action_{action}")()
+        getattr(self.query_one(GenerationPane), f"action_{action}")(*args)
 
     @on(CorpusPane.OpenFileRequested)
     def _open_file(self, message: CorpusPane.OpenFileRequested) -> None:
@@ -509,4 +520,28 @@ class CharLMApp(App[None]):
                 severity="warning",
             )
             return
-        self.push_screen(CompareScreen(message.prompt, message.length, message.seed))
+        self.push_screen(
+            CompareScreen(
+                message.prompt,
+                message.length,
+                message.seed,
+                by_label=message.by_label,
+                condition=message.condition,
+                guidance=message.guidance,
+            )
+        )
+
+    @on(GenerationPane.BlendRequested)
+    def _blend_requested(self, message: GenerationPane.BlendRequested) -> None:
+        self.action_add_to_blend()
+
+    def action_add_to_blend(self) -> None:
+        """Pick a run (or checkpoint) directory; it joins the generation blend."""
+        from charlm_tui.screens.file_open import FileOpenScreen
+
+        def opened(path: str | None) -> None:
+            if path:
+                directory = Path(path) if Path(path).is_dir() else Path(path).parent
+                self._send(EngineCommand(p.AddToBlend(str(directory), req=p.new_request_id())))
+
+        self.push_screen(FileOpenScreen(Path.cwd(), title="Add a run to the blend"), opened)

@@ -32,7 +32,17 @@ from textual.widgets import Input, Static
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
 from charlm_tui.state.branches import Branch, BranchTree
-from charlm_tui.widgets.knobs import KNOB_BY_NAME, STRATEGIES, KnobBar, default_values, to_params
+from charlm_tui.widgets.knobs import (
+    CONDITION_KEY,
+    GUIDANCE_KNOB,
+    KNOB_BY_NAME,
+    STRATEGIES,
+    KnobBar,
+    condition_cycle,
+    condition_of,
+    default_values,
+    to_params,
+)
 from charlm_tui.widgets.next_char import NextCharPanel
 from charlm_tui.widgets.token_view import TokenView, prob_hex
 from engine.worker import protocol as p
@@ -87,11 +97,25 @@ class GenerationPane(EngineEventHandler, Vertical):
     class CompareRequested(Message):
         """Open the strategy comparison for a prompt."""
 
-        def __init__(self, prompt: str, length: int, seed: int) -> None:
+        def __init__(
+            self,
+            prompt: str,
+            length: int,
+            seed: int,
+            by_label: bool = False,
+            condition: str | None = None,
+            guidance: float | None = None,
+        ) -> None:
             super().__init__()
             self.prompt = prompt
             self.length = length
             self.seed = seed
+            self.by_label = by_label  # rows are the model's labels instead of strategies
+            self.condition = condition
+            self.guidance = guidance
+
+    class BlendRequested(Message):
+        """Pick a run to add to the generation blend."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "generate", "Generate"),
@@ -102,6 +126,12 @@ class GenerationPane(EngineEventHandler, Vertical):
         Binding("D", "seed(1)", "seed up", show=False),
         Binding("a", "toggle_auto", "Auto regenerate", show=False),
         Binding("c", "compare", "Compare"),
+        Binding("C", "compare(True)", "Compare labels", show=False),
+        Binding(CONDITION_KEY, "cycle_condition", "Label", show=False),
+        Binding(GUIDANCE_KNOB.down, "guidance(-1)", "guidance down", show=False),
+        Binding(GUIDANCE_KNOB.up, "guidance(1)", "guidance up", show=False),
+        Binding("plus", "add_to_blend", "Add model to blend", show=False, key_display="+"),
+        Binding("minus", "clear_blend", "Clear blend", show=False, key_display="-"),
         Binding("slash", "focus_prompt", "Prompt", key_display="/", show=False),
         Binding("escape", "escape", "Stop/leave prompt", show=False),
         *[Binding(str(n), f"pick({n})", f"alternative {n}", show=False) for n in range(1, 10)],
@@ -127,8 +157,11 @@ class GenerationPane(EngineEventHandler, Vertical):
         self.branches = BranchTree()
         self.vocab_size = 0  # of the model (or else the corpus): top-k starts below it
         self._streaming: int | None = None  # the branch the running request writes into
+        self.labels: tuple[str, ...] = ()
+        self.blend = ""  # the blend's description ("" when the current model generates alone)
 
     def compose(self) -> ComposeResult:
+        yield Static(id="gen-header")
         yield PromptInput(
             placeholder="Prompt: Enter generates (empty: start from a random character; "
             f"at most {PROMPT_MAX_CHARS:,} characters)",
@@ -145,6 +178,7 @@ class GenerationPane(EngineEventHandler, Vertical):
         yield Static(id="gen-status")
 
     def on_mount(self) -> None:
+        self.query_one("#gen-header", Static).display = False
         self._show_status()
 
     def restore(self, knobs: dict, prompt: str) -> None:
@@ -180,6 +214,8 @@ class GenerationPane(EngineEventHandler, Vertical):
         parts = [f"model: {model}"]
         if self.branches.current is not None:
             parts.append(self.branches.where())
+        if self.has_model and self.blend:
+            parts.append(f"blend: {self.blend}")
         if self.generating:
             parts.append("generating… (Esc stops)")
         elif self.last_summary:
@@ -202,7 +238,15 @@ class GenerationPane(EngineEventHandler, Vertical):
         self.generating = True
         self._streaming = branch.id
         self._show_branch(branch, cursor=False)
-        command = p.Generate(branch.prompt, to_params(self.values), self.req, branch.text)
+        condition, guidance = condition_of(self.values)
+        command = p.Generate(
+            branch.prompt,
+            to_params(self.values),
+            self.req,
+            branch.text,
+            condition=condition,
+            guidance=guidance,
+        )
         self.post_message(EngineCommand(command))
         self._show_status()
 
@@ -323,14 +367,51 @@ class GenerationPane(EngineEventHandler, Vertical):
         bar.auto = not bar.auto
         bar.changed = "auto"
 
-    def action_compare(self) -> None:
+    def action_compare(self, by_label: bool = False) -> None:
+        if by_label and not self.labels:
+            self.app.bell()
+            self._show_status("comparing labels needs a model trained with labels")
+            return
+        condition, guidance = condition_of(self.values)
         self.post_message(
             self.CompareRequested(
                 self.query_one("#prompt", Input).value,
                 min(int(self.values["length"]), 400),
                 int(self.values["seed"]),
+                by_label,
+                None if by_label else condition,
+                guidance if by_label or condition else None,
             )
         )
+
+    def action_cycle_condition(self) -> None:
+        """None, each label, an even mix of all: the knob bar shows which."""
+        if not self.labels:
+            self.app.bell()
+            return
+        steps = condition_cycle(self.labels)
+        current = str(self.values.get("condition") or "")
+        index = steps.index(current) if current in steps else 0
+        self.values["condition"] = steps[(index + 1) % len(steps)]
+        self._knobs_changed("condition")
+
+    def action_guidance(self, direction: int) -> None:
+        if not self.labels:
+            self.app.bell()
+            return
+        value = GUIDANCE_KNOB.step(float(self.values["guidance"]), direction)
+        if value == self.values["guidance"]:
+            self.app.bell()
+            return
+        self.values["guidance"] = value
+        self._knobs_changed("guidance", regenerate=bool(self.values.get("condition")))
+
+    def action_add_to_blend(self) -> None:
+        self.post_message(self.BlendRequested())
+
+    def action_clear_blend(self) -> None:
+        if self.blend:
+            self.post_message(EngineCommand(p.ClearBlend()))
 
     def action_focus_prompt(self) -> None:
         self.query_one("#prompt", Input).focus()
@@ -417,6 +498,7 @@ class GenerationPane(EngineEventHandler, Vertical):
     def _got_TrainStarted(self, event: p.TrainStarted) -> None:
         self.has_model = True
         self.model_info = f"{event.model_type} in training (latest weights)"
+        self.set_labels(tuple(event.labels))
         self._show_status()
 
     def _got_TrainFinished(self, event: p.TrainFinished) -> None:
@@ -435,6 +517,23 @@ class GenerationPane(EngineEventHandler, Vertical):
         self.vocab_size = event.vocab_size
         self.has_model = True
         self.model_info = f"{event.model_type} checkpoint, step {event.step}"
+        self.set_labels(tuple(event.labels))
+        self._show_status()
+
+    def set_labels(self, labels: tuple[str, ...]) -> None:
+        """The current model's labels: the condition knobs show only when there are some."""
+        self.labels = labels
+        if str(self.values.get("condition") or "") not in condition_cycle(labels):
+            self.values["condition"] = ""
+        bar = self.query_one(KnobBar)
+        bar.labels = labels
+        bar.values = dict(self.values)
+
+    def _got_BlendChanged(self, event: p.BlendChanged) -> None:
+        self.blend = event.description
+        header = self.query_one("#gen-header", Static)
+        header.display = bool(self.blend)
+        header.update(Content.assemble(("blend: ", "bold"), self.blend, ("  (- clears)", "dim")))
         self._show_status()
 
     def _got_EngineDied(self, event: p.EngineDied) -> None:

@@ -225,6 +225,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
     def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
         self.corpus = event.name
         stats = event.stats
+        self.query_one(TrainForm).show_conditional(list(stats.get("labels") or []))
         self.query_one("#train-corpus", Static).update(
             f"[b]{_escape(event.name)}[/] [dim]· {fmt_rate(stats.get('chars', 0))} chars[/]"
             + (" [dim]· one item per line[/]" if stats.get("items") else "")

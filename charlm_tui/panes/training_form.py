@@ -119,6 +119,7 @@ class TrainForm(VerticalScroll):
         yield Checkbox("one item per line", id="items", compact=True)
         yield Checkbox("TensorBoard log", id="tensorboard", compact=True)
         yield Checkbox("continue this run", id="resume", compact=True)
+        yield Checkbox("conditional: learn the labels", id="conditional", compact=True)
         yield Static(id="form-error")
 
     def on_mount(self) -> None:
@@ -134,7 +135,16 @@ class TrainForm(VerticalScroll):
         self.query_one(
             "#items", Checkbox
         ).tooltip = "windows start at items (lines); ticked when the corpus looks like a list"
+        self.query_one("#conditional", Checkbox).display = False
         self.fill_from_preset()
+
+    def show_conditional(self, labels: list[str]) -> None:
+        """Offer conditional training when the corpus has labels (at least two)."""
+        box = self.query_one("#conditional", Checkbox)
+        box.display = len(labels) >= 2
+        box.tooltip = "one embedding per label: " + ", ".join(labels) if labels else None
+        if not box.display:
+            box.value = False
 
     def set_items(self, items: bool) -> None:
         """Tick "one item per line" for a corpus that looks like a list (the user may untick)."""
@@ -251,7 +261,11 @@ class TrainForm(VerticalScroll):
         if model_type == "transformer":
             preset_model, _ = preset(model_type, self.preset_name)
             model["block_size"] = max(int(preset_model["block_size"]), int(values["seq_len"] or 0))
+        conditional = self.query_one("#conditional", Checkbox)
         items = bool(self.query_one("#items", Checkbox).value)
+        if conditional.display and conditional.value:
+            values["conditional"] = True
+            items = False  # a conditional run's windows keep to a label, not to items
         if items:
             values["batching"] = "random"  # type: ignore[assignment]  (items start windows)
         board = self.query_one("#tensorboard", Checkbox)

@@ -60,11 +60,23 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         Binding("r", "rerun", "New seed"),
     ]
 
-    def __init__(self, prompt: str, length: int, seed: int) -> None:
+    def __init__(
+        self,
+        prompt: str,
+        length: int,
+        seed: int,
+        *,
+        by_label: bool = False,
+        condition: str | None = None,
+        guidance: float | None = None,
+    ) -> None:
         super().__init__()
         self.prompt = prompt
         self.length = length
         self.seed = seed
+        self.by_label = by_label  # rows: "none" and each label (temperature 1), not strategies
+        self.condition = condition
+        self.guidance = guidance
         self.req = 0
         self.done = False
 
@@ -78,7 +90,7 @@ class CompareScreen(EngineEventHandler, Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for key, label in COLUMNS:
-            table.add_column(label, key=key)
+            table.add_column("label" if self.by_label and key == "strategy" else label, key=key)
         self.run_compare()
 
     def run_compare(self) -> None:
@@ -88,16 +100,38 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         self.query_one("#compare-samples").remove_children()
         self._title()
         self.post_message(
-            EngineCommand(p.Compare(self.prompt, self.length, 3, self.seed, req=self.req))
+            EngineCommand(
+                p.Compare(
+                    self.prompt,
+                    self.length,
+                    3,
+                    self.seed,
+                    req=self.req,
+                    by_label=self.by_label,
+                    condition=self.condition,
+                    guidance=self.guidance,
+                )
+            )
         )
 
     def _title(self, note: str = "") -> None:
         prompt = repr(self.prompt) if self.prompt else "(empty: a random first character)"
         state = "" if self.done else " · [yellow]generating…[/]"
         self.query_one("#compare-title", Static).update(
-            f"[b]Compare strategies[/] · prompt {_escape(prompt)} · seed {self.seed} · "
+            f"[b]{'Compare labels' if self.by_label else 'Compare strategies'}[/]"
+            f"{_escape(self._condition_note())} · prompt {_escape(prompt)} · seed {self.seed} · "
             f"3 samples × {self.length} chars{state}{note}"
         )
+
+    def _condition_note(self) -> str:
+        if self.by_label:
+            guidance = self.guidance if self.guidance is not None else 1.0
+            return f" (sampled at temperature 1, guidance {guidance:g})"
+        if self.condition:
+            return f" · label {self.condition}" + (
+                f" (guidance {self.guidance:g})" if self.guidance is not None else ""
+            )
+        return ""
 
     def action_close(self) -> None:
         if not self.done:

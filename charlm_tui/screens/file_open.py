@@ -30,9 +30,10 @@ class FileOpenScreen(ModalScreen[str | None]):
         Binding("backspace,ctrl+u", "parent", "Parent directory"),
     ]
 
-    def __init__(self, start: Path | None = None) -> None:
+    def __init__(self, start: Path | None = None, title: str = "Open a corpus") -> None:
         super().__init__()
         self.start = start or Path.cwd()
+        self.title_text = title
         self.highlighted: Path = self.start
 
     def compose(self) -> ComposeResult:
@@ -46,7 +47,7 @@ class FileOpenScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         box = self.query_one("#file-box")
-        box.border_title = "Open a corpus"
+        box.border_title = self.title_text
         box.border_subtitle = "enter opens a file · ctrl+d opens the directory · backspace goes up"
         self._show(self.start)
         self.query_one(DirectoryTree).focus()

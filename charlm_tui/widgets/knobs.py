@@ -134,6 +134,51 @@ KNOBS: tuple[Knob, ...] = (
 )
 KNOB_BY_NAME = {knob.name: knob for knob in KNOBS}
 
+# A conditional model's two knobs: the label (a key cycles none, each label, an even
+# mix of all) and classifier-free guidance (1: plain conditioning). They show only
+# when the model has labels, and are not SamplingParams fields (`condition_of` reads them).
+CONDITION_KEY = "n"
+GUIDANCE_KNOB = Knob(
+    "guidance",
+    "guide",
+    "g",
+    "G",
+    (0.0, 0.5, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0),
+    _fixed(2),
+    STRATEGIES,
+)
+
+
+def condition_cycle(labels: tuple[str, ...]) -> list[str]:
+    """What the condition key steps through: none (""), each label, then all labels evenly."""
+    steps = ["", *labels]
+    if len(labels) >= 2:
+        steps.append(",".join(f"{label}=1" for label in labels))
+    return steps
+
+
+def describe_condition(spec: str) -> str:
+    """`none`, `verse`, or `code 50% + verse 50%` for an `a=w,b=w` mix."""
+    if not spec:
+        return "none"
+    parts = [part.partition("=") for part in spec.split(",")]
+    if len(parts) == 1:
+        return parts[0][0]
+    weights = [float(w or 1) for _, _, w in parts]
+    total = sum(weights) or 1.0
+    return " + ".join(
+        f"{name} {w / total:.0%}" for (name, _, _), w in zip(parts, weights, strict=True)
+    )
+
+
+def condition_of(values: dict) -> tuple[str | None, float | None]:
+    """(condition, guidance) for a Generate command: None when no label is chosen."""
+    spec = str(values.get("condition") or "")
+    if not spec:
+        return None, None
+    guidance = float(values.get("guidance", 1.0))
+    return spec, (None if guidance == 1.0 else guidance)
+
 
 def default_values() -> dict[str, float | int | str]:
     return {
@@ -146,6 +191,8 @@ def default_values() -> dict[str, float | int | str]:
         "beam_width": 5,
         "length": 200,
         "seed": 1,
+        "condition": "",
+        "guidance": 1.0,
     }
 
 
@@ -177,6 +224,7 @@ class KnobBar(Widget):
     values: reactive[dict] = reactive(default_values, always_update=True, layout=True)
     changed: reactive[str] = reactive("")
     auto: reactive[bool] = reactive(True)
+    labels: reactive[tuple] = reactive(tuple, layout=True)  # the model's labels, if any
 
     def render(self) -> Content:
         values = self.values
@@ -209,6 +257,32 @@ class KnobBar(Widget):
                 (str(values["seed"]), lit if self.changed == "seed" else "bold"),
             )
         )
+        if self.labels:
+            spec = str(values.get("condition") or "")
+            cells.append(
+                Content.assemble(
+                    (CONDITION_KEY, "bold $accent"),
+                    ("\u00a0label\u00a0", "dim"),
+                    (
+                        describe_condition(spec).replace(" ", "\u00a0"),
+                        lit if self.changed == "condition" else "bold",
+                    ),
+                )
+            )
+            guided = bool(spec)
+            cells.append(
+                Content.assemble(
+                    (
+                        f"{GUIDANCE_KNOB.down}/{GUIDANCE_KNOB.up}",
+                        "bold $accent" if guided else "dim",
+                    ),
+                    (f"\u00a0{GUIDANCE_KNOB.label}\u00a0", "dim"),
+                    (
+                        GUIDANCE_KNOB.fmt(float(values.get("guidance", 1.0))),
+                        lit if self.changed == "guidance" else ("bold" if guided else "dim strike"),
+                    ),
+                )
+            )
         cells.append(
             Content.assemble(
                 ("a", "bold $accent"),

@@ -36,13 +36,26 @@ from engine.training.checkpoint import Checkpoint, load_checkpoint
 
 
 @dataclass
+class Source:
+    """A model to decode from that is not (only) a checkpoint on disk: the TUI's model in
+    training. A Checkpoint has the same fields, so either can be a member."""
+
+    model: CharLM
+    vocab: Vocab
+    unigram: np.ndarray
+    labels: tuple[str, ...] = ()
+    name: str = "current"
+    path: str = ""
+
+
+@dataclass
 class Decoder:
     """What a Generator needs, plus what a header shows about it."""
 
     model: CharLM
     vocab: Vocab
     unigram: np.ndarray
-    checkpoints: list[Checkpoint]
+    checkpoints: list[Checkpoint | Source]
     condition: dict[str, float] | None = None
     guidance: float = 1.0
     weights: list[float] = field(default_factory=list)
@@ -71,8 +84,10 @@ class Decoder:
         return text
 
 
-def checkpoint_name(checkpoint: Checkpoint) -> str:
+def checkpoint_name(checkpoint: Checkpoint | Source) -> str:
     """The run directory's name (a checkpoint dir sits inside its run)."""
+    if isinstance(checkpoint, Source):
+        return checkpoint.name
     path = Path(checkpoint.path)
     return path.parent.name if path.name.startswith("step-") else path.name
 
@@ -94,7 +109,7 @@ def check_guidance(condition: str | None, guidance: float | None) -> float:
 
 
 def build_decoder(
-    checkpoints: Sequence[Checkpoint],
+    checkpoints: Sequence[Checkpoint | Source],
     *,
     condition: str | None = None,
     guidance: float | None = None,

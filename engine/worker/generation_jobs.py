@@ -43,6 +43,58 @@ class GenerationHandlers:
             return float(loaded.train_config.get("val_fraction", 0.1))
         return 0.1
 
+    def _current_source(self) -> tuple[Any, Any]:
+        """(Source, device): the current model with its labels, as a blend member."""
+        from engine.decoding.loading import Source
+
+        with self.lock:
+            current, trainer, loaded = self.current, self.trainer, self.loaded
+        model, vocab, unigram, device = self._current_model()
+        if current == "trainer" and trainer is not None:
+            labels = tuple(trainer.corpus.labels) if trainer.train_segments is not None else ()
+        else:
+            labels = tuple(loaded.labels) if loaded is not None else ()
+        return Source(model, vocab, unigram, labels, "current"), device
+
+    def _decoder(self, condition: str | None, guidance: float | None) -> tuple[Any, Any]:
+        """(Decoder, device): the current model, conditioned and blended as asked."""
+        from engine.decoding.loading import build_decoder
+
+        source, device = self._current_source()
+        with self.lock:
+            members = list(self.blend)
+        decoder = build_decoder([source, *members], condition=condition, guidance=guidance)
+        return decoder, device
+
+    def on_AddToBlend(self, cmd: p.AddToBlend) -> None:
+        def work(job: Job) -> None:
+            from engine.training.checkpoint import load_checkpoint
+
+            loaded = load_checkpoint(cmd.path, self.device, prefer="best")
+            with self.lock:
+                self.blend.append(loaded)
+            self._blend_changed(cmd.req)
+
+        self._spawn("checkpoint", cmd, work)
+
+    def on_ClearBlend(self, cmd: p.ClearBlend) -> None:
+        with self.lock:
+            self.blend.clear()
+        self._blend_changed(0)
+
+    def _blend_changed(self, req: int) -> None:
+        from engine.decoding.loading import checkpoint_name
+
+        with self.lock:
+            names = [checkpoint_name(c) for c in self.blend]
+        description = ""
+        if names:
+            share = 1.0 / (len(names) + 1)
+            description = "mixture of " + " + ".join(
+                f"{name} {share:.0%}" for name in ["current", *names]
+            )
+        self.out.send(p.BlendChanged(names, description, req))
+
     def _params(self, overrides: dict) -> Any:
         from engine.decoding.params import SamplingParams
 
@@ -83,7 +135,8 @@ class GenerationHandlers:
 
             # The snapshot is taken here, not in the command loop: it may wait for an
             # optimizer step to finish.
-            model, vocab, unigram, device = self._current_model()
+            decoder, device = self._decoder(cmd.condition, cmd.guidance)
+            model, vocab, unigram = decoder.model, decoder.vocab, decoder.unigram
 
             generator = Generator(model, vocab, unigram, device=str(device))
             dropped = "".join(vocab.missing(cmd.prompt))
@@ -146,12 +199,12 @@ class GenerationHandlers:
         corpus = self.corpus
 
         def work(job: Job) -> None:
-            from engine.decoding.compare import compare_strategies
+            from engine.decoding.compare import compare_conditions, compare_strategies
             from engine.decoding.generator import Generator
 
-            model, vocab, unigram, device = self._current_model()
-
-            generator = Generator(model, vocab, unigram, device=str(device))
+            decoder, device = self._decoder(cmd.condition, cmd.guidance)
+            vocab = decoder.vocab
+            generator = Generator(decoder.model, vocab, decoder.unigram, device=str(device))
             same_corpus = corpus is not None and corpus.vocab == vocab
             words = _corpus_words(corpus) if same_corpus else None
             items, val_fraction = self._items_model()
@@ -162,19 +215,41 @@ class GenerationHandlers:
                 rows.append(_plain(row.as_dict()))
                 self.out.send(p.CompareResult(cmd.prompt, list(rows), False, cmd.req))
 
-            compare_strategies(
-                generator,
-                cmd.prompt,
-                length=cmd.length,
-                num_samples=max(cmd.num_samples, 20) if items else cmd.num_samples,
-                seed=cmd.seed,
-                corpus_words=words,
-                items=items,
-                item_sets=item_sets,
-                drop_unknown=True,
-                cancel=job.cancel,
-                on_row=on_row,
-            )
+            common = {
+                "length": cmd.length,
+                "seed": cmd.seed,
+                "corpus_words": words,
+                "drop_unknown": True,
+                "cancel": job.cancel,
+                "on_row": on_row,
+            }
+            if cmd.by_label:
+                if not decoder.labels:
+                    raise UserError("comparing labels needs a model trained with labels")
+
+                def generator_for(label: str) -> Generator:
+                    labelled = label != "none"
+                    built = self._decoder(
+                        label if labelled else None, cmd.guidance if labelled else None
+                    )[0]
+                    return Generator(built.model, built.vocab, built.unigram, device=str(device))
+
+                compare_conditions(
+                    generator_for,
+                    ["none", *decoder.labels],
+                    cmd.prompt,
+                    num_samples=cmd.num_samples,
+                    **common,
+                )
+            else:
+                compare_strategies(
+                    generator,
+                    cmd.prompt,
+                    num_samples=max(cmd.num_samples, 20) if items else cmd.num_samples,
+                    items=items,
+                    item_sets=item_sets,
+                    **common,
+                )
             self.out.send(p.CompareResult(cmd.prompt, rows, True, cmd.req))
 
         self._spawn("compare", cmd, work)

@@ -94,6 +94,9 @@ class Generate:
     params: dict = field(default_factory=dict)
     req: int = 0
     prefix: str = ""
+    # A conditional model's label (or "a=0.7,b=0.3"), and the guidance scale (None: 1).
+    condition: str | None = None
+    guidance: float | None = None
 
 
 @dataclass
@@ -128,6 +131,22 @@ class Compare:
     num_samples: int = 3
     seed: int = 0
     req: int = 0
+    by_label: bool = False  # rows are "none" and each label instead of strategies
+    condition: str | None = None
+    guidance: float | None = None
+
+
+@dataclass
+class AddToBlend:
+    """Load a run or checkpoint as one more member of the generation blend (equal weights)."""
+
+    path: str
+    req: int = 0
+
+
+@dataclass
+class ClearBlend:
+    """Generate from the current model alone again."""
 
 
 @dataclass
@@ -280,6 +299,7 @@ class TrainStarted:
     history: list = field(default_factory=list)
     # metrics.jsonl records so far (a resumed run's whole past), thinned for the UI.
     metrics: list = field(default_factory=list)
+    labels: list = field(default_factory=list)  # a conditional run's label names
 
 
 @dataclass
@@ -355,6 +375,7 @@ class CheckpointLoaded:
     vocab_matches_corpus: bool
     req: int = 0
     metrics: list = field(default_factory=list)  # the run's metrics.jsonl, thinned
+    labels: list = field(default_factory=list)  # a conditional model's label names
 
 
 @dataclass
@@ -407,6 +428,15 @@ class LRFindDone:
     """The range test ended; `result` is engine.training.lr_find.LRFindResult.as_dict()."""
 
     result: dict
+    req: int = 0
+
+
+@dataclass
+class BlendChanged:
+    """The generation blend: its extra members' names (empty: the current model alone)."""
+
+    members: list
+    description: str
     req: int = 0
 
 
@@ -519,16 +549,21 @@ COMMANDS = (
     InspectEmbeddings,
     ListRuns,
     Shutdown,
+    AddToBlend,
+    ClearBlend,
 )
 
 __all__ = [
     "COMMANDS",
+    "AddToBlend",
     "AttentionWeights",
+    "BlendChanged",
     "Cancel",
     "CharMapReady",
     "CheckpointEvent",
     "CheckpointLoaded",
     "CheckpointSaved",
+    "ClearBlend",
     "Compare",
     "CompareResult",
     "CorpusLoaded",

@@ -48,6 +48,8 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
         self.trainer_paused = threading.Event()
         self.last_saved: tuple[int, str] | None = None
         self.loaded: Checkpoint | None = None
+        self.blend: list[Checkpoint] = []  # extra members of the generation blend
+        self.labelled: Corpus | None = None  # the loaded corpus read as labelled, if it can be
         self.current: str | None = None  # "trainer" or "checkpoint": whose model generates
         self.sampling: dict = {}
         self.jobs: dict[int, Job] = {}
@@ -167,13 +169,29 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
                 **corpus.stats().as_dict(),
                 "items": corpus_item_info(corpus.vocab.chars, corpus.ids),
             }
+            labelled = _labelled(cmd.spec, cmd.encoding or "utf-8")
+            stats["labels"] = list(labelled.labels) if labelled is not None else []
             with self.lock:
                 if self.corpus_req != cmd.req:
                     return  # a later load replaced this one
                 self.corpus = corpus
+                self.labelled = labelled
             self.out.send(p.CorpusLoaded(cmd.spec, corpus.name, stats, cmd.req))
 
         self._spawn("corpus", cmd, work)
+
+
+def _labelled(spec: str, encoding: str) -> Corpus | None:
+    """The corpus read as labelled when its layout allows (the TUI then offers
+    conditional training); None when it does not, or its label set is unusable."""
+    from engine.data.labels import load_labelled_corpus, looks_labelled
+
+    if not looks_labelled(spec):
+        return None
+    try:
+        return load_labelled_corpus(spec, encoding)
+    except UserError:
+        return None
 
 
 def serve(recv: Callable[[], object], send: Callable[[object], None]) -> None:

@@ -39,6 +39,12 @@ class TrainingHandlers:
         if unknown:
             raise ConfigError(f"unknown training setting {', '.join(unknown)}")
         config = TrainConfig.from_dict(train_values)
+        if config.conditional:
+            if self.labelled is None:
+                raise UserError(f"'{corpus.name}' has no labels to train a conditional model on")
+            corpus = self.labelled
+            if "batching" not in cmd.train:  # a preset's stateful streams would cross labels
+                config.batching = "random"
         config.validate()
         model_config = None
         if cmd.resume:
@@ -115,6 +121,7 @@ class TrainingHandlers:
                     step=trainer.step,
                     history=list(trainer.history),
                     metrics=self._metrics_of(out_dir, trainer.step) if cmd.resume else [],
+                    labels=list(corpus.labels) if config.conditional else [],
                 )
             )
             if self.train_stop.is_set():
@@ -281,6 +288,7 @@ class TrainingHandlers:
                     vocab_matches_corpus=corpus is not None and corpus.vocab == loaded.vocab,
                     req=cmd.req,
                     metrics=self._metrics_of(self._run_dir_of(loaded.path), loaded.step),
+                    labels=list(loaded.labels),
                 )
             )
 
