@@ -172,7 +172,7 @@ def blend_bench(args: argparse.Namespace, work: Path) -> dict:
     import torch
 
     from engine.data.corpus import load_corpus
-    from engine.decoding.blend_eval import evaluate_blend
+    from engine.decoding.blend_eval import score_members
     from engine.training.checkpoint import load_checkpoint
 
     if SHAKESPEARE is None:
@@ -189,9 +189,10 @@ def blend_bench(args: argparse.Namespace, work: Path) -> dict:
     val = np.asarray(text.split(0.1)[1])
     cpu = torch.device("cpu")
     _note("scoring the blend")
-    equal = evaluate_blend(checkpoints, val, text.vocab, None, "mixture", cpu)
-    fitted = evaluate_blend(checkpoints, val, text.vocab, None, "mixture", cpu, fit_steps=10)
-    product = evaluate_blend(checkpoints, val, text.vocab, None, "product", cpu)
+    scored = score_members(checkpoints, val, text.vocab, cpu, keep_full=True)
+    equal = scored.blend(None, "mixture")
+    fitted = scored.blend(None, "mixture", fit_steps=10)
+    product = scored.blend(None, "product")
     best = min(equal.member_losses)
     return {
         "corpus": "tinyshakespeare (whole held-out split, 10%)",

@@ -47,6 +47,85 @@ class BlendEval:
         }
 
 
+@dataclass
+class ScoredMembers:
+    """Each member's log-probabilities on one text, over the merged vocabulary."""
+
+    checkpoints: list[Checkpoint]
+    vocab: Vocab
+    targets: torch.Tensor  # (N,) merged ids of the characters predicted
+    target_log_probs: torch.Tensor  # (members, N)
+    full: list[torch.Tensor] | None  # (N, V) per member; kept only for a product
+
+    def blend(
+        self, weights: Sequence[float] | None, blend: str, *, fit_steps: int = 0
+    ) -> BlendEval:
+        """The blend's loss with these weights (fitted first by EM when `fit_steps`)."""
+        model = _blended(self.checkpoints, weights, blend)
+        fitted = fit_losses = None
+        if fit_steps:
+            fitted, fit_losses = fit_mixture_weights(
+                self.target_log_probs, model.weights, fit_steps
+            )
+            model = _blended(self.checkpoints, fitted, blend)
+        if blend == "product":
+            if self.full is None:
+                raise ValueError("score the members with keep_full=True for a product")
+            combined = model.combine(self.full)
+            loss = float(-combined.gather(1, self.targets[:, None]).mean())
+        else:
+            lp = self.target_log_probs
+            loss = float(-model.combine([row[:, None] for row in lp])[:, 0].mean())
+        member_losses = [float(-row.mean()) for row in self.target_log_probs]
+        chars = int(self.targets.numel())
+        return BlendEval(loss, chars, member_losses, model.weights, fitted, fit_losses)
+
+
+def _blended(
+    checkpoints: Sequence[Checkpoint], weights: Sequence[float] | None, blend: str
+) -> BlendedModel:
+    return BlendedModel(
+        [c.model for c in checkpoints],
+        [c.vocab for c in checkpoints],
+        weights,
+        blend,
+        [c.unigram for c in checkpoints],
+    )
+
+
+def score_members(
+    checkpoints: Sequence[Checkpoint],
+    text_ids: np.ndarray,
+    text_vocab: Vocab,
+    device: torch.device,
+    *,
+    keep_full: bool = False,
+) -> ScoredMembers:
+    """Every member scores `text_ids` (over `text_vocab`) once; blends are computed from this."""
+    model = _blended(checkpoints, None, "mixture")
+    unknown = sorted(set(text_vocab.chars) - set(model.vocab.chars))
+    if unknown:
+        raise CorpusError(
+            f"the corpus has {len(unknown)} characters no model of the blend saw: "
+            f"{''.join(unknown)[:20]!r}"
+        )
+    merged = np.array([model.vocab.index[c] for c in text_vocab.chars], dtype=np.int64)
+    ids = merged[np.asarray(text_ids)]
+    targets = torch.as_tensor(ids[1:], device=device)
+    full, target_lp = [], []
+    for i, checkpoint in enumerate(checkpoints):
+        member_ids = getattr(model, f"to_member_{i}").cpu().numpy()[ids]
+        condition = 0 if checkpoint.model.num_labels else None
+        log_probs = split_log_probs(checkpoint.model, member_ids, device, condition)
+        spread = model.member_log_probs(i, log_probs)
+        target_lp.append(spread.gather(1, targets[:, None]).squeeze(1))
+        if keep_full:  # a product renormalises over every character
+            full.append(spread)
+    return ScoredMembers(
+        list(checkpoints), model.vocab, targets, torch.stack(target_lp), full if keep_full else None
+    )
+
+
 def evaluate_blend(
     checkpoints: Sequence[Checkpoint],
     text_ids: np.ndarray,
@@ -59,39 +138,5 @@ def evaluate_blend(
 ) -> BlendEval:
     """The blend's loss on `text_ids` (over `text_vocab`); with `fit_steps`, the mixture
     weights are first fitted on the same text by that many EM steps."""
-    vocabs = [c.vocab for c in checkpoints]
-    model = BlendedModel(
-        [c.model for c in checkpoints], vocabs, weights, blend, [c.unigram for c in checkpoints]
-    )
-    unknown = sorted(set(text_vocab.chars) - set(model.vocab.chars))
-    if unknown:
-        raise CorpusError(
-            f"the corpus has {len(unknown)} characters no model of the blend saw: "
-            f"{''.join(unknown)[:20]!r}"
-        )
-    merged = np.array([model.vocab.index[c] for c in text_vocab.chars], dtype=np.int64)
-    ids = merged[np.asarray(text_ids)]
-    targets = torch.as_tensor(ids[1:], device=device)
-    member_full, member_target = [], []
-    for i, checkpoint in enumerate(checkpoints):
-        member_ids = getattr(model, f"to_member_{i}").cpu().numpy()[ids]
-        condition = 0 if checkpoint.model.num_labels else None
-        log_probs = split_log_probs(checkpoint.model, member_ids, device, condition)
-        spread = model.member_log_probs(i, log_probs)
-        member_target.append(spread.gather(1, targets[:, None]).squeeze(1))
-        if blend == "product":  # a product renormalises over every character
-            member_full.append(spread)
-    target_lp = torch.stack(member_target)
-    member_losses = [float(-lp.mean()) for lp in target_lp]
-    fitted = fit_losses = None
-    if fit_steps:
-        fitted, fit_losses = fit_mixture_weights(target_lp, model.weights, fit_steps)
-        model = BlendedModel(
-            [c.model for c in checkpoints], vocabs, fitted, blend, [c.unigram for c in checkpoints]
-        )
-    if blend == "product":
-        combined = model.combine(member_full)
-        loss = float(-combined.gather(1, targets[:, None]).mean())
-    else:
-        loss = float(-model.combine([lp[:, None] for lp in target_lp])[:, 0].mean())
-    return BlendEval(loss, int(targets.numel()), member_losses, model.weights, fitted, fit_losses)
+    scored = score_members(checkpoints, text_ids, text_vocab, device, keep_full=blend == "product")
+    return scored.blend(weights, blend, fit_steps=fit_steps)
