@@ -66,6 +66,9 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("1 … 9", "put the model's alternative of that rank at the cursor and go on"),
             ("[ ] · u y", "previous / next branch · up to the parent / back down"),
             ("x X · ctrl+s", "write the text · the branch tree (JSON) · the text, to ./"),
+            ("n · g G", "a conditional model: label (none, each, an even mix) · guidance"),
+            ("C", "compare the labels side by side"),
+            ("+ · -", "add a run to the blend (a mixture) · generate alone again"),
         ),
     ),
     (
