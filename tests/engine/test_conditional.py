@@ -187,3 +187,29 @@ def test_a_conditional_model_learns_to_tell_two_labels_apart(tmp_path: Path) -> 
     assert true < entropy + 0.12, true
     # A model that ignored its label would score both the same (to float noise).
     assert none > true + 0.03, (true, none)
+
+
+def test_a_conditional_run_resumes_only_as_conditional(tmp_path: Path) -> None:
+    from engine.data.labels import load_labelled_corpus
+    from engine.errors import CheckpointError
+    from engine.models import make_config
+    from engine.training.config import TrainConfig
+    from engine.training.trainer import Trainer
+
+    corpus_dir = tmp_path / "styles"
+    corpus_dir.mkdir()
+    (corpus_dir / "x.txt").write_text(_coin_text(0.9, 600, 1), encoding="utf-8")
+    (corpus_dir / "y.txt").write_text(_coin_text(0.1, 600, 2), encoding="utf-8")
+    corpus = load_labelled_corpus(str(corpus_dir))
+    values = {"batch_size": 4, "seq_len": 8, "max_steps": 3, "eval_interval": 3,
+              "eval_chars": 64, "final_eval": False, "device": "cpu"}  # fmt: skip
+    model = make_config("rnn", embed_dim=4, hidden_size=8, num_layers=1)
+    run = tmp_path / "run"
+    Trainer(corpus, model, TrainConfig(conditional=True, **values), out_dir=run).run()
+    assert load_checkpoint(run).labels == ("x", "y")
+    with pytest.raises(CheckpointError) as info:
+        Trainer(corpus, None, TrainConfig(**values), out_dir=run, resume=True)
+    assert_one_line(info.value, "--conditional")
+    more = {**values, "max_steps": 5}
+    resumed = Trainer(corpus, None, TrainConfig(conditional=True, **more), out_dir=run, resume=True)
+    assert resumed.step == 3 and resumed.model.num_labels == 2
