@@ -13,6 +13,7 @@ Blend: two models trained `--blend-budget` seconds each on tinyshakespeare
 EM-fitted weights), on the whole held-out split.
 
     python bench/conditional.py [--budget 120] [--blend-budget 60] [--skip-blend]
+                                [--preset P --max-steps N --blend-preset P --blend-steps N]
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def _train(corpus: str, out: Path, budget: float, extra: list[str]) -> dict:
     return json.loads(done.stdout)
 
 
+def _limits(preset: str | None, steps: int | None) -> list[str]:
+    """A smaller preset and a step cap: on a machine too loaded for a wall-clock budget
+    to buy more than start-up, a fixed number of steps measures the method, not the load."""
+    out = ["--preset", preset] if preset else []
+    return out + (["--max-steps", str(steps)] if steps else [])
+
+
 class BigramClassifier:
     """log P(text | label) under each label's character bigrams, add-one smoothed."""
 
@@ -101,7 +109,12 @@ def conditional_bench(args: argparse.Namespace, work: Path) -> dict:
     for label in LABELS:
         shutil.copy(ROOT / "sample_corpora" / f"{label}.txt", corpus_dir / f"{label}.txt")
     started = time.monotonic()
-    result = _train(str(corpus_dir), work / "cond", args.budget, ["--conditional"])
+    result = _train(
+        str(corpus_dir),
+        work / "cond",
+        args.budget,
+        ["--conditional", *_limits(args.preset, args.max_steps)],
+    )
     train_wall = time.monotonic() - started
 
     torch.set_num_threads(args.threads)
@@ -149,6 +162,8 @@ def conditional_bench(args: argparse.Namespace, work: Path) -> dict:
     return {
         "corpus": "sample_corpora verse.txt + code.txt as labels " + ", ".join(corpus.labels),
         "budget_s": args.budget,
+        "preset": args.preset or "cpu default",
+        "max_steps": args.max_steps,
         "train_wall_s": train_wall,
         "steps": result["steps"],
         "model": result["model"]["model_type"],
@@ -197,6 +212,8 @@ def blend_bench(args: argparse.Namespace, work: Path) -> dict:
     return {
         "corpus": "tinyshakespeare (whole held-out split, 10%)",
         "budget_s_each": args.blend_budget,
+        "preset": args.blend_preset or "cpu default",
+        "max_steps": args.blend_steps,
         "members": [
             {**m, "val_loss_whole_split": loss}
             for m, loss in zip(members, equal.member_losses, strict=True)
@@ -215,6 +232,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0)
     parser.add_argument("--blend-budget", type=float, default=60.0)
+    parser.add_argument("--preset", default=None, help="preset of the conditional run")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--blend-preset", default=None)
+    parser.add_argument("--blend-steps", type=int, default=None)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--length", type=int, default=200)
     parser.add_argument(
