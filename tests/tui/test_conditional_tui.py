@@ -11,6 +11,7 @@ import torch
 
 from charlm_tui.app import CharLMApp
 from charlm_tui.messages import EngineCommand
+from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.training_form import TrainForm
 from charlm_tui.widgets.token_view import TokenView
@@ -36,9 +37,14 @@ def _run(path: Path, labels: list[str], seed: int) -> Path:
 
 
 async def _to_generate_tab(pilot) -> None:
-    pilot.app.action_tab("generate")
-    await pilot.pause()
+    app = pilot.app
+    corpus = app.query_one(CorpusPane)  # its first load takes the focus: let it finish first
+    await wait_until(pilot, lambda: bool(corpus.loaded_name), 60, "the startup corpus")
+    await pilot.pause(0.2)
+    app.action_tab("generate")
+    await wait_until(pilot, lambda: app.focused is app.query_one("#prompt"), 30, "the prompt")
     await pilot.press("escape")  # from the prompt to the output, where the knob keys act
+    assert app.focused is app.query_one(TokenView)
 
 
 async def _generated(pilot, pane: GenerationPane, before: str = "") -> str:
