@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -31,7 +30,7 @@ def _run(path: Path, labels: list[str], seed: int) -> Path:
     with torch.no_grad():
         for param in model.parameters():  # outputs that depend strongly on the label
             param.normal_(0.0, 1.0)
-    meta = {"step": 3, "char_counts": np.ones(len(CHARS)).tolist(), "labels": labels}
+    meta = {"step": 3, "char_counts": [1] * len(CHARS), "labels": labels}
     save_checkpoint(path, model=model, vocab=Vocab(CHARS), meta=meta)
     return path
 
