@@ -115,20 +115,17 @@ def test_resume_continues_the_run(
 
 @pytest.mark.slow
 def test_time_budget_covers_the_whole_command(corpus_file: Path, tmp_path: Path) -> None:
-    budget = 4.0
+    budget = 8.0  # torch's import alone takes ~3 s of it on a 2-core machine
     started = time.monotonic()
-    proc = run_cli(*train_args(corpus_file, tmp_path / "run", "--time-budget", "4", "--json"))
+    proc = run_cli(*train_args(corpus_file, tmp_path / "run", "--time-budget", "8", "--json"))
     wall = time.monotonic() - started
     result = cli_json(proc)
-    # "Plus a few seconds", on a busy machine too. Where importing torch alone outlasts the
-    # budget (a 2-core machine at load 10 takes 10-20 s), the budget can only start with the
-    # trainer: then what is checked is that the rest adds no more than the margin.
-    assert wall < max(budget, result["startup_s"]) + 8.0, (wall, result["startup_s"])
+    # The whole command, timed from before the process starts: the budget "plus a few
+    # seconds" (the bench holds the tighter 2 s figure; a test keeps a margin for CI).
+    assert wall < budget + 3.0, (wall, result["startup_s"])
     assert result["stopped_by"] == "time_budget"
-    # No `steps > 0`: torch's import and the optimizer's first construction (which imports
-    # torch._dynamo) take 3 s of a 4 s budget on a busy 2-core machine, and then keeping
-    # the budget means not training. tests/engine/test_trainer.py checks budgets are used.
-    assert result["steps"] >= 0
+    assert result["steps"] > 0, "the budget left time to train"
+    assert result["partial_eval"] is False and result["val_chars"] == result["val_split_chars"]
     assert result["elapsed_s"] < budget
     assert Path(result["checkpoint"]).is_dir()
 
@@ -162,12 +159,8 @@ def test_time_budget_covers_a_final_evaluation_that_matters(
     )
     wall = time.monotonic() - started
     result = cli_json(proc)
-    # A margin for a busy machine, no tight timing. On a machine so busy that importing
-    # torch alone outlasts the budget, the budget starts where the trainer could: what is
-    # checked is that planning, the final evaluation, the save and the exit add no more.
-    # After the trainer starts: the final evaluation, the save (fsync), the metrics log
-    # (fsync) and the interpreter's exit; 8 s covers a 2-core machine at load 12.
-    assert wall < max(budget, result["startup_s"]) + 8.0, (wall, result["startup_s"])
+    # The whole command against the budget, with the same margin as above.
+    assert wall < budget + 3.0, (wall, result["startup_s"])
     assert result["stopped_by"] == "time_budget"
     assert result["val_split_chars"] == 60_000 - 1
     assert result["partial_eval"] is True
