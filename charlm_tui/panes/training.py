@@ -347,6 +347,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
     def _got_RunsListed(self, event: p.RunsListed) -> None:
         self.runs = list(event.runs)
         runs = self.query_one("#runs", OptionList)
+        kept = runs.highlighted  # a refresh must not leave Enter with nothing to load
         runs.clear_options()
         options = []
         for run in event.runs:
@@ -358,6 +359,8 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         if not options:
             options.append(Option("[dim]no saved runs yet[/]", disabled=True))
         runs.add_options(options)
+        if event.runs and (kept is not None or runs.has_focus):
+            runs.highlighted = min(kept or 0, len(event.runs) - 1)
 
     def _got_CheckpointSaved(self, event: p.CheckpointSaved) -> None:
         self.notify(f"Saved {event.path}", title="Checkpoint")

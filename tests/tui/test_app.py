@@ -325,6 +325,7 @@ async def test_load_a_saved_run_and_continue_it() -> None:
         await wait_until(pilot, lambda: runs.option_count and runs.get_option_at_index(0).id)
         runs.focus()
         runs.highlighted = 0
+        await pilot.pause()  # the focus handler highlights the first run too: let it settle
         await pilot.press("enter")
         await wait_until(pilot, lambda: "loaded a checkpoint" in text_of(app, "#train-state"))
         assert app.query_one("#m-step").value == "30"
