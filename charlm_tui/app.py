@@ -456,6 +456,8 @@ class CharLMApp(App[None]):
             return
         focused = self.focused
         with contextlib.suppress(NoMatches):
+            if pane != "inspect":
+                self.query_one(InspectPane).deactivated()
             self._capture_state()
             if focused is not None and event.pane in focused.ancestors_with_self:
                 if pane == "inspect":

@@ -57,6 +57,8 @@ class InspectPane(EngineEventHandler, Vertical):
         super().__init__(id=id)
         self.view = "units"
         self.has_model = False
+        self.has_corpus = False  # an excerpt needs the corpus, which may load after the model
+        self.is_front = False
         self.model_type = ""
         self.model_info = "no model yet"
         self.source = ""
@@ -128,10 +130,19 @@ class InspectPane(EngineEventHandler, Vertical):
 
     def activated(self, focus: bool = True) -> None:
         """The tab came to the front: inspect something if there is a model and no text yet."""
-        if self.has_model and not self.text and "text" not in self.reqs:
-            self.inspect_text("excerpt")
+        self.is_front = True
+        self._excerpt_if_ready()
         if focus:
             self.query_one(ValueText).focus()
+
+    def deactivated(self) -> None:
+        self.is_front = False
+
+    def _excerpt_if_ready(self) -> None:
+        """The first excerpt waits for both a model and the corpus, whichever arrives last."""
+        ready = self.has_model and self.has_corpus
+        if ready and self.is_front and not self.text and "text" not in self.reqs:
+            self.inspect_text("excerpt")
 
     # ----- actions -------------------------------------------------------------------
 
@@ -386,14 +397,21 @@ class InspectPane(EngineEventHandler, Vertical):
 
     def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
         if event.req and event.req in self.reqs.values():
+            if self.reqs.get("text") == event.req:
+                del self.reqs["text"]  # a later excerpt request may succeed
             self.note = f"error: {event.message}"
             self._show()
+
+    def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
+        self.has_corpus = True
+        self._excerpt_if_ready()
 
     def _model_changed(self, info: str) -> None:
         self.has_model = True
         self.model_info = info
         self.char_map = None
         self._show()
+        self._excerpt_if_ready()
 
     def _got_TrainStarted(self, event: p.TrainStarted) -> None:
         self._model_changed(f"{event.model_type} in training (u: latest weights)")

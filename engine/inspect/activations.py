@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import UserError
+from engine.inspect.hooks import inspecting, this_thread_only
 from engine.models import CharLM
 from engine.models.recurrent import RecurrentLM
 from engine.models.transformer import TransformerLM
@@ -95,15 +96,9 @@ class Activations:
         raise AssertionError("unreachable")
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout) for the duration, then the mode the model had."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Eval mode for the duration, serialized with other inspect work (engine.inspect.hooks)."""
+    return inspecting(model)
 
 
 def unit_activations(model: CharLM, ids: np.ndarray | torch.Tensor, text: str = "") -> Activations:
@@ -216,7 +211,7 @@ def transformer_trace(model: TransformerLM, tokens: torch.Tensor) -> list[UnitGr
         return hook
 
     handles = [
-        block.mlp.proj.register_forward_pre_hook(hook_for(i))
+        block.mlp.proj.register_forward_pre_hook(this_thread_only(hook_for(i)))
         for i, block in enumerate(model.blocks)
     ]
     parts: list[list[np.ndarray]] = [[] for _ in model.blocks]

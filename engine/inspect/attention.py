@@ -20,6 +20,7 @@ from torch import nn
 
 from engine.errors import UserError
 from engine.inspect.activations import eval_mode
+from engine.inspect.hooks import this_thread_only
 from engine.models import CharLM
 from engine.models.transformer import TransformerLM
 
@@ -77,8 +78,8 @@ def attention_matrices(
 
     handles = []
     for block in model.blocks:
-        handles.append(block.attn.register_forward_pre_hook(catch_input))
-        handles.append(block.attn.proj.register_forward_pre_hook(catch_output))
+        handles.append(block.attn.register_forward_pre_hook(this_thread_only(catch_input)))
+        handles.append(block.attn.proj.register_forward_pre_hook(this_thread_only(catch_output)))
     try:
         with eval_mode(model), torch.no_grad():
             model(tokens.unsqueeze(0))

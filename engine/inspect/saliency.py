@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from engine.errors import UserError
 from engine.inspect.activations import eval_mode
+from engine.inspect.hooks import this_thread_only
 from engine.models import CharLM
 from engine.models.recurrent import RecurrentLM
 from engine.models.transformer import TransformerLM
@@ -92,7 +93,7 @@ def saliency_at(
         if start and isinstance(model, RecurrentLM):
             with torch.no_grad():
                 _, state = model(tokens[:start].unsqueeze(0))
-        handle = embedding_module(model).register_forward_hook(make_leaf)
+        handle = embedding_module(model).register_forward_hook(this_thread_only(make_leaf))
         try:
             with torch.enable_grad():
                 logits, _ = model(tokens[start:position].unsqueeze(0), state)

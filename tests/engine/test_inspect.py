@@ -233,6 +233,43 @@ def test_attention_weights_times_values_give_the_layer_output() -> None:
         assert torch.allclose(mixed, outputs[layer], atol=ATOL)
 
 
+def test_attention_is_unaffected_by_forward_passes_in_other_threads() -> None:
+    """Hooks belong to the module: a generation or a second inspect request running on the
+    same model in another engine thread once fed its activations into this one's capture
+    (`zip() argument 2 is longer than argument 1`). Each call sees only its own pass."""
+    import threading
+
+    model = tiny_model("transformer", VOCAB)
+    ids = random_ids(60)
+    expected = {p: attention_at(model, ids, p).weights for p in (10, 30, 59)}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def keep_forwarding() -> None:
+        tokens = torch.as_tensor(random_ids(24, seed=3))[None]
+        while not stop.is_set():
+            with torch.no_grad():
+                model(tokens)
+
+    def inspect_repeatedly(position: int) -> None:
+        try:
+            for _ in range(30):
+                assert np.allclose(attention_at(model, ids, position).weights, expected[position])
+        except BaseException as exc:
+            errors.append(exc)
+
+    forwarder = threading.Thread(target=keep_forwarding)
+    inspectors = [threading.Thread(target=inspect_repeatedly, args=(p,)) for p in expected]
+    forwarder.start()
+    for thread in inspectors:
+        thread.start()
+    for thread in inspectors:
+        thread.join()
+    stop.set()
+    forwarder.join()
+    assert not errors, errors[0]
+
+
 @pytest.mark.parametrize("model_type", ["lstm", "gru", "rnn"])
 def test_attention_on_a_recurrent_model_is_a_user_error(model_type: str) -> None:
     with pytest.raises(UserError, match="needs a Transformer"):
