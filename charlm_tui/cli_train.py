@@ -274,11 +274,17 @@ def train(
     from engine.training.ddp import launched_by_torchrun
 
     if ddp or launched_by_torchrun():
-        if tensorboard is not None:
-            raise ConfigError("--tensorboard is not supported with --ddp yet")
         from engine.training.launch import run_distributed
 
-        result = run_distributed(corpus, encoding, model_config, config, out, resume, deadline)
+        board = None
+        if tensorboard is not None:
+            from engine.decoding.preview import preview_text
+            from engine.training.tensorboard_log import TensorBoardRequest
+
+            board = TensorBoardRequest(tensorboard, preview_text)
+        result = run_distributed(
+            corpus, encoding, model_config, config, out, resume, deadline, tensorboard=board
+        )
         if result is None:  # not rank 0
             return
     else:

@@ -46,6 +46,7 @@ from engine.device import resolve_device
 from engine.models import ModelConfig
 from engine.training.ddp import World, init_process_group, rank_device, torchrun_world
 from engine.training.events import StepEvent, TrainResult
+from engine.training.tensorboard_log import TensorBoardRequest
 
 
 def _load_corpus(spec: str, encoding: str, world: World, labelled: bool = False):  # -> Corpus
@@ -106,8 +107,13 @@ def train_rank(
     resume: bool,
     deadline: float | None,
     on_event: Callable[[object], None] | None = None,
+    tensorboard: TensorBoardRequest | None = None,
 ) -> RankOutcome:
-    """Be one rank of a DDP run: join, train, leave. Returns this rank's outcome."""
+    """Be one rank of a DDP run: join, train, leave. Returns this rank's outcome.
+
+    Rank 0 alone writes TensorBoard event files when `tensorboard` asks for them
+    (it alone evaluates, so it alone has val figures and samples to log).
+    """
     from engine.training.trainer import Trainer
 
     config = dataclasses.replace(
@@ -117,14 +123,19 @@ def train_rank(
     init_process_group(world, device)
     losses: list[float] = []
     show = on_event or StderrProgress(world.world_size)
+    trainer = None
+    board = None
+    if tensorboard is not None and world.rank == 0:
+        board = tensorboard.open(lambda: trainer)
 
     def record(event: object) -> None:
         if isinstance(event, StepEvent):
             losses.append(event.loss)
         show(event)
+        if board is not None:
+            board.record(event)
 
     previous = signal.getsignal(signal.SIGINT)
-    trainer = None
     try:
         corpus = _load_corpus(corpus_spec, encoding, world, bool(config.conditional))
         trainer = Trainer(
@@ -152,6 +163,8 @@ def train_rank(
         dist.barrier()
     finally:
         signal.signal(signal.SIGINT, previous)
+        if board is not None:
+            board.close()
         # The DDP wrapper holds the process group and gloo work with tensors in it: free
         # them now, while the interpreter is whole. Left to interpreter shutdown, gloo's
         # worker threads can take the GIL too late and abort the process (SIGABRT).
@@ -199,6 +212,7 @@ def launch(
     out_dir: str | Path | None,
     resume: bool = False,
     deadline: float | None = None,
+    tensorboard: TensorBoardRequest | None = None,
 ) -> list[RankOutcome]:
     """Train with `world_size` local processes (no torchrun needed); outcomes by rank.
 
@@ -214,6 +228,7 @@ def launch(
         "out_dir": out_dir,
         "resume": resume,
         "deadline": deadline,
+        "tensorboard": tensorboard,
     }
     queue = mp.get_context("spawn").SimpleQueue()
     context = mp.start_processes(
@@ -258,6 +273,7 @@ def run_distributed(
     out_dir: str | Path | None,
     resume: bool,
     deadline: float | None,
+    tensorboard: TensorBoardRequest | None = None,
 ) -> TrainResult | None:
     """`charlm-tui train --ddp` (or under torchrun): the TrainResult on rank 0, else None.
 
@@ -267,13 +283,29 @@ def run_distributed(
     world = torchrun_world()
     if world is not None:
         outcome = train_rank(
-            world, corpus_spec, encoding, model_config, train_config, out_dir, resume, deadline
+            world,
+            corpus_spec,
+            encoding,
+            model_config,
+            train_config,
+            out_dir,
+            resume,
+            deadline,
+            tensorboard=tensorboard,
         )
         return outcome.result if world.rank == 0 else None
     gpus = torch.cuda.device_count() if resolve_device(train_config.device).type == "cuda" else 0
     if gpus > 1:
         outcomes = launch(
-            gpus, corpus_spec, encoding, model_config, train_config, out_dir, resume, deadline
+            gpus,
+            corpus_spec,
+            encoding,
+            model_config,
+            train_config,
+            out_dir,
+            resume,
+            deadline,
+            tensorboard,
         )
         return outcomes[0].result
     sys.stderr.write(
@@ -283,13 +315,26 @@ def run_distributed(
     from engine.data.labels import load_corpus_as
     from engine.training.trainer import Trainer
 
-    trainer = Trainer(
-        load_corpus_as(corpus_spec, encoding, bool(train_config.conditional)),
-        model_config,
-        train_config,
-        out_dir=out_dir,
-        on_event=StderrProgress(1),
-        resume=resume,
-        deadline=deadline,
-    )
-    return trainer.run()
+    progress = StderrProgress(1)
+    trainer = None
+    board = tensorboard.open(lambda: trainer) if tensorboard is not None else None
+
+    def on_event(event: object) -> None:
+        progress(event)
+        if board is not None:
+            board.record(event)
+
+    try:
+        trainer = Trainer(
+            load_corpus_as(corpus_spec, encoding, bool(train_config.conditional)),
+            model_config,
+            train_config,
+            out_dir=out_dir,
+            on_event=on_event,
+            resume=resume,
+            deadline=deadline,
+        )
+        return trainer.run()
+    finally:
+        if board is not None:
+            board.close()

@@ -11,6 +11,7 @@ use the decoding layer; training does not).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ConfigError
@@ -76,3 +77,23 @@ class TensorBoardLog:
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+@dataclass(frozen=True)
+class TensorBoardRequest:
+    """`--tensorboard DIR` for a run whose trainer is built elsewhere (DDP ranks).
+
+    Spawned ranks receive it pickled, so the sampler must be a module-level
+    function (pickled by reference), called as `sampler(trainer, chars)`.
+    """
+
+    log_dir: Path
+    sampler: Callable[[object, int], str] | None = None
+    sample_chars: int = 200
+
+    def open(self, trainer: Callable[[], object]) -> TensorBoardLog:
+        """The log for the trainer that `trainer()` returns once it exists."""
+        sampler = self.sampler
+        if sampler is None:
+            return TensorBoardLog(self.log_dir)
+        return TensorBoardLog(self.log_dir, sampler=lambda: sampler(trainer(), self.sample_chars))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +15,11 @@ from engine.errors import ConfigError
 from tests.helpers import assert_user_error, cli_json, write_markov
 
 pytest.importorskip("tensorboard")
+
+ROOT = Path(__file__).resolve().parents[2]
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which(
+    "torchrun"
+)
 
 
 def read_events(log_dir: Path):
@@ -73,3 +82,40 @@ def test_engine_writer_without_the_package(tmp_path: Path, monkeypatch: pytest.M
     assert not tensorboard_available()
     with pytest.raises(ConfigError, match=r"charlm-tui\[tensorboard\]"):
         TensorBoardLog(tmp_path / "tb")
+
+
+def _check_board(board: Path, result: dict) -> None:
+    events = read_events(board)
+    val = events.Scalars("val/loss")
+    assert [e.step for e in val] == [10, 20]
+    assert min(e.value for e in val) == pytest.approx(result["best_val_loss"], rel=1e-5)
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 21))
+    samples = events.Tensors("sample/text_summary")
+    assert [e.step for e in samples] == [10, 20]
+    assert len(samples[-1].tensor_proto.string_val[0].decode("utf-8")) > 100
+
+
+def test_ddp_on_one_device_writes_the_board(corpus_file: Path, tmp_path: Path, cli_main) -> None:
+    board = tmp_path / "board"
+    proc = cli_main(
+        "train", "--corpus", corpus_file, "--out", tmp_path / "run", "--preset", "tiny",
+        "--device", "cpu", "--max-steps", "20", "--set", "eval_interval=10", "--ddp",
+        "--tensorboard", board, "--json",
+    )  # fmt: skip
+    _check_board(board, cli_json(proc))
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
+def test_torchrun_ranks_write_one_board_from_rank_0(corpus_file: Path, tmp_path: Path) -> None:
+    board = tmp_path / "board"
+    command = [
+        str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "charlm_tui", "train",
+        "--corpus", str(corpus_file), "--out", str(tmp_path / "run"), "--preset", "tiny",
+        "--device", "cpu", "--max-steps", "20", "--set", "eval_interval=10", "--ddp",
+        "--tensorboard", str(board), "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_board(board, json.loads(done.stdout.strip()))
+    assert len(list(board.glob("events.out.tfevents.*"))) == 1  # rank 0 alone writes
