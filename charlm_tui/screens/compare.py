@@ -3,7 +3,10 @@
 The table holds the statistics of each strategy (engine/decoding/compare.py, the seed
 notebook's Part 6 plus distinct-n, repetition, self-perplexity and novelty);
 below it each strategy's first sample sits in its own column. Rows arrive one
-by one as the engine finishes them.
+by one as the engine finishes them. When the true continuation of the prompt is
+known (`h` cuts the prompt from the held-out split; a typed prompt found there
+works too) a chrF column scores each strategy against it, and the true text gets
+its own card (engine/decoding/references.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ COLUMNS = (
 )
 # Line-per-item models: shares of generated items not in the training items / in neither set.
 ITEM_COLUMNS = (("novel_vs_train", "new items"), ("novel_vs_all", "new vs held-out too"))
+CHRF_COLUMN = ("chrf", "chrF")
 
 
 MIN_CARD = 24  # columns: a sample card narrower than this is hard to read
@@ -48,6 +52,8 @@ def _cell(key: str, value: object) -> str:
             return "–"
         if key == "chars_per_s":
             return f"{value:,.0f}"
+        if key == "chrf":
+            return f"{value:.1f}"
         return f"{value:.3f}"
     return str(value)
 
@@ -58,6 +64,7 @@ class CompareScreen(EngineEventHandler, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
         Binding("r", "rerun", "New seed"),
+        Binding("h", "held_out", "Held-out prompt"),
     ]
 
     def __init__(
@@ -79,6 +86,11 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         self.guidance = guidance
         self.req = 0
         self.done = False
+        self.held_out = False  # the prompt comes from the held-out split, for chrF
+        self.typed_prompt = prompt
+        self.reference: str | None = None
+        self.reference_offset = -1
+        self.note = ""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-box"):
@@ -96,6 +108,7 @@ class CompareScreen(EngineEventHandler, Screen[None]):
     def run_compare(self) -> None:
         self.req = p.new_request_id()
         self.done = False
+        self.reference, self.reference_offset, self.note = None, -1, ""
         self.query_one(DataTable).clear()
         self.query_one("#compare-samples").remove_children()
         self._title()
@@ -110,13 +123,21 @@ class CompareScreen(EngineEventHandler, Screen[None]):
                     by_label=self.by_label,
                     condition=self.condition,
                     guidance=self.guidance,
+                    held_out=self.held_out,
                 )
             )
         )
 
     def _title(self, note: str = "") -> None:
         prompt = repr(self.prompt) if self.prompt else "(empty: a random first character)"
+        if self.held_out and self.reference is None and not self.note:
+            prompt = "from the held-out split"
         state = "" if self.done else " · [yellow]generating…[/]"
+        if self.reference is not None:
+            where = f"held-out split, char {self.reference_offset:,}"
+            note = f" · chrF against the true continuation ({where}){note}"
+        elif self.note:
+            note = f" · [yellow]{_escape(self.note)}[/]{note}"
         self.query_one("#compare-title", Static).update(
             f"[b]{'Compare labels' if self.by_label else 'Compare strategies'}[/]"
             f"{_escape(self._condition_note())} · prompt {_escape(prompt)} · seed {self.seed} · "
@@ -144,10 +165,26 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         self.seed += 1
         self.run_compare()
 
+    def action_held_out(self) -> None:
+        """Toggle a prompt cut from the held-out split (new place per seed) and its chrF."""
+        if self.by_label:
+            self.notify("chrF compares strategies: not available for labels", timeout=4)
+            return
+        if not self.done:
+            self.post_message(EngineCommand(p.Cancel(self.req)))
+        self.held_out = not self.held_out
+        self.prompt = "" if self.held_out else self.typed_prompt
+        self.run_compare()
+
     def _got_CompareResult(self, event: p.CompareResult) -> None:
         if event.req == self.req:
+            self.prompt = event.prompt
+            self.reference, self.reference_offset = event.reference, event.reference_offset
+            self.note = event.note
             self._show(event.rows)
             self.done = event.done
+            if self.done and self.reference is not None:
+                self._reference_card(self.reference)
             self._title()
 
     def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
@@ -162,11 +199,16 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         if with_items and ITEM_COLUMNS[0][0] not in table.columns:
             for key, label in ITEM_COLUMNS:
                 table.add_column(label, key=key)
+        with_chrf = any(r.get("chrf") is not None for r in rows)
+        if with_chrf and CHRF_COLUMN[0] not in table.columns:
+            table.add_column(CHRF_COLUMN[1], key=CHRF_COLUMN[0])
         for row in rows[table.row_count :]:
             cells = [_cell(key, row.get(key)) for key, _ in COLUMNS]
             if ITEM_COLUMNS[0][0] in table.columns:
                 novelty = row.get("item_novelty") or {}
                 cells += [_cell(key, novelty.get(key)) for key, _ in ITEM_COLUMNS]
+            if CHRF_COLUMN[0] in table.columns:
+                cells.append(_cell(CHRF_COLUMN[0], row.get(CHRF_COLUMN[0])))
             table.add_row(*cells, key=row["strategy"])
             column = VerticalScroll(
                 Static(row["samples"][0] if row.get("samples") else "", markup=False),
@@ -174,6 +216,13 @@ class CompareScreen(EngineEventHandler, Screen[None]):
             )
             column.border_title = row["strategy"]
             samples.mount(column)
+        self.call_after_refresh(self._fit_columns)
+
+    def _reference_card(self, text: str) -> None:
+        """The true continuation, last in the row of sample cards."""
+        card = VerticalScroll(Static(text, markup=False), classes="compare-column -reference")
+        card.border_title = "true continuation"
+        self.query_one("#compare-samples", HorizontalScroll).mount(card)
         self.call_after_refresh(self._fit_columns)
 
     def on_resize(self) -> None:

@@ -210,10 +210,25 @@ class GenerationHandlers:
             items, val_fraction = self._items_model()
             item_sets = _item_sets(corpus, val_fraction) if items and same_corpus else None
             rows: list[dict] = []
+            found, note = None, ""
+            if not cmd.by_label and not items:
+                found, note = _compare_reference(cmd, corpus if same_corpus else None, val_fraction)
+            prompt = found.prompt if found is not None else cmd.prompt
+
+            def result(done: bool) -> p.CompareResult:
+                return p.CompareResult(
+                    prompt,
+                    list(rows),
+                    done,
+                    cmd.req,
+                    reference=found.text if found is not None else None,
+                    reference_offset=found.offset if found is not None else -1,
+                    note=note,
+                )
 
             def on_row(row: Any) -> None:
                 rows.append(_plain(row.as_dict()))
-                self.out.send(p.CompareResult(cmd.prompt, list(rows), False, cmd.req))
+                self.out.send(result(False))
 
             common = {
                 "length": cmd.length,
@@ -244,13 +259,14 @@ class GenerationHandlers:
             else:
                 compare_strategies(
                     generator,
-                    cmd.prompt,
+                    prompt,
                     num_samples=max(cmd.num_samples, 20) if items else cmd.num_samples,
                     items=items,
                     item_sets=item_sets,
+                    reference=found.text if found is not None else None,
                     **common,
                 )
-            self.out.send(p.CompareResult(cmd.prompt, rows, True, cmd.req))
+            self.out.send(result(True))
 
         self._spawn("compare", cmd, work)
 
@@ -301,6 +317,31 @@ def _item_sets(corpus: Corpus, val_fraction: float) -> tuple[frozenset[str], fro
 
 _WORDS_LIMIT = 20_000_000
 _words_cache: dict[str, frozenset[str]] = {}
+
+
+def _compare_reference(
+    cmd: p.Compare, corpus: Corpus | None, val_fraction: float
+) -> tuple[Any, str]:
+    """(engine.decoding.references.Reference or None, why there is none when one was asked for)."""
+    from engine.decoding.quality import chrf
+    from engine.decoding.references import held_out_prompt, held_out_text, reference_after
+
+    if corpus is None:
+        return None, "a held-out prompt needs the model's corpus loaded" if cmd.held_out else ""
+    held_out = held_out_text(corpus, val_fraction)
+    if cmd.held_out:
+        found = held_out_prompt(held_out, cmd.length, cmd.seed)
+        if found is None:
+            return None, f"the held-out split is shorter than a prompt and {cmd.length} chars"
+    else:
+        found = reference_after(held_out, cmd.prompt, cmd.length)
+    if found is None:
+        return None, ""
+    try:
+        chrf(["a"], ["a"])  # sacrebleu is an optional extra
+    except UserError as exc:
+        return None, str(exc)
+    return found, ""
 
 
 def _corpus_words(corpus: Corpus) -> frozenset[str] | None:

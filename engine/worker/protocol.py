@@ -134,6 +134,9 @@ class Compare:
     by_label: bool = False  # rows are "none" and each label instead of strategies
     condition: str | None = None
     guidance: float | None = None
+    # Cut the prompt from the held-out split (at a place the seed picks) and score chrF
+    # against the text that follows it; without it a typed prompt found there gets chrF too.
+    held_out: bool = False
 
 
 @dataclass
@@ -410,6 +413,9 @@ class CompareResult:
     rows: list
     done: bool = False
     req: int = 0
+    reference: str | None = None  # the true continuation the rows' chrF is against
+    reference_offset: int = -1  # where the prompt is in the held-out split
+    note: str = ""  # why there is no chrF column, when one was asked for
 
 
 @dataclass

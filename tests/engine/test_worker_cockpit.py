@@ -114,3 +114,34 @@ async def test_compare_reports_item_novelty(tmp_path: Path) -> None:
         assert len(done.rows[1]["samples"]) == 20  # items models compare 20 items a row
     finally:
         await client.stop()
+
+
+@pytest.mark.slow
+async def test_compare_on_a_held_out_prompt_scores_chrf_against_the_true_text() -> None:
+    pytest.importorskip("sacrebleu")
+    from engine.decoding.quality import chrf
+
+    client = EngineClient("thread")
+    await client.start()
+    events = Events(client)
+    try:
+        client.send(p.LoadCorpus("markov", req=1))
+        await events.until(lambda e: isinstance(e, p.CorpusLoaded))
+        client.send(p.Train("lstm", "tiny", train=TRAIN, sample_every_s=0))
+        await events.until(lambda e: isinstance(e, p.TrainFinished), timeout=120)
+        client.send(p.Compare("", 30, 3, 5, req=2, held_out=True))
+        done = await events.until(lambda e: isinstance(e, p.CompareResult) and e.done, 120)
+        assert done.reference is not None and len(done.reference) == 30 and done.note == ""
+        assert len(done.prompt) == 64 and done.reference_offset >= 0
+        for row in done.rows:
+            assert row["chrf"] == pytest.approx(chrf(row["samples"], [done.reference] * 3))
+        # A typed prompt found in the held-out split gets the text after it as reference.
+        client.send(p.Compare(done.prompt, 30, 3, 5, req=3))
+        typed = await events.until(lambda e: isinstance(e, p.CompareResult) and e.done, 120)
+        assert typed.reference == done.reference and typed.prompt == done.prompt
+        # A prompt that is nowhere in it: no reference, no chrF, no note.
+        client.send(p.Compare("zzzz qqqq zzzz", 30, 3, 5, req=4))
+        plain = await events.until(lambda e: isinstance(e, p.CompareResult) and e.done, 120)
+        assert plain.reference is None and all(r["chrf"] is None for r in plain.rows)
+    finally:
+        await client.stop()

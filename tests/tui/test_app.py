@@ -279,6 +279,20 @@ async def test_compare_view() -> None:
         table = screen.query_one("#compare-table")
         assert table.row_count == 8
         assert len(screen.query(".compare-column")) == 8
+        assert "chrf" not in table.columns  # a typed prompt not in the held-out split
+
+        # h: a prompt cut from the held-out split, chrF against the text that follows it
+        await pilot.press("h")
+        await wait_until(pilot, lambda: screen.done and screen.reference is not None, 90, "chrF")
+        root = Path(__file__).resolve().parents[2]
+        corpus_text = (root / "sample_corpora" / "markov.txt").read_text(encoding="utf-8")
+        assert screen.prompt + screen.reference in corpus_text[int(len(corpus_text) * 0.9) :]
+        assert "chrf" in table.columns and table.row_count == 8
+        scores = [float(table.get_cell(key, "chrf")) for key in table.rows]
+        assert all(0.0 <= s <= 100.0 for s in scores) and max(scores) > 0
+        cards = screen.query(".compare-column")
+        assert len(cards) == 9 and cards[-1].border_title == "true continuation"
+        assert "chrF against the true continuation" in text_of(screen, "#compare-title")
         await pilot.press("escape")
         assert type(app.screen).__name__ == "Screen"
 

@@ -1,6 +1,6 @@
 """Snapshots of the generation pane (knob bar, branch status) and the compare view at
 80x24 and 200x60: the knob bar wraps between knobs, the compare cards fill the width and
-the table shows every strategy. Regenerate with `pytest tests/tui --snapshot-update`."""
+the table shows every strategy (at 200x60 with a chrF column and the true text's card). Regenerate with `pytest tests/tui --snapshot-update`."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ async def _generation(pilot) -> None:
     await pilot.pause()
 
 
-async def _compare(pilot) -> None:
+async def _compare(pilot, reference: str | None = None) -> None:
     from charlm_tui.screens.compare import CompareScreen
 
     await _ready(pilot)
@@ -66,8 +66,14 @@ async def _compare(pilot) -> None:
     await wait_until(pilot, lambda: any("compare" in n.title for n in app._notifications))
     app.clear_notifications()
     screen.req = 777_777
-    screen.post_message(EngineEvent(p.CompareResult("The keeper", _rows(), True, 777_777)))
-    await wait_until(pilot, lambda: screen.done and len(screen.query(".compare-column")) == 8)
+    rows = _rows()
+    if reference is not None:  # a held-out prompt: a chrF column and the true text's card
+        for i, row in enumerate(rows):
+            row["chrf"] = 20.0 + 3 * i
+    result = p.CompareResult("The keeper", rows, True, 777_777, reference, 1234)
+    screen.post_message(EngineEvent(result))
+    cards = 8 if reference is None else 9
+    await wait_until(pilot, lambda: screen.done and len(screen.query(".compare-column")) == cards)
     screen._title()
     await pilot.pause()
 
@@ -84,5 +90,9 @@ def test_compare_80x24(snap_compare) -> None:
     assert snap_compare(_app(), terminal_size=(80, 24), run_before=_compare)
 
 
+async def _compare_with_reference(pilot) -> None:
+    await _compare(pilot, reference=TEXT[:200])
+
+
 def test_compare_200x60(snap_compare) -> None:
-    assert snap_compare(_app(), terminal_size=(200, 60), run_before=_compare)
+    assert snap_compare(_app(), terminal_size=(200, 60), run_before=_compare_with_reference)
