@@ -13,7 +13,8 @@ every figure pessimistic).
 
 `--busy` runs the command while another process keeps one core busy (a Python
 loop), the way a shared machine is: with `--budget 45` it checks that the time
-budget still covers the whole command there.
+budget still covers the whole command there. `--set threads=2` pins the thread count
+(no governor, engine/training/threads.py) for a side-by-side.
 
     python bench/train_quality.py [--budget 120] [--corpus PATH] [--model lstm]
                                   [--preset cpu] [--precision auto] [--busy]
@@ -137,6 +138,8 @@ def main() -> None:
         "precision": result["precision"],
         "precision_reason": result["precision_reason"],
         "steps": result["steps"],
+        "threads": result.get("threads"),  # at the end; the governor's changes below
+        "thread_changes": result.get("thread_changes", []),
         "startup_s": _rounded(result.get("startup_s"), 2),
         "elapsed_s": _rounded(result.get("elapsed_s"), 2),
         "chars_per_s": round(result["chars_per_s"]),

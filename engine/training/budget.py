@@ -44,6 +44,7 @@ PROBE_STEPS = 16
 TRAIN_TO_EVAL_COST = 3.0
 # How far the training-speed drift may raise the estimate of the evaluation speed.
 MAX_SPEEDUP = 1.5
+RECENT_STEPS = 4  # the next step is planned as slow as the slowest of these
 
 
 class TimeBudget:
@@ -66,6 +67,9 @@ class TimeBudget:
         self.train_rate: float | None = None  # recent training chars/s
         self.save_s = 0.5
         self.periodic_s = 0.0  # the last periodic evaluation's seconds
+        self.steps_seen = 0
+        self.recent_rates: list[float] = []  # chars/s of the last RECENT_STEPS steps
+        self.slowest_rate: float | None = None
 
     # ----- measurements ----------------------------------------------------------------
 
@@ -73,14 +77,18 @@ class TimeBudget:
         self.probe_rate = chars_per_s
 
     def measured_step(self, chars: int, seconds: float) -> None:
-        """A training step: an exponential average of the recent speed."""
+        """A training step: an exponential average of the recent speed, and the slowest of
+        the last few (the next step is planned as that slow)."""
         rate = chars / max(seconds, 1e-9)
-        self._steps_seen = getattr(self, "_steps_seen", 0) + 1
-        if self._steps_seen <= 3:  # the first steps pay one-off set-up costs: the best one
+        self.steps_seen += 1
+        if self.steps_seen <= 3:  # the first steps pay one-off set-up costs: the best one
             self.train_rate_at_probe = max(self.train_rate_at_probe or 0.0, rate)
             self.train_rate = max(self.train_rate or 0.0, rate)
+            self.slowest_rate = self.train_rate
             return
         self.train_rate = 0.8 * (self.train_rate or rate) + 0.2 * rate
+        self.recent_rates = [*self.recent_rates[-(RECENT_STEPS - 1) :], rate]
+        self.slowest_rate = min(self.recent_rates)
 
     def measured_save(self, seconds: float) -> None:
         self.save_s = seconds
@@ -123,8 +131,11 @@ class TimeBudget:
         return keep + self.final_chars() / max(rate, 1.0) * SAFETY
 
     def next_step_s(self, chars: int) -> float:
-        """What the next step of `chars` should take: the recent speed, not the first step's
-        one-off set-up (which can be ten times a step on a busy machine)."""
+        """What the next step of `chars` may take: as long as the slowest of the last few (on
+        a busy machine steps vary twofold, and one longer than planned overruns the budget),
+        never the first step's one-off set-up (which can be ten times a step)."""
+        if self.slowest_rate:
+            return chars / self.slowest_rate
         if self.train_rate:
             return chars / self.train_rate
         if self.probe_rate:  # before the first step: a forward and backward ~ 3 forwards

@@ -45,6 +45,9 @@ class TrainConfig:
     # A conditional run (engine/models/conditioning.py) on a labelled corpus.
     conditional: bool = False
     label_dropout: float = 0.1
+    # Intra-op CPU threads: None lets engine/training/threads.py choose (and re-choose
+    # when other processes compete for the cores); a number pins it.
+    threads: int | None = None
 
     def validate(self) -> None:
         """Types first, then ranges: `--set lr=abc` or a tampered state.json is bad input, not a crash.
@@ -83,6 +86,8 @@ class TrainConfig:
         check_bool("items", self.items)
         if self.items and self.batching != "random":
             raise ConfigError("--items trains on windows that start at items: use random batching")
+        if self.threads is not None:
+            check_int("threads", self.threads, 1, 4096)
         check_bool("conditional", self.conditional)
         check_number("label_dropout", self.label_dropout, 0.0, 1.0, high_open=True)
         if self.conditional and self.items:

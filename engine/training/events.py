@@ -80,6 +80,9 @@ class TrainResult:
     model: dict
     train: dict
     labels: list[str] = field(default_factory=list)
+    # CPU intra-op threads at the end, and each change the thread governor made (why).
+    threads: int = 0
+    thread_changes: list[str] = field(default_factory=list)
     # A conditional run: the final val loss of each label, with its label.
     label_val_loss: dict[str, float] = field(default_factory=dict)
 

@@ -43,6 +43,7 @@ from engine.training.metrics_log import MetricsLog
 from engine.training.run_dir import RunClaim, check_room, claim_run_dir
 from engine.training.run_state import load_resumable, restore_run, save_run
 from engine.training.schedule import lr_at
+from engine.training.threads import ThreadGovernor
 
 EventCallback = Callable[[object], None]
 # A loss above this (nats/char) is divergence, not learning: uniform guessing over the
@@ -453,9 +454,11 @@ class Trainer:
         if self.out_dir is not None and self.is_main:
             # A resumed run (step > 0) keeps its records up to the checkpoint's step.
             self.metrics = MetricsLog(self.out_dir, resume_step=self.step or None)
+        threads_before = torch.get_num_threads()
         try:
             return self._run()
         finally:
+            torch.set_num_threads(threads_before)  # the count is process-wide: give it back
             if self.metrics is not None:
                 self.metrics.close()
                 self.metrics = None
@@ -488,7 +491,8 @@ class Trainer:
         step_seconds = self.budget.next_step_s(cfg.batch_size * cfg.seq_len)
         stopped_by = "max_steps"
         self.model.train()
-        self._emit(StatusEvent("training", self.precision.label))
+        self.threads = self._thread_governor()
+        self._emit(StatusEvent("training", self._training_label()))
         last_loss = float("nan")
         sync_every = 1 if self.device.type == "cpu" else 10
         pending: list[torch.Tensor] = []
@@ -515,7 +519,7 @@ class Trainer:
                 if self._stop.is_set():
                     reason = "stop"
                 else:
-                    self._emit(StatusEvent("training", self.precision.label))
+                    self._emit(StatusEvent("training", self._training_label()))
             now = time.monotonic()
             evaluating_next = (self.step + 1) % cfg.eval_interval == 0
             if reason is None and self.budget.should_stop(now, step_seconds, evaluating_next):
@@ -562,6 +566,10 @@ class Trainer:
             elapsed_step = time.perf_counter() - step_start
             step_seconds = self.budget.next_step_s(inputs.numel())
             self.budget.measured_step(inputs.numel(), elapsed_step)
+            # A probe of another thread count may be slower: not when the budget is nearly spent.
+            room = self.deadline is None or self.deadline - time.monotonic() > 10 * step_seconds
+            if self.threads.after_step(elapsed_step, may_probe=room) is not None:
+                self._emit(StatusEvent("training", self._training_label()))
             self.train_seconds += elapsed_step
             self.train_seconds_this_run += elapsed_step
             now = time.monotonic()
@@ -595,6 +603,24 @@ class Trainer:
                     self.budget.measured_save(time.perf_counter() - t0)
 
         return self._finish(stopped_by)
+
+    def _thread_governor(self) -> ThreadGovernor:
+        """Pinned threads (`threads` set) or, on one CPU process, a governor that adapts them."""
+        if self.config.threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(self.config.threads)
+        adaptive = (
+            self.config.threads is None and self.device.type == "cpu" and self.world_size == 1
+        )
+        return ThreadGovernor(torch.get_num_threads(), enabled=adaptive)
+
+    def _training_label(self) -> str:
+        """The precision, and the thread count when the governor moved it off the default."""
+        label = self.precision.label
+        governor = getattr(self, "threads", None)
+        if governor is not None and governor.choices:
+            last = governor.choices[-1]
+            label += f"; {governor.current} of {governor.max_threads} threads ({last.reason})"
+        return label
 
     def _agree_with_ranks(self, reason: str | None, now: float) -> str | None:
         from engine.training.ddp import agree
@@ -632,7 +658,7 @@ class Trainer:
         result = evaluate_windows(self.model, self.eval_windows, self.amp)
         self._record_eval(result.loss, result.chars, train_loss)
         self.model.train()
-        self._emit(StatusEvent("training", self.precision.label))
+        self._emit(StatusEvent("training", self._training_label()))
 
     def _record_eval(self, loss: float, chars: int, train_loss: float) -> None:
         """One point of the validation history (and its event); `best` tags the checkpoint."""
@@ -744,6 +770,11 @@ class Trainer:
             stopped_by=stopped_by,
             device=str(self.device),
             precision=self.precision.name,
+            threads=torch.get_num_threads(),
+            thread_changes=[
+                f"{c.threads}: {c.reason}"
+                for c in getattr(self, "threads", ThreadGovernor(1)).choices
+            ],
             precision_reason=self.precision.reason,
             parameters=self.model.num_parameters(),
             model=self.model_config.as_dict(),
