@@ -7,7 +7,8 @@ the layer and head), `saliency` (how much each earlier character mattered for
 the one under the cursor, any model) and `map` (the character map: embeddings in
 2-D, neighbours of the character under the cursor). `v` cycles the views, `/`
 types a regex whose best-tracking units are listed at the side; `e` takes an
-excerpt of the held-out split, `g` the generation pane's text, `u` recomputes
+excerpt of the held-out split, `g` the generation pane's text, `p` opens a box
+for any pasted or typed text (screens/paste.py), `u` recomputes
 with the latest weights. Everything comes from the engine through the worker
 queue (engine.worker.inspect_jobs), as plain numbers.
 """
@@ -47,6 +48,7 @@ class InspectPane(EngineEventHandler, Vertical):
         Binding("slash", "focus_find", "Find unit", key_display="/"),
         Binding("e", "excerpt", "Excerpt"),
         Binding("g", "use_generated", "Generated text"),
+        Binding("p", "paste", "Paste text"),
         Binding("u", "refresh", "Latest weights", show=False),
         Binding("escape", "leave_find", show=False),
         Binding("left", "cursor(-1)", show=False),
@@ -203,6 +205,18 @@ class InspectPane(EngineEventHandler, Vertical):
             self._show()
             return
         self.inspect_text("text", text)
+
+    def action_paste(self) -> None:
+        """A text box for any text (pasted or typed); starts from the text shown now."""
+        from charlm_tui.screens.paste import PasteScreen
+
+        def chosen(text: str | None) -> None:
+            if text:
+                self.inspect_text("text", text)
+                self.query_one(ValueText).focus()
+
+        start = self.text if self.source == "given text" else ""
+        self.app.push_screen(PasteScreen(start), chosen)
 
     def action_refresh(self) -> None:
         if self.text:

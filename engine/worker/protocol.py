@@ -173,6 +173,11 @@ class LRFind:
     req: int = 0
 
 
+# engine.inspect.MAX_TEXT_CHARS, here too so the UI knows it without importing torch
+# (tests/engine/test_inspect_worker.py checks the two agree).
+INSPECT_MAX_CHARS = 20_000
+
+
 @dataclass
 class InspectText:
     """Compute every unit's activation over a text with the current model (a snapshot while

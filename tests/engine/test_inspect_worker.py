@@ -135,3 +135,9 @@ async def test_inspect_without_a_model_or_text_is_an_error() -> None:
         assert "no text inspected" in error.message
     finally:
         await client.stop()
+
+
+def test_the_protocol_states_the_inspect_text_limit_the_engine_enforces() -> None:
+    from engine.inspect import MAX_TEXT_CHARS
+
+    assert p.INSPECT_MAX_CHARS == MAX_TEXT_CHARS

@@ -125,6 +125,37 @@ async def test_units_find_and_cursor_on_a_checkpoint(tmp_path: Path, quoted_corp
         assert view.cursor == 4
 
 
+async def test_pasted_text_is_inspected(tmp_path: Path, quoted_corpus: Path) -> None:
+    """p opens a text box; ctrl+s inspects what was pasted there, newlines and all."""
+    from textual.widgets import TextArea
+
+    run, model = _checkpoint(tmp_path, quoted_corpus, "gru")
+    app = CharLMApp(corpus=str(quoted_corpus), checkpoint=str(run), engine_mode="thread")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open_inspect(pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "PasteScreen", 10)
+        area = app.screen.query_one(TextArea)
+        assert area.has_focus and area.text == ""
+        await pilot.press("ctrl+s")  # nothing to inspect yet: the box stays
+        assert type(app.screen).__name__ == "PasteScreen"
+        pasted = 'ab "cd-ef" fa\nbe "ad-db-ca" f\n'
+        area.insert(pasted)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: pane.text == pasted, 60, "the pasted text's activations")
+        assert pane.source == "given text"
+        vocab = Vocab(sorted(set(quoted_corpus.read_text(encoding="utf-8"))))
+        acts = unit_activations(model, vocab.encode(pasted), pasted)
+        view = app.query_one(ValueText)
+        assert np.allclose(view.values, acts.unit(pane.unit), atol=1e-5)
+        # p again starts from the given text; esc leaves it unchanged
+        await pilot.press("p")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "PasteScreen", 10)
+        assert app.screen.query_one(TextArea).text == pasted
+        await pilot.press("escape")
+        assert pane.text == pasted and type(app.screen).__name__ == "Screen"
+
+
 async def test_attention_heads_on_a_transformer(tmp_path: Path, quoted_corpus: Path) -> None:
     run, _ = _checkpoint(tmp_path, quoted_corpus, "transformer")
     app = CharLMApp(corpus=str(quoted_corpus), checkpoint=str(run), engine_mode="thread")
