@@ -290,6 +290,12 @@ class GenerationPane(EngineEventHandler, Vertical):
             self.branches.fork(current.id, at, str(tops[rank - 1][0]), to_params(self.values))
         )
 
+    @on(NextCharPanel.Picked)
+    def _picked(self, event: NextCharPanel.Picked) -> None:
+        event.stop()
+        self.action_pick(event.rank)
+        self.query_one(TokenView).focus()
+
     def _move(self, branch: Branch | None, where: str) -> None:
         if branch is None:
             self.app.bell()

@@ -2,14 +2,19 @@
 
 It shows the chosen character, the probability the model gave it and the one it
 had after the sampling filters, and the model's top alternatives as bars: the
-distribution the character was drawn from.
+distribution the character was drawn from. It takes focus (tab from the output,
+or a click): up/down pick an alternative and Enter branches with it, as its
+number key does from anywhere in the pane.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
+from textual.binding import Binding, BindingType
 from textual.content import Content
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -46,12 +51,49 @@ class NextCharPanel(Widget):
     }
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "select(-1)", "Prev alternative", show=False),
+        Binding("down", "select(1)", "Next alternative", show=False),
+        Binding("enter", "branch", "Branch with it"),
+    ]
+    can_focus = True
+
+    class Picked(Message):
+        """Branch at the cursor with alternative `rank` (1-based)."""
+
+        def __init__(self, rank: int) -> None:
+            super().__init__()
+            self.rank = rank
+
     entry: reactive[tuple | None] = reactive(None, layout=True)
     index: reactive[int] = reactive(-1)
+    selected: reactive[int] = reactive(0)
 
     def show(self, index: int, entry: tuple | None) -> None:
+        if index != self.index:
+            self.selected = 0
         self.index = index
         self.entry = entry
+
+    def _alternatives(self) -> int:
+        return len(self.entry[3]) if self.entry is not None else 0
+
+    def action_select(self, delta: int) -> None:
+        count = self._alternatives()
+        if count:
+            self.selected = (self.selected + delta) % count
+
+    def action_branch(self) -> None:
+        if self._alternatives():
+            self.post_message(self.Picked(self.selected + 1))
+        else:
+            self.app.bell()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
 
     def render(self) -> Content:
         entry = self.entry
@@ -70,18 +112,22 @@ class NextCharPanel(Widget):
             ),
             Content.assemble(("model p   ", "dim"), (_percent(model_prob), prob_hex(model_prob))),
             Content.assemble(("sampled p ", "dim"), (_percent(prob), "bold")),
-            Content.styled("alternatives (1-9 branch)", "dim underline"),
+            Content.styled(
+                "↑↓ pick · enter branches" if self.has_focus else "alternatives (1-9 branch)",
+                "dim underline",
+            ),
         ]
         if not top:
             lines.append(Content.styled("(not known for beam search)", "dim"))
         for rank, (alt, alt_prob) in enumerate(top, start=1):
             style = "bold" if alt == char else ""
-            lines.append(
-                Content.assemble(
-                    (f"{rank} ", "$accent"),
-                    (f"{shown(alt)} ", f"bold {prob_hex(alt_prob)}" if alt == char else "bold"),
-                    (bar(alt_prob, width), prob_hex(alt_prob)),
-                    (_percent(alt_prob), style),
-                )
+            line = Content.assemble(
+                (f"{rank} ", "$accent"),
+                (f"{shown(alt)} ", f"bold {prob_hex(alt_prob)}" if alt == char else "bold"),
+                (bar(alt_prob, width), prob_hex(alt_prob)),
+                (_percent(alt_prob), style),
             )
+            if self.has_focus and rank - 1 == self.selected:
+                line = line.stylize("reverse")
+            lines.append(line)
         return Content("\n").join(lines)

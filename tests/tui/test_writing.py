@@ -14,6 +14,7 @@ from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.training import TrainingPane
 from charlm_tui.state.app_state import state_file
+from charlm_tui.widgets.next_char import NextCharPanel
 from charlm_tui.widgets.token_view import TokenView
 from engine.worker.client import EngineClient
 from tests.tui.waiting import text_of, wait_until
@@ -73,11 +74,20 @@ async def test_fork_continue_siblings_parent_and_export(
         assert view.text == branch.text
         assert "branch 1/1 at char 6" in text_of(app, "#gen-status")
 
-        # another branch at the same place: siblings; then up to the parent and back
-        await pilot.press("home", *["right"] * 5, "3")
+        # another branch at the same place, picked on the panel: tab, down twice, enter
+        await pilot.press("home", *["right"] * 5)
+        panel = app.query_one(NextCharPanel)
+        third_choice = view.entry(5)[3][2][0]
+        await pilot.press("tab")
+        assert panel.has_focus and panel.selected == 0
+        await pilot.press("down", "down")
+        assert panel.selected == 2
+        assert "enter branches" in str(panel.render())
+        await pilot.press("enter")
         await _generated(pilot, pane)
         third = pane.branches.get()
-        assert third.text[5] == view.entry(5)[0] and "branch 2/2" in text_of(app, "#gen-status")
+        assert third.parent == root.id and third.fork_at == 5 and third.text[5] == third_choice
+        assert view.has_focus and "branch 2/2" in text_of(app, "#gen-status")
         await pilot.press("left_square_bracket")
         assert pane.branches.current == branch.id and view.text == branch.text
         assert "branch 1/2 at char 6" in text_of(app, "#gen-status")
