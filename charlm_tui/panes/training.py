@@ -366,6 +366,14 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         self.notify(f"Saved {event.path}", title="Checkpoint")
         self.post_message(EngineCommand(p.ListRuns()))
 
+    def _got_EvalProgressEvent(self, event: p.EvalProgressEvent) -> None:
+        """The end-of-run evaluation: how much of the held-out split is scored so far."""
+        if event.total:
+            share = event.done / event.total
+            self.query_one("#train-eta", Static).update(
+                f"[dim]final evaluation: {event.done:,}/{event.total:,} chars ({share:.0%})[/]"
+            )
+
     def _got_EvaluateProgress(self, event: p.EvaluateProgress) -> None:
         if event.req == self._eval_req and self.state not in RUNNING and event.total:
             self.query_one("#train-progress", ProgressBar).update(

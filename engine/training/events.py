@@ -56,6 +56,15 @@ class StatusEvent:
 
 
 @dataclass
+class EvalProgressEvent:
+    """How far the final evaluation is (a few per second): a long one is not a frozen screen."""
+
+    done: int
+    total: int
+    kind: str = field(default="eval_progress", init=False)
+
+
+@dataclass
 class TrainResult:
     val_loss: float
     val_bpc: float

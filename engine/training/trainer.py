@@ -38,7 +38,14 @@ from engine.training.evaluate import (
     evaluate_split,
     evaluate_windows,
 )
-from engine.training.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent, TrainResult
+from engine.training.events import (
+    CheckpointEvent,
+    EvalEvent,
+    EvalProgressEvent,
+    StatusEvent,
+    StepEvent,
+    TrainResult,
+)
 from engine.training.metrics_log import MetricsLog
 from engine.training.run_dir import RunClaim, check_room, claim_run_dir
 from engine.training.run_state import load_resumable, restore_run, save_run
@@ -49,6 +56,7 @@ EventCallback = Callable[[object], None]
 # A loss above this (nats/char) is divergence, not learning: uniform guessing over the
 # whole of Unicode costs 14.
 DIVERGED_LOSS = 1e3
+PROGRESS_EVERY_S = 0.25  # final-evaluation progress events, at most this often
 
 
 def _detach(state: object) -> object:
@@ -368,6 +376,18 @@ class Trainer:
             if self.metrics is not None:
                 self.metrics.record(event)
             self.on_event(event)
+
+    def _final_eval_progress(self) -> Callable[[int, int], None]:
+        """EvalProgressEvents at most every PROGRESS_EVERY_S, and always the last one."""
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done >= total or now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                self._emit(EvalProgressEvent(done, total))
+
+        return report
 
     def _time_progress(self, now: float) -> float:
         """Progress by time: what earlier processes reached, then this budget's share of the rest."""
@@ -730,6 +750,7 @@ class Trainer:
                     self.device,
                     None,
                     deadline=self.budget.final_eval_deadline(),
+                    progress=self._final_eval_progress(),
                 )
             if unrecorded and full.chars:  # the closing point of the history is this figure
                 self._record_eval(full.loss, full.chars, train_loss)

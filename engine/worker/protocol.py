@@ -16,7 +16,13 @@ import itertools
 from dataclasses import dataclass, field
 
 # The trainer's own events cross the queue unchanged (they are plain already).
-from engine.training.events import CheckpointEvent, EvalEvent, StatusEvent, StepEvent
+from engine.training.events import (
+    CheckpointEvent,
+    EvalEvent,
+    EvalProgressEvent,
+    StatusEvent,
+    StepEvent,
+)
 
 _request_ids = itertools.count(1)
 
@@ -584,6 +590,7 @@ __all__ = [
     "EngineReady",
     "ErrorEvent",
     "EvalEvent",
+    "EvalProgressEvent",
     "Evaluate",
     "EvaluateProgress",
     "Evaluated",

@@ -19,6 +19,7 @@ from engine.training.config import TrainConfig
 from engine.training.events import (
     CheckpointEvent,
     EvalEvent,
+    EvalProgressEvent,
     StatusEvent,
     StepEvent,
     TrainResult,
@@ -223,6 +224,10 @@ def test_events_arrive_in_order(corpus: Corpus, tmp_path: Path) -> None:
     states = [e.state for e in recorder.of(StatusEvent)]
     assert states[0] == "training" and states[-1] == "done"
     assert "evaluating" in states and "saving" in states
+    # The final evaluation reports its progress, ending on the whole split.
+    progress = recorder.of(EvalProgressEvent)
+    assert progress and progress[-1].done == progress[-1].total == result.val_split_chars
+    assert [e.done for e in progress] == sorted(e.done for e in progress)
     # Events are plain data: they cross a process queue as JSON-able dicts.
     for event in recorder.events:
         json.dumps(event_dict(event))

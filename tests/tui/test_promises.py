@@ -14,7 +14,7 @@ from charlm_tui.panes import generation as generation_module
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.training import TrainingPane
 from engine.worker import protocol as p
-from tests.tui.waiting import wait_until
+from tests.tui.waiting import text_of, wait_until
 
 SIZE = (120, 36)
 
@@ -187,3 +187,19 @@ async def test_output_of_an_older_generation_request_is_dropped() -> None:
         await wait_until(pilot, lambda: view.text == "new")
         await pilot.pause(0.2)
         assert (view.text == "new" and pane.generating is not False) or view.text == "new"
+
+
+async def test_the_final_evaluation_shows_its_progress() -> None:
+    """A long end-of-run evaluation says how far it is instead of looking frozen."""
+    from charlm_tui.messages import EngineEvent
+    from charlm_tui.panes.training import TrainingPane
+
+    app = _app(corpus="markov")
+    async with app.run_test(size=SIZE) as pilot:
+        await _loaded(pilot, "markov")
+        await pilot.press("f3")
+        pane = app.query_one(TrainingPane)
+        pane.post_message(EngineEvent(p.EvalProgressEvent(30_000, 111_539)))
+        await wait_until(pilot, lambda: "30,000/111,539" in text_of(app, "#train-eta"))
+        assert "final evaluation" in text_of(app, "#train-eta")
+        assert "(27%)" in text_of(app, "#train-eta")
