@@ -511,6 +511,12 @@ class CharLMApp(App[None]):
     def _open_file(self, message: CorpusPane.OpenFileRequested) -> None:
         self.action_open_file()
 
+    @on(InspectPane.PasteRequested)
+    def _paste(self, message: InspectPane.PasteRequested) -> None:
+        from charlm_tui.screens.paste import PasteScreen
+
+        self.push_screen(PasteScreen(message.text), self.query_one(InspectPane).pasted)
+
     @on(GenerationPane.CompareRequested)
     def _compare(self, message: GenerationPane.CompareRequested) -> None:
         from charlm_tui.screens.compare import CompareScreen

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charlm_tui.cli_common import emit_json, user_errors
+from charlm_tui.widgets.glyphs import visible
 from charlm_tui.widgets.inspect_render import (
     diverging_colour,
     map_label,
@@ -31,7 +32,6 @@ from charlm_tui.widgets.inspect_render import (
     scatter_grid,
     sparkline,
     strip_lines,
-    visible,
 )
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ the one under the cursor, any model) and `map` (the character map: embeddings in
 2-D, neighbours of the character under the cursor). `v` cycles the views, `/`
 types a regex whose best-tracking units are listed at the side; `e` takes an
 excerpt of the held-out split, `g` the generation pane's text, `p` opens a box
-for any pasted or typed text (screens/paste.py), `u` recomputes
+for any pasted or typed text (the app opens screens/paste.py), `u` recomputes
 with the latest weights. Everything comes from the engine through the worker
 queue (engine.worker.inspect_jobs), as plain numbers.
 """
@@ -22,6 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Input, OptionList, Sparkline, Static
 from textual.widgets.option_list import Option
@@ -54,6 +55,13 @@ class InspectPane(EngineEventHandler, Vertical):
         Binding("left", "cursor(-1)", show=False),
         Binding("right", "cursor(1)", show=False),
     ]
+
+    class PasteRequested(Message):
+        """Open a text box for the user's own text, starting with `text`."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -207,16 +215,14 @@ class InspectPane(EngineEventHandler, Vertical):
         self.inspect_text("text", text)
 
     def action_paste(self) -> None:
-        """A text box for any text (pasted or typed); starts from the text shown now."""
-        from charlm_tui.screens.paste import PasteScreen
+        """A text box for any text (the app opens screens/paste.py), from the text shown now."""
+        self.post_message(self.PasteRequested(self.text if self.source == "given text" else ""))
 
-        def chosen(text: str | None) -> None:
-            if text:
-                self.inspect_text("text", text)
-                self.query_one(ValueText).focus()
-
-        start = self.text if self.source == "given text" else ""
-        self.app.push_screen(PasteScreen(start), chosen)
+    def pasted(self, text: str | None) -> None:
+        """What the text box returned: inspect it (None: cancelled)."""
+        if text:
+            self.inspect_text("text", text)
+            self.query_one(ValueText).focus()
 
     def action_refresh(self) -> None:
         if self.text:

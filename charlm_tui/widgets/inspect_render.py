@@ -8,18 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from charlm_tui.widgets.glyphs import visible
+
 RAMP = "▁▂▃▄▅▆▇█"
-NEWLINE_GLYPH = "⏎"
-TAB_GLYPH = "→"
-
-
-def visible(char: str) -> str:
-    """One cell for a character: newline and tab get glyphs, other controls a dot."""
-    if char == "\n":
-        return NEWLINE_GLYPH
-    if char == "\t":
-        return TAB_GLYPH
-    return char if char.isprintable() else "·"
 
 
 def map_label(char: str) -> str:

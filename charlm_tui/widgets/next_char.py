@@ -18,7 +18,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from charlm_tui.widgets.token_view import prob_hex, visible
+from charlm_tui.widgets.glyphs import visible
+from charlm_tui.widgets.token_view import prob_hex
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 

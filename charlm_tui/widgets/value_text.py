@@ -12,20 +12,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.cells import cell_len
 from rich.color import Color as RichColor
 from rich.segment import Segment
 from rich.style import Style
-from textual import events
 from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.geometry import Region, Size
-from textual.message import Message
-from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from charlm_tui.widgets.inspect_render import visible
+from charlm_tui.widgets.cursor_text import CursorText
+from charlm_tui.widgets.glyphs import visible
 
 _BUCKETS = 12
 _NEGATIVE = (70, 110, 230)
@@ -67,13 +62,8 @@ def value_legend(mode: str | None, scale: float) -> Content:
     return Content("")
 
 
-class ValueText(ScrollView, can_focus=True, inherit_bindings=False):
+class ValueText(CursorText, inherit_bindings=False):
     """Characters coloured by a value each, wrapped at any character, with a cursor."""
-
-    class CursorMoved(Message):
-        def __init__(self, index: int) -> None:
-            super().__init__()
-            self.index = index
 
     DEFAULT_CSS = """
     ValueText {
@@ -91,15 +81,12 @@ class ValueText(ScrollView, can_focus=True, inherit_bindings=False):
         Binding("pagedown", "line(1)", "Line down", show=False),
     ]
 
-    cursor: reactive[int] = reactive(-1, init=False)
-
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.text = ""
         self.values: list[float | None] = []
         self.mode = "diverging"
         self.scale = 1.0
-        self._lines: list[tuple[int, int]] = []
         self._styles: dict[tuple[int, int, int] | None, Style] = {}
 
     # ----- content -------------------------------------------------------------------
@@ -121,39 +108,13 @@ class ValueText(ScrollView, can_focus=True, inherit_bindings=False):
     def value_at(self, index: int) -> float | None:
         return self.values[index] if 0 <= index < len(self.values) else None
 
-    # ----- layout --------------------------------------------------------------------
+    # ----- layout (CursorText) ----------------------------------------------------
 
-    def _relayout(self) -> None:
-        width = max(1, self.scrollable_content_region.width or self.size.width or 80)
-        self._lines = []
-        line_start, used = 0, 0
-        for position, char in enumerate(self.text):
-            cells = max(1, cell_len(visible(char)))
-            if used + cells > width and position > line_start:
-                self._lines.append((line_start, position))
-                line_start, used = position, 0
-            used += cells
-            if char == "\n":
-                self._lines.append((line_start, position + 1))
-                line_start, used = position + 1, 0
-        if line_start < len(self.text) or not self._lines:
-            self._lines.append((line_start, len(self.text)))
-        self.virtual_size = Size(width, len(self._lines))
-        self.refresh()
+    def _char_at(self, position: int) -> str:
+        return self.text[position]
 
-    def on_resize(self, event: events.Resize) -> None:
-        self._relayout()
-        self._scroll_to_cursor()
-
-    def _line_of(self, position: int) -> int:
-        lo, hi = 0, len(self._lines) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._lines[mid][0] <= position:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+    def _laid_count(self) -> int:
+        return len(self.text)
 
     # ----- drawing -------------------------------------------------------------------
 
@@ -183,57 +144,3 @@ class ValueText(ScrollView, can_focus=True, inherit_bindings=False):
                 style += cursor_style
             segments.append(Segment(visible(char), style))
         return Strip(segments).adjust_cell_length(width, base)
-
-    # ----- cursor --------------------------------------------------------------------
-
-    def watch_cursor(self, old: int, new: int) -> None:
-        self.refresh()
-        self._scroll_to_cursor()
-        self.post_message(self.CursorMoved(new))
-
-    def _on_focus(self, event: events.Focus) -> None:
-        self.refresh()
-
-    def _on_blur(self, event: events.Blur) -> None:
-        self.refresh()
-
-    def _scroll_to_cursor(self) -> None:
-        if self.cursor < 0 or not self._lines:
-            return
-        line = self._line_of(self.cursor)
-        self.scroll_to_region(Region(0, line, 1, 1), animate=False, immediate=False)
-
-    def _set_cursor(self, index: int) -> None:
-        if self.text:
-            self.cursor = min(max(index, 0), len(self.text) - 1)
-
-    def action_move(self, delta: int) -> None:
-        self._set_cursor(max(self.cursor, 0) + delta)
-
-    def action_jump(self, where: int) -> None:
-        self._set_cursor(where if where >= 0 else len(self.text) - 1)
-
-    def action_line(self, delta: int) -> None:
-        if not self.text:
-            return
-        position = max(self.cursor, 0)
-        line = self._line_of(position)
-        column = position - self._lines[line][0]
-        target = min(max(line + delta, 0), len(self._lines) - 1)
-        start, end = self._lines[target]
-        self._set_cursor(min(start + column, max(end - 1, start)))
-
-    def on_click(self, event: events.Click) -> None:
-        offset = event.get_content_offset(self)
-        if offset is None or not self._lines:
-            return
-        line = min(offset.y + int(self.scroll_offset.y), len(self._lines) - 1)
-        start, end = self._lines[line]
-        used = 0
-        for position in range(start, end):
-            used += max(1, cell_len(visible(self.text[position])))
-            if used > offset.x:
-                break
-        else:
-            position = max(end - 1, start)
-        self._set_cursor(position)
