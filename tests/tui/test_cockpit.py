@@ -112,3 +112,23 @@ async def test_a_names_list_is_seen_as_items(tmp_path: Path) -> None:
         assert app.query_one("#items").value is True
         command = app.query_one("#train-form").command()
         assert command.train["items"] is True and command.train["batching"] == "random"
+
+
+@pytest.mark.parametrize("size", [(160, 48), (80, 24)])
+async def test_every_metric_shows_its_value_under_its_name(size: tuple[int, int]) -> None:
+    """The metrics grid once had one column fewer than metrics: the last wrapped onto a
+    second row and every value line was clipped away, leaving only the names."""
+    from charlm_tui.widgets.metrics import METRICS, Metric, MetricsRow
+
+    app = _app(corpus="markov")
+    async with app.run_test(size=size) as pilot:
+        await _loaded(pilot, "markov")
+        await pilot.press("f3")
+        row = app.query_one(MetricsRow)
+        row.set(**{key: f"v{i}" for i, (key, _) in enumerate(METRICS)})
+        await pilot.pause()
+        for metric in app.query(Metric):
+            assert metric.region.height == 2, (metric.id, metric.region)
+            assert metric.region.width >= 6, (metric.id, metric.region)
+        for i, metric in enumerate(app.query(Metric)):
+            assert str(metric.render()).endswith(f"[b]v{i}[/]")
