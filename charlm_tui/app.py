@@ -13,14 +13,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import time
-from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
 from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Select, TabbedContent, TabPane
 
@@ -32,6 +30,7 @@ from charlm_tui.messages import (
     EngineEventHandler,
     dispatch_engine_event,
 )
+from charlm_tui.palette import CharLMCommands
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.inspect import InspectPane
@@ -39,7 +38,7 @@ from charlm_tui.panes.training import RUNNING, TrainingPane
 from charlm_tui.panes.training_form import TrainForm
 from charlm_tui.state.app_state import AppState, load_state, save_state
 from charlm_tui.state.recent import remember
-from engine.data.samples import default_sample_name, find_sample, list_samples
+from engine.data.samples import default_sample_name, find_sample
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 
@@ -51,79 +50,6 @@ TABS = ("corpus", "training", "generate", "inspect")
 # training pane's actions, so Inspect takes F10), and alt+N for the Nth pane: a new pane
 # adds its tab to TABS (alt+5, ...) and, for an F-key, takes F11 onwards.
 PANE_KEYS = {"corpus": "f2", "training": "f3", "generate": "f4", "inspect": "f10"}
-
-
-class CharLMCommands(Provider):
-    """The main actions by name, for the command palette (ctrl+p)."""
-
-    def _commands(self) -> list[tuple[str, object, str]]:
-        app = self.app
-        assert isinstance(app, CharLMApp)
-        commands: list[tuple[str, object, str]] = [
-            ("Show corpus tab", partial(app.action_tab, "corpus"), "pick and inspect a corpus"),
-            ("Show training tab", partial(app.action_tab, "training"), "train and watch"),
-            ("Show generate tab", partial(app.action_tab, "generate"), "prompt and knobs"),
-            (
-                "Show inspect tab",
-                partial(app.action_tab, "inspect"),
-                "units, unit search, attention, saliency, character map",
-            ),
-            ("Open corpus file or directory…", app.action_open_file, "browse the disk"),
-            ("Train", partial(app.training_action, "train"), "with the training form's settings"),
-            ("Pause or resume training", partial(app.training_action, "pause_resume"), ""),
-            ("Stop training", partial(app.training_action, "stop"), "evaluate and save"),
-            ("Save checkpoint", partial(app.training_action, "save"), "of the current model"),
-            (
-                "Evaluate on the held-out split",
-                partial(app.training_action, "evaluate"),
-                "loss, bits/char and perplexity of the current model",
-            ),
-            ("Generate", partial(app.generation_action, "generate"), "from the prompt"),
-            (
-                "Compare strategies",
-                partial(app.generation_action, "compare"),
-                "the prompt under several strategies, with statistics",
-            ),
-            (
-                "Compare labels",
-                partial(app.generation_action, "compare", True),
-                "a conditional model's labels side by side",
-            ),
-            ("Add model to blend…", app.action_add_to_blend, "generate from a mixture of runs"),
-            (
-                "Clear blend",
-                partial(app.generation_action, "clear_blend"),
-                "the current model alone",
-            ),
-            ("Restart engine", app.action_restart_engine, "start a fresh engine process"),
-            ("Help", app.action_help, "keys and colours"),
-        ]
-        training = app.query_one(TrainingPane)
-        for run in training.runs[:20]:
-            when = time.strftime("%b %d %H:%M", time.localtime(run.get("saved_at", 0)))
-            commands.append(
-                (
-                    f"Load run: {run.get('corpus')} · {run.get('model_type')} · {when}",
-                    partial(app.load_run, str(run["run_dir"])),
-                    f"step {run.get('step', 0):,} · {run['name']}",
-                )
-            )
-        for sample in list_samples():
-            commands.append(
-                (f"Load sample corpus: {sample.name}", partial(app.load_corpus, sample.name), "")
-            )
-        return commands
-
-    async def discover(self) -> Hits:
-        for name, callback, help_text in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text or None)  # type: ignore[arg-type]
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, callback, help_text in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text or None)  # type: ignore[arg-type]
 
 
 class CharLMApp(App[None]):
@@ -495,6 +421,10 @@ class CharLMApp(App[None]):
     def load_corpus(self, spec: str) -> None:
         self.action_tab("corpus")
         self.query_one(CorpusPane).load(spec)
+
+    def saved_runs(self) -> list[dict]:
+        """The runs the training pane lists (newest first), for the command palette."""
+        return list(self.query_one(TrainingPane).runs)
 
     def load_run(self, run_dir: str) -> None:
         self.action_tab("training")
