@@ -212,10 +212,28 @@ def train(
     label_dropout: float = typer.Option(
         0.1, "--label-dropout", help="Share of windows trained with no label (conditional)."
     ),
+    tokens: str | None = typer.Option(
+        None,
+        "--tokens",
+        help="char (default) or word: the top --word-vocab words of the training split, "
+        "every character as fallback; losses stay per character of text.",
+    ),
+    word_vocab: int | None = typer.Option(
+        None, "--word-vocab", help="Words in a word vocabulary (with --tokens word; 2000)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Train a model; prints val_loss (nats/char on the held-out split), steps, speed."""
     from engine.errors import ConfigError
+
+    if tokens is not None and tokens not in ("char", "word"):
+        raise ConfigError(f"--tokens must be char or word, got '{tokens}'")
+    if word_vocab is not None:
+        if tokens != "word":
+            raise ConfigError("--word-vocab sizes a word vocabulary: use it with --tokens word")
+        from engine.data.words import check_word_count
+
+        check_word_count(word_vocab)
 
     if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
         raise ConfigError("--time-budget must be a positive number of seconds")
@@ -263,6 +281,10 @@ def train(
         train_settings["max_steps"] = max_steps
     if patience is not None:
         train_settings["patience"] = patience
+    if tokens is not None:
+        train_settings["tokens"] = tokens
+    if word_vocab is not None:
+        train_settings["word_vocab"] = word_vocab
     config = TrainConfig.from_dict(train_settings)
     config.validate()
     model_config = make_config(model, **model_settings)
@@ -348,6 +370,12 @@ def train(
             f"{result.chars_per_s:,.0f} chars/s in {result.precision} ({result.precision_reason}); "
             f"checkpoint {result.checkpoint}"
         )
+        if result.tokens == "word" and result.val_loss_per_token is not None:
+            stderr.print(
+                f"word tokens ({result.vocab_size:,} in the vocabulary): "
+                f"{result.val_loss_per_token:.4f} nats/token on {result.val_tokens:,} tokens; "
+                "the losses above are per character of text"
+            )
         if result.stopped_by == "early_stop":
             stderr.print(
                 f"stopped early: no new best in {config.patience} evaluations; "
@@ -419,6 +447,9 @@ def evaluate(
     loaded = load_checkpoints(checkpoint, torch_device)
     started = time.perf_counter()
     if len(loaded) > 1:
+        from engine.decoding.loading import require_char_models
+
+        require_char_models(loaded, "scoring a blend")
         payload, line = _evaluate_blend(
             loaded, corpus, encoding, split, parsed, blend, fit_weights, torch_device
         )
@@ -477,6 +508,10 @@ def _evaluate_one(loaded, corpus: str, encoding: str, split: str, labels: bool, 
     from engine.training.evaluate import evaluate_labelled, evaluate_split
 
     conditional = bool(loaded.labels)
+    if loaded.vocab.kind == "word":
+        from charlm_tui.cli_words import evaluate_words
+
+        return evaluate_words(loaded, corpus, encoding, split, labels, device)
     text = load_corpus_as(corpus, encoding, labels or conditional)
     remap = _remap(text, loaded.vocab)
     use_val, val_fraction = _pick_split(loaded, text, split)

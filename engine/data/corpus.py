@@ -22,8 +22,23 @@ from engine.errors import CorpusError
 DEFAULT_VAL_FRACTION = 0.1
 
 
+def unknown_characters(missing: Iterable[str]) -> CorpusError:
+    """The one-line error for text with characters a vocabulary does not have."""
+    shown = "".join(missing)[:20]
+    return CorpusError(
+        f"characters not in the vocabulary: {shown!r} "
+        "(drop them, or use a prompt made of the corpus's characters)"
+    )
+
+
 class Vocab:
-    """The sorted set of characters of a corpus; id i is the i-th character."""
+    """The sorted set of characters of a corpus; id i is the i-th character.
+
+    `kind` says how text becomes ids: "char" here, "word" for engine.data.words.WordVocab
+    (which keeps this interface, so a token may be longer than one character there).
+    """
+
+    kind = "char"
 
     def __init__(self, chars: Iterable[str]) -> None:
         self.chars: tuple[str, ...] = tuple(chars)
@@ -58,6 +73,10 @@ class Vocab:
             parts.append(f"only in the corpus: {only_there[:20]!r}")
         return "; ".join(parts)
 
+    def token_lengths(self) -> np.ndarray:
+        """Characters per token, by id (all 1 here)."""
+        return np.ones(len(self.chars), dtype=np.int64)
+
     def missing(self, text: str) -> list[str]:
         """Characters of `text` that are not in the vocabulary, sorted."""
         return sorted(set(text) - set(self.index))
@@ -73,11 +92,7 @@ class Vocab:
         ids[inside] = self._lookup[points[inside]]
         if (ids < 0).any():
             if not drop_unknown:
-                shown = "".join(self.missing(text))[:20]
-                raise CorpusError(
-                    f"characters not in the vocabulary: {shown!r} "
-                    "(drop them, or use a prompt made of the corpus's characters)"
-                )
+                raise unknown_characters(self.missing(text))
             ids = ids[ids >= 0]
         return ids
 

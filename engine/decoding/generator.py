@@ -16,7 +16,9 @@ Rules every path follows:
 - Prompt characters outside the vocabulary raise a CorpusError naming them,
   unless `drop_unknown` asks to drop them.
 - Length: exactly `params.length` characters, unless a stop string ends the
-  continuation first. A stop string must lie wholly inside the continuation;
+  continuation first. With word tokens (engine/data/words.py) a token is one or
+  more characters: decoding stops once the text reaches the length and the last
+  token is cut to fit (at most `length` tokens are made, which is always enough). A stop string must lie wholly inside the continuation;
   the continuation is cut just after it, so it ends with the stop string (a
   caller that does not want it strips it with `str.removesuffix`).
 - Randomness comes from a `torch.Generator` seeded with `params.seed` (fresh
@@ -40,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -135,7 +137,7 @@ class Generator:
         stops = tuple(params.stop)
         text = ""
         if start == 0:  # empty prompt: the first character came from the unigram
-            char = self.vocab.chars[int(ids[0])]
+            char = self.vocab.chars[int(ids[0])][: params.length]
             p = float(self.unigram[int(ids[0])])
             yield TokenInfo(char, p, p, self._top_of(self.unigram))
             text = char
@@ -159,6 +161,8 @@ class Generator:
                     logits = window.step()
                     if track is not None and snapshots is not None:
                         snapshots.record(track, window.fed, window.state)
+            if len(text) + len(info.char) > params.length:  # a word token cut to fit
+                info = replace(info, char=info.char[: params.length - len(text)])
             text += info.char
             yield info
             if _ends_with_stop(text, stops):
@@ -226,7 +230,8 @@ class Generator:
         rng = self._rng(params.seed)
         rows = self._encode([prompt], rng, drop_unknown)
         with self._decoding(params.beam_width):
-            return beam_search(self, rows.ids[0], rows.starts[0], params, num_return)
+            beams = beam_search(self, rows.ids[0], rows.starts[0], params, num_return)
+        return [replace(b, text=b.text[: params.length]) for b in beams]
 
     # ----- helpers shared with engine/decoding/beam.py ----------------------------------------
 
@@ -321,7 +326,7 @@ class Generator:
         history = window.history.cpu().numpy()
         ends = stop_at.cpu().tolist()
         return [
-            self.decode(history[i, start : min(start + params.length, ends[i])])
+            self.decode(history[i, start : min(start + params.length, ends[i])])[: params.length]
             for i, start in enumerate(rows.starts)
         ]
 
@@ -400,11 +405,11 @@ class Generator:
         ids = self.vocab.encode(prompt, drop_unknown=drop_unknown)
         text_ids = self.vocab.encode(best.text)
         probs = continuation_log_probs(self.model, ids, text_ids, self.unigram).exp()
-        for position, char in enumerate(best.text):
+        for position, token in enumerate(text_ids.tolist()):
             if cancel is not None and cancel.is_set():
                 return
-            p = float(probs[position, text_ids[position]])
-            yield TokenInfo(char, p, p, self._top_of(probs[position]))
+            p = float(probs[position, token])
+            yield TokenInfo(self.vocab.chars[token], p, p, self._top_of(probs[position]))
 
 
 def _ends_with_stop(text: str, stops: tuple[str, ...]) -> bool:

@@ -92,6 +92,17 @@ def checkpoint_name(checkpoint: Checkpoint | Source) -> str:
     return path.parent.name if path.name.startswith("step-") else path.name
 
 
+def require_char_models(checkpoints: Sequence[object], what: str) -> None:
+    """Refuse word-token models where only character models work (blends mix characters)."""
+    for checkpoint in checkpoints:
+        vocab = getattr(checkpoint, "vocab", None)
+        if vocab is not None and vocab.kind != "char":
+            raise ConfigError(
+                f"{what} needs character models: {getattr(checkpoint, 'path', 'a model')} "
+                f"uses {vocab.kind} tokens"
+            )
+
+
 def load_checkpoints(paths: Sequence[str | Path], device: torch.device) -> list[Checkpoint]:
     if not paths:
         raise ConfigError("give at least one --checkpoint")
@@ -141,6 +152,7 @@ def build_decoder(
         return Decoder(
             members[0], only.vocab, only.unigram, checkpoints, mixes, scale, normalised, blend
         )
+    require_char_models(checkpoints, "a blend")
     vocabs = [c.vocab for c in checkpoints]
     unigrams = [c.unigram for c in checkpoints]
     model = BlendedModel(members, vocabs, normalised, blend, unigrams)

@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.data.corpus import Vocab
 from engine.inspect.saliency import embedding_module
+from engine.inspect.text import require_char_model
 from engine.models import CharLM
 
 
@@ -66,6 +67,7 @@ def cosine_neighbours(matrix: np.ndarray, k: int) -> list[list[tuple[int, float]
 
 
 def character_map(model: CharLM, vocab: Vocab, k: int = 5) -> CharMap:
+    require_char_model(vocab)
     weights = embedding_module(model).weight.detach().float().cpu().numpy().astype(np.float64)
     points, explained = pca_2d(weights)
     near = cosine_neighbours(weights, k)

@@ -28,12 +28,22 @@ def char_label(char: str) -> str:
     return char if char.isprintable() else f"\\x{ord(char):02x}"
 
 
+def require_char_model(vocab: Vocab) -> None:
+    """Inspection keeps a value per character: a word-token model has none (one line)."""
+    if vocab.kind != "char":
+        raise UserError(
+            f"inspect works on character models: this one uses {vocab.kind} tokens "
+            "(train with --tokens char to inspect a model)"
+        )
+
+
 def encode_text(vocab: Vocab, text: str, *, drop_unknown: bool = False) -> tuple[str, np.ndarray]:
     """(text, ids) of a text to inspect; too long, empty or unknown characters are user errors.
 
     With `drop_unknown`, characters outside the vocabulary are left out and the
     returned text is the text that was actually inspected (positions refer to it).
     """
+    require_char_model(vocab)
     if len(text) > MAX_TEXT_CHARS:
         raise UserError(
             f"the text has {len(text):,} characters; inspect reads at most "

@@ -37,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from engine.data.corpus import Vocab
+from engine.data.words import tokenizer_meta, vocab_from_state
 from engine.errors import CheckpointError, UserError, first_line
 from engine.models import CharLM, build_model, config_from_dict
 from engine.training.state_schema import check_state
@@ -247,6 +248,7 @@ def _write_files(
         "version": FORMAT_VERSION,
         "model": model.config.as_dict(),
         "vocab": list(vocab.chars),
+        **({"tokenizer": tokenizer_meta(vocab)} if vocab.kind != "char" else {}),
         "saved_at": time.time(),
         **meta,
     }
@@ -329,7 +331,7 @@ def load_checkpoint(
     try:
         check_state(state)  # every field, before anything is built from them
         config = config_from_dict(state["model"])
-        vocab = Vocab(state["vocab"])
+        vocab = vocab_from_state(state["vocab"], state.get("tokenizer"))
     except (KeyError, TypeError, ValueError, UserError) as exc:
         raise CheckpointError(f"{directory}: damaged metadata ({exc})") from None
     labels = state.get("labels") or []

@@ -8,6 +8,7 @@ from engine.errors import ConfigError
 from engine.validation import check_bool, check_choice, check_int, check_number, check_str
 
 BATCHING = ("random", "stateful")
+TOKENS = ("char", "word")
 # Upper bounds (stated in `train --help`): far above any useful run, far below what
 # makes an allocation fail after minutes.
 MAX_BATCH_DIM = 65_536
@@ -48,6 +49,10 @@ class TrainConfig:
     # Intra-op CPU threads: None lets engine/training/threads.py choose (and re-choose
     # when other processes compete for the cores); a number pins it.
     threads: int | None = None
+    # What a token is: a character, or a word (engine/data/words.py: the top `word_vocab`
+    # words of the training split, every character as fallback).
+    tokens: str = "char"
+    word_vocab: int = 2000
 
     def validate(self) -> None:
         """Types first, then ranges: `--set lr=abc` or a tampered state.json is bad input, not a crash.
@@ -90,6 +95,10 @@ class TrainConfig:
             check_int("threads", self.threads, 1, 4096)
         check_bool("conditional", self.conditional)
         check_number("label_dropout", self.label_dropout, 0.0, 1.0, high_open=True)
+        check_choice("tokens", self.tokens, TOKENS)
+        check_int("word_vocab (words in a word vocabulary)", self.word_vocab, 1, 1_000_000)
+        if self.tokens == "word" and self.conditional:
+            raise ConfigError("--tokens word and --conditional do not combine (yet): pick one")
         if self.conditional and self.items:
             raise ConfigError("--items and --conditional do not combine (yet): pick one")
         if self.conditional and self.batching != "random":

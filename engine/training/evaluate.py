@@ -42,8 +42,21 @@ CHUNK_STEPS = 512
 
 @dataclass
 class EvalResult:
+    """`loss` is nats per character of text whatever a token is, so models compare.
+
+    For a word model (`token_chars` given) `chars` counts the characters of the scored
+    tokens, and `loss_per_token` / `tokens_scored` give the figure per token.
+    """
+
     loss: float
     chars: int
+    loss_per_token: float | None = None
+    tokens_scored: int | None = None
+
+    @property
+    def positions(self) -> int:
+        """How many ids were scored (tokens for a word model, else characters)."""
+        return self.tokens_scored if self.tokens_scored is not None else self.chars
 
     @property
     def bpc(self) -> float:
@@ -54,12 +67,35 @@ class EvalResult:
         return math.exp(min(self.loss, 700.0))
 
     def as_dict(self, prefix: str = "") -> dict:
-        return {
+        out = {
             f"{prefix}loss": self.loss,
             f"{prefix}bpc": self.bpc,
             f"{prefix}perplexity": self.perplexity,
             f"{prefix}chars": self.chars,
         }
+        if self.tokens_scored is not None:
+            out[f"{prefix}bits_per_char"] = self.bpc
+            out[f"{prefix}loss_per_token"] = self.loss_per_token
+            out[f"{prefix}tokens_scored"] = self.tokens_scored
+        return out
+
+
+def _result(nll: float, scored: int, text_chars: int | None) -> EvalResult:
+    """Per character; with `text_chars` (a word model) per token as well."""
+    if text_chars is None:
+        return EvalResult(nll / scored if scored else math.nan, scored)
+    return EvalResult(
+        nll / text_chars if text_chars else math.nan,
+        text_chars,
+        nll / scored if scored else math.nan,
+        scored,
+    )
+
+
+def _lengths(token_chars: np.ndarray | torch.Tensor | None, device: torch.device):
+    if token_chars is None:
+        return None
+    return torch.as_tensor(np.asarray(token_chars), dtype=torch.int64, device=device)
 
 
 def _as_tensor(ids: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -244,23 +280,31 @@ def evaluate_split(
     deadline: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     condition: int | None = None,
+    token_chars: np.ndarray | torch.Tensor | None = None,
 ) -> EvalResult:
     """Every character of `ids` (after the first) scored once; the model is left in eval mode.
 
     With a `deadline` it may stop early: then `chars` is below len(ids) - 1.
     `progress(done, total)` is called as characters are scored (a split can take a minute).
     `condition`: a conditional model's condition id for every position (0: no label).
+    `token_chars`: characters per token id (a word model): the loss is then divided by
+    the characters of the scored tokens, not by their number.
     """
     nll = [0.0]
+    text = [0]
+    lengths = _lengths(token_chars, torch.device(device))
 
     def sink_for(targets: torch.Tensor) -> Sink:
         def sink(logits: torch.Tensor, positions: torch.Tensor) -> None:
-            nll[0] += _nll_sum(logits, targets[positions])
+            chosen = targets[positions]
+            nll[0] += _nll_sum(logits, chosen)
+            if lengths is not None:
+                text[0] += int(lengths[chosen.long()].sum())
 
         return sink
 
     scored = _score(model, ids, device, amp, condition, sink_for, deadline, progress)
-    return EvalResult(nll[0] / scored if scored else math.nan, scored)
+    return _result(nll[0], scored, text[0] if lengths is not None else None)
 
 
 def split_log_probs(
@@ -363,11 +407,21 @@ class WindowSampler:
 
 @torch.inference_mode()
 def evaluate_windows(
-    model: CharLM, sampler: WindowSampler, amp: torch.dtype | None, batch: int = 64
+    model: CharLM,
+    sampler: WindowSampler,
+    amp: torch.dtype | None,
+    batch: int = 64,
+    token_chars: np.ndarray | torch.Tensor | None = None,
 ) -> EvalResult:
     was_training = model.training
     model.eval()
     nll = 0.0
+    lengths = _lengths(token_chars, sampler.windows.device)
+    if lengths is not None:
+        text = int(lengths[sampler.windows[:, 1:]].sum())
+        nll_words = evaluate_windows(model, sampler, amp, batch)
+        model.train(was_training)
+        return _result(nll_words.loss * sampler.chars, sampler.chars, text)
     with autocast(sampler.windows.device, amp):
         for i in range(0, sampler.windows.shape[0], batch):
             chunk = sampler.windows[i : i + batch]

@@ -94,6 +94,13 @@ class TrainResult:
     thread_changes: list[str] = field(default_factory=list)
     # A conditional run: the final val loss of each label, with its label.
     label_val_loss: dict[str, float] = field(default_factory=dict)
+    # What a token is ("char" or "word"). Every loss above is per character of text
+    # either way; a word model's loss per token and token count are given here too.
+    tokens: str = "char"
+    val_bits_per_char: float | None = None
+    val_loss_per_token: float | None = None
+    val_tokens: int | None = None
+    vocab_size: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

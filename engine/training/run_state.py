@@ -72,7 +72,7 @@ def save_run(trainer: Trainer, tags: tuple[str, ...], extra: dict | None = None)
             "name": corpus.name,
             "files": [str(p.resolve()) for p in corpus.files[:1]] if len(corpus.files) == 1 else [],
             "content_key": corpus.content_key,
-            "chars": len(corpus),
+            "chars": int(getattr(corpus, "text_chars", 0) or len(corpus)),
         },
         "char_counts": corpus.counts.tolist(),
         "labels": list(corpus.labels) if trainer.train_segments is not None else [],

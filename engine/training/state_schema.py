@@ -13,6 +13,7 @@ from engine.errors import ConfigError
 from engine.models import check_fits, config_from_dict
 from engine.training.config import MAX_STEPS, TrainConfig
 from engine.validation import (
+    check_choice,
     check_dict,
     check_int,
     check_list,
@@ -24,6 +25,7 @@ from engine.validation import (
 MAX_VOCAB = 0x110000
 MAX_HISTORY = 1_000_000
 MAX_GROUPS = 64
+MAX_TOKEN_CHARS = 1024
 
 
 def _optional_number(name: str, value: object) -> None:
@@ -32,11 +34,18 @@ def _optional_number(name: str, value: object) -> None:
         raise ConfigError(f"{name} must be a number or null, got {value!r}")
 
 
-def _check_vocab(value: object) -> list[str]:
+def _check_vocab(value: object, tokenizer: object) -> list[str]:
+    """Single characters; with a word tokenizer, its characters and then its words."""
+    words = isinstance(tokenizer, dict) and tokenizer.get("kind") == "word"
+    if tokenizer is not None:
+        check_dict("tokenizer", tokenizer)
+        check_choice("tokenizer kind", tokenizer.get("kind"), ("char", "word"))
     chars = check_list("vocab", value, MAX_VOCAB)
     for char in chars:
-        if not isinstance(char, str) or len(char) != 1:
+        if not isinstance(char, str) or not char or (len(char) != 1 and not words):
             raise ConfigError(f"vocab must list single characters, got {char!r}")
+        if len(char) > MAX_TOKEN_CHARS:
+            raise ConfigError(f"a vocabulary token is longer than {MAX_TOKEN_CHARS} characters")
     if len(set(chars)) != len(chars):
         raise ConfigError("vocab lists a character twice")
     return chars
@@ -69,7 +78,7 @@ def check_state(state: dict) -> None:
     """Raise ConfigError (one line) for the first field of `state` that is wrong."""
     model = check_dict("model", state.get("model"))
     config = config_from_dict(model)
-    vocab = _check_vocab(state.get("vocab"))
+    vocab = _check_vocab(state.get("vocab"), state.get("tokenizer"))
     if config.vocab_size != len(vocab):
         raise ConfigError(
             f"the model has {config.vocab_size} outputs but the vocabulary {len(vocab)} characters"

@@ -51,6 +51,7 @@ from engine.training.run_dir import RunClaim, check_room, claim_run_dir
 from engine.training.run_state import load_resumable, restore_run, save_run
 from engine.training.schedule import lr_at
 from engine.training.threads import ThreadGovernor
+from engine.training.tokens import corpus_for_run
 
 EventCallback = Callable[[object], None]
 # A loss above this (nats/char) is divergence, not learning: uniform guessing over the
@@ -127,6 +128,12 @@ class Trainer:
 
         self._claim = self._setup_run_dir(resume, force)
         try:
+            self.corpus = corpus_for_run(corpus, config, self.out_dir, resume)
+            # A word model's losses are per character of text: characters per token id.
+            self.token_chars: torch.Tensor | None = None
+            if self.corpus.vocab.kind != "char":
+                lengths = self.corpus.vocab.token_lengths()
+                self.token_chars = torch.as_tensor(lengths, device=self.device)
             resumed = self._setup_resume(resume, force)
             self._setup_data()
             self._setup_model(model_config, resumed)
@@ -562,7 +569,10 @@ class Trainer:
                     reset = True
                 else:
                     inputs, targets, reset = self.batches.next()
-                pending.append(self.train_step(inputs, targets, reset, lr, condition))
+                loss = self.train_step(inputs, targets, reset, lr, condition)
+                if self.token_chars is not None:  # per character of text, as val is
+                    loss = loss * targets.numel() / self.token_chars[targets].sum()
+                pending.append(loss)
                 pending_norms.append(self.grad_norm)
                 grad_norm = None
                 self.step += 1
@@ -675,7 +685,9 @@ class Trainer:
         if not self.is_main:  # under DDP rank 0 alone evaluates; the others wait for it
             return
         self._emit(StatusEvent("evaluating"))
-        result = evaluate_windows(self.model, self.eval_windows, self.amp)
+        result = evaluate_windows(
+            self.model, self.eval_windows, self.amp, token_chars=self.token_chars
+        )
         self._record_eval(result.loss, result.chars, train_loss)
         self.model.train()
         self._emit(StatusEvent("training", self._training_label()))
@@ -751,6 +763,7 @@ class Trainer:
                     None,
                     deadline=self.budget.final_eval_deadline(),
                     progress=self._final_eval_progress(),
+                    token_chars=self.token_chars,
                 )
             if unrecorded and full.chars:  # the closing point of the history is this figure
                 self._record_eval(full.loss, full.chars, train_loss)
@@ -772,7 +785,8 @@ class Trainer:
         latest = self.history[-1] if self.history else {}
         loss = full.loss if full else float(latest.get("val_loss", float("nan")))
         chars = full.chars if full else int(latest.get("val_chars", 0))
-        split_chars = len(self.val_ids) - 1
+        split_chars = self._split_chars()
+        partial = full.positions < len(self.val_ids) - 1 if full else chars < split_chars
         self._emit(StatusEvent("stopped" if stopped_by == "stop" else "done"))
         return TrainResult(
             val_loss=loss,
@@ -780,7 +794,7 @@ class Trainer:
             val_perplexity=math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan"),
             val_chars=chars,
             val_split_chars=split_chars,
-            partial_eval=chars < split_chars,
+            partial_eval=partial,
             steps=self.step,
             startup_s=self._startup_s(),
             elapsed_s=elapsed,
@@ -802,7 +816,19 @@ class Trainer:
             train=asdict(cfg),
             labels=list(self.corpus.labels) if self.train_segments is not None else [],
             label_val_loss=dict(getattr(self, "label_losses", {})),
+            tokens=self.config.tokens,
+            val_bits_per_char=loss / math.log(2),
+            val_loss_per_token=full.loss_per_token if full else None,
+            val_tokens=full.tokens_scored if full else None,
+            vocab_size=len(self.corpus.vocab),
         )
+
+    def _split_chars(self) -> int:
+        """Characters of the held-out split that are scored (all but its first token)."""
+        if self.token_chars is None:
+            return len(self.val_ids) - 1
+        ids = torch.as_tensor(np.asarray(self.val_ids[1:]).astype(np.int64))
+        return int(self.token_chars.cpu()[ids].sum())
 
     def _startup_s(self) -> float:
         """Seconds between the budget's start (the command's) and this trainer's start."""

@@ -290,15 +290,21 @@ class GenerationHandlers:
             from engine.training.evaluate import evaluate_split
 
             model, vocab, _, device = self._current_model()
-            if corpus.vocab != vocab:
-                raise UserError(f"the model's vocabulary does not match '{corpus.name}'")
+            token_chars = None
+            if vocab.kind == "word":  # the same characters, in the model's word tokens
+                from engine.data.words import split_text
 
-            _, val = corpus.split(self._val_fraction())
+                val = vocab.encode(split_text(corpus, self._val_fraction())[1])
+                token_chars = vocab.token_lengths()
+            elif corpus.vocab != vocab:
+                raise UserError(f"the model's vocabulary does not match '{corpus.name}'")
+            else:
+                _, val = corpus.split(self._val_fraction())
 
             def progress(done: int, total: int) -> None:
                 self.out.latest("evaluate", p.EvaluateProgress(done, total, cmd.req))
 
-            result = evaluate_split(model, val, device, progress=progress)
+            result = evaluate_split(model, val, device, progress=progress, token_chars=token_chars)
             self.out.send(
                 p.Evaluated(result.loss, result.bpc, result.perplexity, result.chars, cmd.req)
             )

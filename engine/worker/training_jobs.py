@@ -51,7 +51,9 @@ class TrainingHandlers:
             if self.loaded is None:
                 raise UserError("nothing to continue: load a checkpoint first")
             out_dir = self._run_dir_of(self.loaded.path)
-            if self.loaded.vocab != corpus.vocab:
+            from engine.data.words import char_vocab
+
+            if char_vocab(self.loaded.vocab) != corpus.vocab:
                 raise UserError(
                     f"the checkpoint was trained on another vocabulary than '{corpus.name}': "
                     "load its corpus first"
@@ -265,6 +267,7 @@ class TrainingHandlers:
             raise UserError("stop training before loading a checkpoint")
 
         def work(job: Job) -> None:
+            from engine.data.words import char_vocab
             from engine.training.checkpoint import load_checkpoint
 
             loaded = load_checkpoint(cmd.path, self.device, prefer="best")
@@ -285,7 +288,8 @@ class TrainingHandlers:
                     corpus=str((meta.get("corpus") or {}).get("name", "")),
                     vocab_size=len(loaded.vocab),
                     parameters=loaded.model.num_parameters(),
-                    vocab_matches_corpus=corpus is not None and corpus.vocab == loaded.vocab,
+                    vocab_matches_corpus=corpus is not None
+                    and corpus.vocab == char_vocab(loaded.vocab),
                     req=cmd.req,
                     metrics=self._metrics_of(self._run_dir_of(loaded.path), loaded.step),
                     labels=list(loaded.labels),
