@@ -117,6 +117,7 @@ class TrainForm(VerticalScroll):
                     id=f"f-{field.name}",
                 )
         yield Checkbox("one item per line", id="items", compact=True)
+        yield Checkbox("word tokens", id="words", compact=True)
         yield Checkbox("TensorBoard log", id="tensorboard", compact=True)
         yield Checkbox("continue this run", id="resume", compact=True)
         yield Checkbox("conditional: learn the labels", id="conditional", compact=True)
@@ -135,6 +136,9 @@ class TrainForm(VerticalScroll):
         self.query_one(
             "#items", Checkbox
         ).tooltip = "windows start at items (lines); ticked when the corpus looks like a list"
+        self.query_one("#words", Checkbox).tooltip = (
+            "train on the top 2,000 words (every character as fallback); losses stay per character"
+        )
         self.query_one("#conditional", Checkbox).display = False
         self.fill_from_preset()
 
@@ -197,6 +201,7 @@ class TrainForm(VerticalScroll):
         for name, value in values.items():
             self.query_one(f"#f-{name}", Input).value = _format(value)
         self.query_one("#items", Checkbox).value = bool(train.get("items"))
+        self.query_one("#words", Checkbox).value = train.get("tokens") == "word"
 
     def values(self) -> dict[str, str]:
         """The form as typed (model, preset, every field's text), to restore next time."""
@@ -268,6 +273,8 @@ class TrainForm(VerticalScroll):
             items = False  # a conditional run's windows keep to a label, not to items
         if items:
             values["batching"] = "random"  # type: ignore[assignment]  (items start windows)
+        if self.query_one("#words", Checkbox).value:
+            values["tokens"] = "word"  # type: ignore[assignment]
         board = self.query_one("#tensorboard", Checkbox)
         return p.Train(
             model_type=model_type,

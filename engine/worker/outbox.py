@@ -69,10 +69,14 @@ class Outbox:
             chunk = self._chars.get(req)
             if chunk is None:
                 chunk = self._chars[req] = p.GenerationChunk("", [], [], [], req=req)
-            chunk.text += char
-            chunk.probs.append(round(float(prob), 5))
-            chunk.model_probs.append(round(float(model_prob), 5))
-            chunk.tops.append([(c, round(float(q), 5)) for c, q in top])
+            alternatives = [(c, round(float(q), 5)) for c, q in top]
+            # A word token (engine/data/words.py) is several characters: the UI keeps one
+            # entry per character, each with its token's probabilities and alternatives.
+            for one in char:
+                chunk.text += one
+                chunk.probs.append(round(float(prob), 5))
+                chunk.model_probs.append(round(float(model_prob), 5))
+                chunk.tops.append(alternatives)
 
     def _tick(self) -> None:
         while not self._closed.wait(FRAME_S):
