@@ -136,9 +136,8 @@ class TrainForm(VerticalScroll):
         self.query_one(
             "#items", Checkbox
         ).tooltip = "windows start at items (lines); ticked when the corpus looks like a list"
-        self.query_one("#words", Checkbox).tooltip = (
-            "train on the top 2,000 words (every character as fallback); losses stay per character"
-        )
+        words = self.query_one("#words", Checkbox)
+        words.tooltip = "the top 2,000 words, every character as fallback; losses stay per char"
         self.query_one("#conditional", Checkbox).display = False
         self.fill_from_preset()
 
