@@ -1,10 +1,12 @@
 """A word-token model against a character model: same corpus, same time budget, same split.
 
-Runs the real command twice, one after the other: `train --time-budget S --json`
+Runs the real commands, one run after the other: `train --time-budget S --json`
 with `--tokens char`, then with `--tokens word` (same model type, preset and
-seed), and prints both in bits per character of the same held-out text (the
-last 10% of the corpus by characters; a word model's figure is its total NLL
-over that text's tokens divided by its characters).
+seed), then `eval --json` on each checkpoint: both in bits per character of the
+whole held-out text (the last 10% of the corpus by characters; a word model's
+figure is its total NLL over that text's tokens divided by its characters).
+The separate `eval` scores the whole split even when a busy machine made the
+training command's own final evaluation partial (`partial_eval`).
 
     python bench/word_vs_char.py [--corpus ../shared/corpora/tinyshakespeare.txt]
         [--budget 60] [--model lstm] [--preset cpu] [--word-vocab 2000]
@@ -25,14 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 
 
-def train(corpus: str, out: Path, args: argparse.Namespace, *extra: str) -> dict:
-    command = [
-        sys.executable, "-m", "charlm_tui", "train", "--corpus", corpus, "--out", str(out),
-        "--model", args.model, "--preset", args.preset, "--time-budget", str(args.budget),
-        "--seed", str(args.seed), "--json", *extra,
-    ]  # fmt: skip
+def cli(*command: str) -> dict:
     done = subprocess.run(
-        command,
+        [sys.executable, "-m", "charlm_tui", *command, "--json"],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -42,6 +39,20 @@ def train(corpus: str, out: Path, args: argparse.Namespace, *extra: str) -> dict
         sys.stderr.write(done.stderr)
         sys.exit(done.returncode)
     return json.loads(done.stdout)
+
+
+def train(corpus: str, out: Path, args: argparse.Namespace, *extra: str) -> dict:
+    return cli(
+        "train", "--corpus", corpus, "--out", str(out), "--model", args.model,
+        "--preset", args.preset, "--time-budget", str(args.budget), "--seed", str(args.seed),
+        *extra,
+    )  # fmt: skip
+
+
+def scored(corpus: str, out: Path) -> dict:
+    result = cli("eval", "--checkpoint", str(out / "last"), "--corpus", corpus, "--split", "val")
+    keys = ("bpc", "loss", "chars", "loss_per_token", "tokens_scored", "split")
+    return {key: result.get(key) for key in keys}
 
 
 def summary(result: dict) -> dict:
@@ -67,6 +78,8 @@ def main() -> None:
             args.corpus, Path(tmp) / "word", args,
             "--tokens", "word", "--word-vocab", str(args.word_vocab),
         )  # fmt: skip
+        char_eval = scored(args.corpus, Path(tmp) / "char")
+        word_eval = scored(args.corpus, Path(tmp) / "word")
     print(
         json.dumps(
             {
@@ -78,11 +91,13 @@ def main() -> None:
                 "word_vocab": args.word_vocab,
                 "machine": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(),
-                "char": summary(char),
-                "word": summary(word),
-                "same_split": char["val_chars"] == word["val_chars"]
-                or bool(char["partial_eval"] or word["partial_eval"]),
-                "word_minus_char_bpc": word["val_bpc"] - char["val_bpc"],
+                "char": {**summary(char), "eval": char_eval},
+                "word": {**summary(word), "eval": word_eval},
+                # the whole held-out split, the same characters for both
+                "same_split": char_eval["chars"] == word_eval["chars"],
+                "char_bpc": char_eval["bpc"],
+                "word_bpc": word_eval["bpc"],
+                "word_minus_char_bpc": word_eval["bpc"] - char_eval["bpc"],
             },
             indent=2,
         )
