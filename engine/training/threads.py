@@ -81,7 +81,9 @@ class ThreadGovernor:
         self.recent: deque[float] = deque(maxlen=PROBE_STEPS)  # step seconds at `current`
         self.probe: list[float] | None = None  # step seconds at the count being tried
         self.before: tuple[int, float] | None = None  # (count, median step) before the probe
-        self.next_check = clock() + CHECK_EVERY_S
+        # The first check comes after the first step: on a busy machine one step can take
+        # 20 s, and waiting for several before acting would spend a short budget on them.
+        self.next_check = clock()
         self.last_reading = cpu_seconds() if self.enabled else None
         self.last_read_at = clock()
         self.others = 0.0
@@ -100,7 +102,7 @@ class ThreadGovernor:
             return self._probing(seconds)
         self.recent.append(seconds)
         now = self.clock()
-        if not may_probe or now < self.next_check or len(self.recent) < PROBE_STEPS:
+        if not may_probe or now < self.next_check:
             return None
         self.next_check = now + CHECK_EVERY_S
         self._read_others()

@@ -134,3 +134,13 @@ def test_the_trainer_keeps_a_pinned_count_and_gives_the_process_its_count_back(t
     result = trainer.run()
     assert set(seen[1:]) == {1} and result.threads == 1 and result.thread_changes == []
     assert torch.get_num_threads() == before
+
+
+def test_a_busy_machine_is_acted_on_after_the_first_step() -> None:
+    """A 20 s step: waiting for three before looking would spend a short budget on them."""
+    machine = Machine({1: 3.0, 2: 20.0}, others_cores=1.0)
+    governor = machine.governor()
+    machine.run(governor, 1)
+    assert machine.set_calls == [1]
+    machine.run(governor, 3)
+    assert governor.current == 1 and len(machine.set_calls) == 1
