@@ -597,7 +597,7 @@ class Trainer:
             step_seconds = self.budget.next_step_s(inputs.numel())
             self.budget.measured_step(inputs.numel(), elapsed_step)
             # A probe of another thread count may be slower: not when the budget is nearly spent.
-            room = self.deadline is None or self.deadline - time.monotonic() > 10 * step_seconds
+            room = self.deadline is None or self.deadline - time.monotonic() > 4 * step_seconds
             if self.threads.after_step(elapsed_step, may_probe=room) is not None:
                 self._emit(StatusEvent("training", self._training_label()))
             self.train_seconds += elapsed_step
