@@ -10,8 +10,9 @@ that is right depends on the machine at this moment, and only measuring tells.
 
 The governor watches how much CPU other processes use (`/proc/stat` minus this
 process's own CPU time). While nobody else is busy it never changes anything,
-so a quiet run keeps the default and its exact numerics. When others take at
-least half a core, it tries one thread for a few steps and keeps whichever
+so a quiet run keeps the default and its exact numerics. When others were busy
+during the set-up, training starts on the idle cores only. When others take at
+least half a core later, it tries one thread for a few steps and keeps whichever
 count gave the faster steps; at one thread it tries the full count again now
 and then, since the other job may have ended. A probe of the slower count is cut
 short after one step that is clearly slower, so a probe costs about one step.
@@ -19,6 +20,7 @@ short after one step that is clearly slower, so a probe costs about one step.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -90,6 +92,29 @@ class ThreadGovernor:
         self.next_full_try = 0.0
         self.backoff = RETRY_FULL_S
         self.choices: list[ThreadChoice] = []
+
+    def start(self) -> ThreadChoice | None:
+        """Before the first step: with others busy since set-up began, leave them their cores.
+
+        Threads beyond the idle cores only wait on preempted peers, so training starts
+        on `max_threads - (cores others use)`, at least one; the first checks measure it.
+        """
+        if not self.enabled:
+            return None
+        self._read_others()
+        self.next_check = self.clock() + CHECK_EVERY_S
+        if self.others < BUSY_CORES:
+            return None
+        threads = max(1, self.max_threads - math.ceil(self.others - 0.25))
+        if threads == self.max_threads:
+            return None
+        self.current = threads
+        self.set_threads(threads)
+        self.next_full_try = self.clock() + RETRY_FULL_S
+        plural = "s" * (threads > 1)
+        return self._note(
+            threads, f"starting on {threads} thread{plural}: others use {self.others:.1f} cores"
+        )
 
     def after_step(self, seconds: float, may_probe: bool = True) -> ThreadChoice | None:
         """Record one training step's time; returns a change of thread count, if one was made.

@@ -103,6 +103,8 @@ class Trainer:
         self.device = resolve_device(config.device)
         enable_fast_math(self.device)
         self.started = time.monotonic()
+        # Created now so that its first look at other processes' CPU use spans the set-up.
+        self.threads = self._thread_governor()
         # With a time budget the whole run (evaluation and saving included) must end by this.
         self.deadline = deadline
         if self.deadline is None and config.time_budget is not None:
@@ -518,7 +520,9 @@ class Trainer:
         step_seconds = self.budget.next_step_s(cfg.batch_size * cfg.seq_len)
         stopped_by = "max_steps"
         self.model.train()
-        self.threads = self._thread_governor()
+        if self.config.threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(self.config.threads)
+        self.threads.start()
         self._emit(StatusEvent("training", self._training_label()))
         last_loss = float("nan")
         sync_every = 1 if self.device.type == "cpu" else 10
@@ -596,8 +600,12 @@ class Trainer:
             elapsed_step = time.perf_counter() - step_start
             step_seconds = self.budget.next_step_s(inputs.numel())
             self.budget.measured_step(inputs.numel(), elapsed_step)
-            # A probe of another thread count may be slower: not when the budget is nearly spent.
-            room = self.deadline is None or self.deadline - time.monotonic() > 4 * step_seconds
+            # A probe of another thread count may be slower: only while the budget could absorb
+            # one step twice as long as this one on top of its reserve.
+            room = self.deadline is None or (
+                self.deadline - time.monotonic() - self.budget.reserve_s()
+                > 2 * max(step_seconds, elapsed_step)
+            )
             if self.threads.after_step(elapsed_step, may_probe=room) is not None:
                 self._emit(StatusEvent("training", self._training_label()))
             self.train_seconds += elapsed_step
@@ -635,19 +643,17 @@ class Trainer:
         return self._finish(stopped_by)
 
     def _thread_governor(self) -> ThreadGovernor:
-        """Pinned threads (`threads` set) or, on one CPU process, a governor that adapts them."""
-        if self.config.threads is not None and self.device.type == "cpu":
-            torch.set_num_threads(self.config.threads)
+        """On one CPU process with no pinned count (`threads`), a governor that adapts it."""
         adaptive = (
             self.config.threads is None and self.device.type == "cpu" and self.world_size == 1
         )
-        return ThreadGovernor(torch.get_num_threads(), enabled=adaptive)
+        return ThreadGovernor(self.config.threads or torch.get_num_threads(), enabled=adaptive)
 
     def _training_label(self) -> str:
         """The precision, and the thread count when the governor moved it off the default."""
         label = self.precision.label
-        governor = getattr(self, "threads", None)
-        if governor is not None and governor.choices:
+        governor = self.threads
+        if governor.choices:
             last = governor.choices[-1]
             label += f"; {governor.current} of {governor.max_threads} threads ({last.reason})"
         return label
@@ -806,10 +812,7 @@ class Trainer:
             device=str(self.device),
             precision=self.precision.name,
             threads=torch.get_num_threads(),
-            thread_changes=[
-                f"{c.threads}: {c.reason}"
-                for c in getattr(self, "threads", ThreadGovernor(1)).choices
-            ],
+            thread_changes=[f"{c.threads}: {c.reason}" for c in self.threads.choices],
             precision_reason=self.precision.reason,
             parameters=self.model.num_parameters(),
             model=self.model_config.as_dict(),

@@ -144,3 +144,20 @@ def test_a_busy_machine_is_acted_on_after_the_first_step() -> None:
     assert machine.set_calls == [1]
     machine.run(governor, 3)
     assert governor.current == 1 and len(machine.set_calls) == 1
+
+
+def test_others_busy_during_set_up_start_training_on_the_idle_cores() -> None:
+    for cores, others, expected in ((2, 1.0, 1), (8, 1.0, 7), (8, 2.6, 5), (2, 0.2, 2)):
+        machine = Machine({1: 1.0, cores: 1.0}, others_cores=others)
+        governor = ThreadGovernor(
+            cores,
+            clock=lambda m=machine: m.now,
+            cpu_seconds=machine.cpu_seconds,
+            set_threads=machine.set_threads,
+        )
+        machine.now += 2.0  # corpus, model, evaluation probe: others keep working meanwhile
+        machine.busy += 2.0 * others
+        choice = governor.start()
+        assert governor.current == expected, (cores, others)
+        assert (choice is None) == (expected == cores)
+        assert machine.set_calls == ([] if expected == cores else [expected])
