@@ -16,7 +16,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,18 +33,9 @@ from engine.training.checkpoint import Checkpoint, first_non_finite
 from engine.training.config import TrainConfig
 from engine.training.evaluate import (
     WindowSampler,
-    evaluate_labelled,
-    evaluate_split,
-    evaluate_windows,
 )
-from engine.training.events import (
-    CheckpointEvent,
-    EvalEvent,
-    EvalProgressEvent,
-    StatusEvent,
-    StepEvent,
-    TrainResult,
-)
+from engine.training.evaluation_steps import EvaluationSteps
+from engine.training.events import CheckpointEvent, StatusEvent, StepEvent, TrainResult
 from engine.training.metrics_log import MetricsLog
 from engine.training.run_dir import RunClaim, check_room, claim_run_dir
 from engine.training.run_state import load_resumable, restore_run, save_run
@@ -57,7 +47,6 @@ EventCallback = Callable[[object], None]
 # A loss above this (nats/char) is divergence, not learning: uniform guessing over the
 # whole of Unicode costs 14.
 DIVERGED_LOSS = 1e3
-PROGRESS_EVERY_S = 0.25  # final-evaluation progress events, at most this often
 
 
 def _detach(state: object) -> object:
@@ -68,7 +57,7 @@ def _detach(state: object) -> object:
     return state.detach()  # type: ignore[attr-defined]
 
 
-class Trainer:
+class Trainer(EvaluationSteps):
     """Trains one model on one corpus; `run()` blocks until done, stopped or out of time."""
 
     metrics: MetricsLog | None = None  # metrics.jsonl in out_dir, open while run() runs
@@ -386,18 +375,6 @@ class Trainer:
                 self.metrics.record(event)
             self.on_event(event)
 
-    def _final_eval_progress(self) -> Callable[[int, int], None]:
-        """EvalProgressEvents at most every PROGRESS_EVERY_S, and always the last one."""
-        last = [0.0]
-
-        def report(done: int, total: int) -> None:
-            now = time.monotonic()
-            if done >= total or now - last[0] >= PROGRESS_EVERY_S:
-                last[0] = now
-                self._emit(EvalProgressEvent(done, total))
-
-        return report
-
     def _time_progress(self, now: float) -> float:
         """Progress by time: what earlier processes reached, then this budget's share of the rest."""
         if self.deadline is None:
@@ -671,174 +648,6 @@ class Trainer:
         if latest and latest.get("best"):
             return ("last", "best")
         return ("last",)
-
-    def evals_left(self) -> int | None:
-        """With --patience: evaluations without a new best left before training stops.
-
-        Counted from the history (the evaluations since the last best one), so a
-        resumed run continues the count where it stopped.
-        """
-        if not self.config.patience:
-            return None
-        since_best = 0
-        for record in reversed(self.history):
-            if record.get("best"):
-                break
-            since_best += 1
-        return max(self.config.patience - since_best, 0)
-
-    def _periodic_eval(self, train_loss: float) -> None:
-        if not self.is_main:  # under DDP rank 0 alone evaluates; the others wait for it
-            return
-        self._emit(StatusEvent("evaluating"))
-        result = evaluate_windows(
-            self.model, self.eval_windows, self.amp, token_chars=self.token_chars
-        )
-        self._record_eval(result.loss, result.chars, train_loss)
-        self.model.train()
-        self._emit(StatusEvent("training", self._training_label()))
-
-    def _record_eval(self, loss: float, chars: int, train_loss: float) -> None:
-        """One point of the validation history (and its event); `best` tags the checkpoint."""
-        bpc = loss / math.log(2)
-        best = self.best_val_loss is None or loss < self.best_val_loss
-        if best:
-            self.best_val_loss = loss
-        elapsed = time.monotonic() - self.started
-        self.history.append(
-            {
-                "step": self.step,
-                "train_loss": train_loss,
-                "val_loss": loss,
-                "val_chars": chars,
-                "elapsed_s": elapsed,
-                "tokens": self.tokens,
-                "best": best,
-            }
-        )
-        self._emit(
-            EvalEvent(
-                step=self.step,
-                val_loss=loss,
-                val_bpc=bpc,
-                val_perplexity=math.exp(min(loss, 700.0)) if math.isfinite(loss) else math.nan,
-                val_chars=chars,
-                train_loss=train_loss if math.isfinite(train_loss) else None,
-                best=best,
-                elapsed_s=elapsed,
-                evals_left=self.evals_left(),
-            )
-        )
-
-    def _finish(self, stopped_by: str) -> TrainResult:
-        cfg = self.config
-        train_loss = self._loss_ema if self._loss_ema is not None else float("nan")
-        unrecorded = not self.history or (self.history[-1]["step"] != self.step and self.step > 0)
-        full = None
-        if cfg.final_eval and self.evaluate_at_end and self.is_main:
-            chars = self.budget.final_chars()
-            scored = self.val_ids[: chars + 1]
-            self._emit(
-                StatusEvent(
-                    "evaluating",
-                    "scoring the whole held-out split"
-                    if chars == self.budget.split_chars
-                    else f"scoring the first {chars:,} of {self.budget.split_chars:,} chars "
-                    "of the held-out split (time budget)",
-                )
-            )
-            # Scored in fp32 whatever the training precision: the headline figure is exact.
-            # The deadline keeps the save and the exit inside the budget: an evaluation
-            # slower than planned is cut short (and reported as partial), never late.
-            if self.val_segments is not None:
-                full, per_label = evaluate_labelled(
-                    self.model,
-                    self.val_ids,
-                    self.val_segments,
-                    self.corpus.labels,
-                    self.device,
-                    with_label=True,
-                    limit=len(scored),
-                )
-                self.label_losses = {name: r.loss for name, r in per_label.items()}
-            else:
-                full = evaluate_split(
-                    self.model,
-                    scored,
-                    self.device,
-                    None,
-                    deadline=self.budget.final_eval_deadline(),
-                    progress=self._final_eval_progress(),
-                    token_chars=self.token_chars,
-                )
-            if unrecorded and full.chars:  # the closing point of the history is this figure
-                self._record_eval(full.loss, full.chars, train_loss)
-                unrecorded = False
-            if self.metrics is not None:  # after the eval record of this step: a resume drops it
-                self.metrics.final(
-                    self.step, full.loss, full.chars, time.monotonic() - self.started
-                )
-        if unrecorded and full is None and self.evaluate_at_end:
-            # No final evaluation: a periodic one closes the history (not when quitting:
-            # the save below must not wait for an evaluation).
-            self._periodic_eval(train_loss)
-        checkpoint = None
-        if self.out_dir is not None and self.is_main:
-            self._emit(StatusEvent("saving"))
-            extra = {"final_val": full.as_dict("val_") if full else None}
-            checkpoint = str(self.save(tags=self._tags_for_latest(), extra=extra))
-        elapsed = time.monotonic() - self.started
-        latest = self.history[-1] if self.history else {}
-        loss = full.loss if full else float(latest.get("val_loss", float("nan")))
-        chars = full.chars if full else int(latest.get("val_chars", 0))
-        split_chars = self._split_chars()
-        partial = full.positions < len(self.val_ids) - 1 if full else chars < split_chars
-        self._emit(StatusEvent("stopped" if stopped_by == "stop" else "done"))
-        return TrainResult(
-            val_loss=loss,
-            val_bpc=loss / math.log(2),
-            val_perplexity=math.exp(min(loss, 700.0)) if math.isfinite(loss) else float("nan"),
-            val_chars=chars,
-            val_split_chars=split_chars,
-            partial_eval=partial,
-            steps=self.step,
-            startup_s=self._startup_s(),
-            elapsed_s=elapsed,
-            train_s=self.train_seconds_this_run,
-            chars_per_s=self._chars_per_s(),
-            checkpoint=checkpoint,
-            best_val_loss=self.best_val_loss,
-            stopped_by=stopped_by,
-            device=str(self.device),
-            precision=self.precision.name,
-            threads=torch.get_num_threads(),
-            thread_changes=[f"{c.threads}: {c.reason}" for c in self.threads.choices],
-            precision_reason=self.precision.reason,
-            parameters=self.model.num_parameters(),
-            model=self.model_config.as_dict(),
-            train=asdict(cfg),
-            labels=list(self.corpus.labels) if self.train_segments is not None else [],
-            label_val_loss=dict(getattr(self, "label_losses", {})),
-            tokens=self.config.tokens,
-            val_bits_per_char=loss / math.log(2),
-            val_loss_per_token=full.loss_per_token if full else None,
-            val_tokens=full.tokens_scored if full else None,
-            vocab_size=len(self.corpus.vocab),
-        )
-
-    def _split_chars(self) -> int:
-        """Characters of the held-out split that are scored (all but its first token)."""
-        if self.token_chars is None:
-            return len(self.val_ids) - 1
-        ids = torch.as_tensor(np.asarray(self.val_ids[1:]).astype(np.int64))
-        return int(self.token_chars.cpu()[ids].sum())
-
-    def _startup_s(self) -> float:
-        """Seconds between the budget's start (the command's) and this trainer's start."""
-        if self.deadline is None or self.config.time_budget is None:
-            return 0.0
-        command_started = self.deadline - self._paused_s - self.config.time_budget
-        return max(0.0, self.started - command_started)
 
     # ----- checkpoints --------------------------------------------------------------
 
