@@ -263,3 +263,33 @@ def test_old_char_checkpoints_load_as_character_models(tmp_path: Path) -> None:
     assert isinstance(vocab_from_state(["a", "b", "ab"], {"kind": "word"}), WordVocab)
     with pytest.raises(ValueError):
         vocab_from_state(["a"], {"kind": "bytes"})
+
+
+async def test_the_worker_evaluates_a_word_checkpoint_per_character(
+    structured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHARLM_DATA_DIR", str(tmp_path / "data"))
+    from engine.worker import protocol as p
+    from engine.worker.client import EngineClient
+    from tests.engine.test_worker import Events
+
+    trainer = Trainer(
+        structured, tiny_config("gru", dropout=0.0), _word_config(max_steps=20),
+        out_dir=tmp_path / "run",
+    )  # fmt: skip
+    result = trainer.run()
+    client = EngineClient("thread")
+    await client.start()
+    events = Events(client)
+    try:
+        client.send(p.LoadCorpus(str(structured.files[0]), req=1))
+        await events.until(lambda e: isinstance(e, p.CorpusLoaded))
+        client.send(p.LoadCheckpoint(str(tmp_path / "run"), req=2))
+        loaded = await events.until(lambda e: isinstance(e, p.CheckpointLoaded))
+        client.send(p.Evaluate(req=3))
+        evaluated = await events.until(lambda e: isinstance(e, p.Evaluated) and e.req == 3)
+    finally:
+        await client.stop()
+    assert loaded.vocab_matches_corpus  # its characters are the corpus's
+    assert evaluated.chars == result.val_chars == len(structured.split(0.1)[1]) - 1
+    assert evaluated.loss == pytest.approx(result.val_loss, rel=1e-5)
