@@ -115,7 +115,8 @@ class EvaluationSteps:
                     "evaluating",
                     "scoring the whole held-out split"
                     if chars == self.budget.split_chars
-                    else f"scoring the first {chars:,} of {self.budget.split_chars:,} chars "
+                    else f"scoring the first {chars:,} of {self.budget.split_chars:,} "
+                    f"{'chars' if self.token_chars is None else 'tokens'} "
                     "of the held-out split (time budget)",
                 )
             )
