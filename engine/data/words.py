@@ -56,6 +56,8 @@ class WordVocab(Vocab):
             raise ValueError("a word vocabulary starts with its characters, sorted")
         self.char_count = len(singles)
         self.index = {t: i for i, t in enumerate(self.chars)}
+        if any(c not in self.index for word in self.words for c in word):
+            raise ValueError("a word of the vocabulary has a character that is not a token")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WordVocab) and other.chars == self.chars

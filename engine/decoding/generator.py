@@ -18,7 +18,8 @@ Rules every path follows:
 - Length: exactly `params.length` characters, unless a stop string ends the
   continuation first. With word tokens (engine/data/words.py) a token is one or
   more characters: decoding stops once the text reaches the length and the last
-  token is cut to fit (at most `length` tokens are made, which is always enough). A stop string must lie wholly inside the continuation;
+  token is cut to fit (at most `length` tokens are made, which is always
+  enough). A stop string must lie wholly inside the continuation;
   the continuation is cut just after it, so it ends with the stop string (a
   caller that does not want it strips it with `str.removesuffix`).
 - Randomness comes from a `torch.Generator` seeded with `params.seed` (fresh

@@ -263,6 +263,8 @@ def test_old_char_checkpoints_load_as_character_models(tmp_path: Path) -> None:
     assert isinstance(vocab_from_state(["a", "b", "ab"], {"kind": "word"}), WordVocab)
     with pytest.raises(ValueError):
         vocab_from_state(["a"], {"kind": "bytes"})
+    with pytest.raises(ValueError):  # a word spelled with characters that are no tokens
+        vocab_from_state(["a", "b", "xy"], {"kind": "word"})
 
 
 async def test_the_worker_evaluates_a_word_checkpoint_per_character(
