@@ -180,12 +180,22 @@ class _download_progress:
 
 
 def _register_subcommands() -> None:
-    from charlm_tui import cli_generate, cli_inspect, cli_lr_find, cli_runs, cli_train
+    from charlm_tui import (
+        cli_compare,
+        cli_eval,
+        cli_generate,
+        cli_inspect,
+        cli_lr_find,
+        cli_runs,
+        cli_train,
+    )
 
     cli_train.register(app)
+    cli_eval.register(app)
     cli_runs.register(app)
     cli_lr_find.register(app)
     cli_generate.register(app)
+    cli_compare.register(app)
     cli_inspect.register(app)
 
 

@@ -105,7 +105,7 @@ def test_generate_strategies_and_stop(checkpoint):
 
 
 def test_stop_accepts_backslash_escapes(checkpoint):
-    from charlm_tui.cli_generate import unescape
+    from charlm_tui.cli_decoding import unescape
 
     assert unescape(r"\n\n") == "\n\n" and unescape(r"a\tb\\") == "a\tb\\"
     assert unescape(r"\q") == r"\q"
