@@ -371,7 +371,8 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         if event.total:
             share = event.done / event.total
             self.query_one("#train-eta", Static).update(
-                f"[dim]final evaluation: {event.done:,}/{event.total:,} chars ({share:.0%})[/]"
+                f"[dim]final evaluation: {event.done:,}/{event.total:,} {event.unit} "
+                f"({share:.0%})[/]"
             )
 
     def _got_EvaluateProgress(self, event: p.EvaluateProgress) -> None:

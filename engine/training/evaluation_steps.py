@@ -40,7 +40,8 @@ class EvaluationSteps:
             now = time.monotonic()
             if done >= total or now - last[0] >= PROGRESS_EVERY_S:
                 last[0] = now
-                self._emit(EvalProgressEvent(done, total))
+                unit = "chars" if self.token_chars is None else "tokens"
+                self._emit(EvalProgressEvent(done, total, unit))
 
         return report
 

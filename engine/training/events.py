@@ -61,6 +61,7 @@ class EvalProgressEvent:
 
     done: int
     total: int
+    unit: str = "chars"  # "tokens" for a word-level run (its split is scored token by token)
     kind: str = field(default="eval_progress", init=False)
 
 

@@ -203,3 +203,5 @@ async def test_the_final_evaluation_shows_its_progress() -> None:
         await wait_until(pilot, lambda: "30,000/111,539" in text_of(app, "#train-eta"))
         assert "final evaluation" in text_of(app, "#train-eta")
         assert "(27%)" in text_of(app, "#train-eta")
+        pane.post_message(EngineEvent(p.EvalProgressEvent(500, 1000, "tokens")))  # a word run
+        await wait_until(pilot, lambda: "500/1,000 tokens (50%)" in text_of(app, "#train-eta"))
