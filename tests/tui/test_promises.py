@@ -50,15 +50,15 @@ async def test_quitting_during_training_saves_the_run_first(data_dir: Path, monk
     """Case 4: ctrl+q while training says "saving", waits, and leaves a saved run (the
     final evaluation is skipped on quit, never the save): here evaluating takes longer
     than the engine's grace period, as on the busy machine of the report."""
-    from engine.training import trainer as trainer_module
+    from engine.training import evaluation_steps
 
-    real_evaluate = trainer_module.evaluate_windows
+    real_evaluate = evaluation_steps.evaluate_windows
 
     def slow_evaluate(*args, **kwargs):
         time.sleep(30)
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "evaluate_windows", slow_evaluate)
+    monkeypatch.setattr(evaluation_steps, "evaluate_windows", slow_evaluate)
     app = _app(corpus="markov")
     steps: list[int] = []
     notices: list[str] = []
