@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+from rich.cells import cell_len
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.message import Message
@@ -35,6 +36,19 @@ def bar(fraction: float, width: int) -> str:
 
 def shown(char: str) -> str:
     return "␣" if char == " " else visible(char)
+
+
+MAX_LABEL = 8  # cells of an alternative's label; a longer word token ends in "…"
+
+
+def _label(token: str) -> str:
+    """An alternative as shown: one character made visible, or a word cut to MAX_LABEL cells."""
+    text = shown(token) if len(token) == 1 else "".join(shown(c) for c in token)
+    if cell_len(text) <= MAX_LABEL:
+        return text
+    while cell_len(text) > MAX_LABEL - 1:
+        text = text[:-1]
+    return text + "…"
 
 
 def _percent(prob: float) -> str:
@@ -120,12 +134,18 @@ class NextCharPanel(Widget):
         ]
         if not top:
             lines.append(Content.styled("(not known for beam search)", "dim"))
-        for rank, (alt, alt_prob) in enumerate(top, start=1):
+        # A word-level model's alternatives are words: one label column as wide as the
+        # widest (up to MAX_LABEL cells), so the bars and percentages stay in columns.
+        labels = [_label(alt) for alt, _ in top]
+        label_width = max((cell_len(label) for label in labels), default=1)
+        bar_width = max(4, width + 1 - label_width)
+        for rank, ((alt, alt_prob), label) in enumerate(zip(top, labels, strict=True), start=1):
             style = "bold" if alt == char else ""
+            padded = label + " " * (label_width - cell_len(label) + 1)
             line = Content.assemble(
                 (f"{rank} ", "$accent"),
-                (f"{shown(alt)} ", f"bold {prob_hex(alt_prob)}" if alt == char else "bold"),
-                (bar(alt_prob, width), prob_hex(alt_prob)),
+                (padded, f"bold {prob_hex(alt_prob)}" if alt == char else "bold"),
+                (bar(alt_prob, bar_width), prob_hex(alt_prob)),
                 (_percent(alt_prob), style),
             )
             if self.has_focus and rank - 1 == self.selected:

@@ -64,3 +64,29 @@ async def test_generation_from_a_word_checkpoint_keeps_the_length_in_characters(
         # shown for a character are whole tokens: words among them
         assert len(view.data) == 50
         assert any(len(c) > 1 for top in view.data.tops for c, _ in top)
+
+
+async def test_word_alternatives_keep_the_bars_and_percentages_in_columns() -> None:
+    """Alternatives of a word model are words: one label column as wide as the widest (long
+    words cut with an ellipsis), so every bar starts and every percentage ends in line."""
+    from rich.cells import cell_len
+    from textual.app import App, ComposeResult
+
+    from charlm_tui.widgets.next_char import MAX_LABEL, NextCharPanel
+
+    class PanelApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield NextCharPanel()
+
+    top = [("the", 0.4), (" ", 0.3), ("\n", 0.1), ("extraordinarily", 0.05), ("a", 0.01)]
+    app = PanelApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        panel = app.query_one(NextCharPanel)
+        panel.show(3, ("the", 0.4, 0.4, top))
+        await pilot.pause()
+        lines = str(panel.render()).split("\n")[-len(top) :]
+        assert len({cell_len(line) for line in lines}) == 1, lines
+        column = 2 + MAX_LABEL + 1  # "N " then the widest label (the cut one) and a space
+        assert all(line[column - 1] == " " and line[column] in "█▉▊▋▌▍▎▏" for line in lines), lines
+        assert "extraor…" in lines[3] and lines[1].startswith("2 ␣ ")
+        assert [line[-6:] for line in lines] == [" 40.0%", " 30.0%", " 10.0%", "  5.0%", "  1.0%"]
