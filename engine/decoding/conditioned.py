@@ -18,6 +18,7 @@ compare table run on it unchanged, and every one of them honours the condition.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -127,6 +128,9 @@ class ConditionedLM(CharLM):
         conditional, unconditional = logits[:batch], logits[batch:]
         guided = unconditional + self.guidance * (conditional - unconditional)
         return guided, (new_state, batch)
+
+    def steady_weights(self) -> contextlib.AbstractContextManager[None]:
+        return self.inner.steady_weights()
 
     def select_state(self, state: State, index: torch.Tensor) -> State:
         if not self.guided:

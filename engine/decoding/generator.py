@@ -55,7 +55,7 @@ from engine.decoding.params import (
     SamplingParams,
     TokenInfo,
 )
-from engine.decoding.processors import LogitsPipeline, sanitize
+from engine.decoding.processors import LogitsPipeline, sample, sanitize
 from engine.decoding.scoring import continuation_log_probs
 from engine.decoding.snapshots import StateSnapshots, Track, prime_window
 from engine.decoding.window import ContextWindow
@@ -268,12 +268,13 @@ class Generator:
 
     @contextlib.contextmanager
     def _decoding(self, rows: int) -> Iterator[None]:
-        """Eval mode (restored after) and inference mode: decoding never needs autograd."""
+        """Eval mode (restored after) and inference mode: decoding never needs autograd; the
+        weights do not change meanwhile (the model's step plan is checked once)."""
         was_training = self.model.training
         if was_training:
             self.model.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self.model.steady_weights():
                 yield
         finally:
             if was_training:
@@ -365,26 +366,30 @@ class Generator:
         recent = (
             self._recent(window, pipeline.repetition_window) if pipeline.needs_history else None
         )
-        processed = pipeline(logits, recent)
+        clean = sanitize(logits)
+        model_probs = clean.softmax(dim=-1)
+        processed = pipeline.process(clean, recent)
         if pipeline.greedy:
             token = processed.argmax(dim=-1)
-            chosen_prob = torch.ones(1, device=processed.device)
+            probs = None
         else:
-            probs = processed.softmax(dim=-1)
-            token = torch.multinomial(probs, 1, generator=rng).squeeze(1)
-            chosen_prob = probs[0, token]
-        model_probs = sanitize(logits).softmax(dim=-1)[0]
-        top = model_probs.topk(min(TOP_ALTERNATIVES, model_probs.numel()))
-        packed = torch.cat(
-            [token.float(), chosen_prob, model_probs[token], top.values, top.indices.float()]
-        ).tolist()
+            # Nothing changed the logits (T = 1, no truncation): the model's distribution.
+            probs = model_probs if processed is clean else processed.softmax(dim=-1)
+            token = sample(probs, rng)
+        row = model_probs[0]
+        top = row.topk(min(TOP_ALTERNATIVES, row.numel()))
+        chosen = [token.to(row.dtype), row[token]]
+        if probs is not None and probs is not model_probs:
+            chosen.append(probs[0, token])
+        packed = torch.cat([*chosen, top.values, top.indices.to(row.dtype)]).tolist()
         count = top.values.numel()
-        char_id = int(packed[0])
+        char_id, model_prob = int(packed[0]), packed[1]
+        chosen_prob = 1.0 if probs is None else packed[len(chosen) - 1]
+        rest = packed[len(chosen) :]
         alternatives = [
-            (self.vocab.chars[int(i)], float(p))
-            for p, i in zip(packed[3 : 3 + count], packed[3 + count :], strict=True)
+            (self.vocab.chars[int(i)], p) for p, i in zip(rest[:count], rest[count:], strict=True)
         ]
-        return token, TokenInfo(self.vocab.chars[char_id], packed[1], packed[2], alternatives)
+        return token, TokenInfo(self.vocab.chars[char_id], chosen_prob, model_prob, alternatives)
 
     def _top_of(self, probs: torch.Tensor) -> list[tuple[str, float]]:
         top = probs.topk(min(TOP_ALTERNATIVES, probs.numel()))

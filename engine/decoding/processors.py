@@ -142,7 +142,11 @@ class LogitsPipeline:
 
     def __call__(self, logits: torch.Tensor, recent: torch.Tensor | None = None) -> torch.Tensor:
         """Processed float32 (B, V) logits; removed characters are -inf."""
-        out = sanitize(logits)
+        return self.process(sanitize(logits), recent)
+
+    def process(self, out: torch.Tensor, recent: torch.Tensor | None = None) -> torch.Tensor:
+        """`__call__` on logits that went through `sanitize` already. Returns `out` itself
+        when no processor changes anything (T = 1, no truncation, no penalty)."""
         if self.needs_history:
             out = apply_repetition_penalty(out, recent, self.repetition_penalty)
         out = apply_temperature(out, self.temperature)
@@ -170,8 +174,21 @@ class LogitsPipeline:
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One draw per row of (B, V) probabilities, (B,) long; never touches the global RNG."""
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    """One draw per row of (B, V) probabilities, (B,) long; never touches the global RNG.
+
+    Inverse CDF: one uniform number per row, scaled by the row's total, located in the
+    running sum. It is the one draw every sampling path uses (`choose`, and the
+    generator's streaming path), so they agree for a seed, and it costs a few small
+    ops where torch.multinomial costs about 50 us per call on a CPU. A character of
+    probability 0 is never drawn: its running sum equals its predecessor's, and the
+    search returns the first position whose sum is strictly above the draw; the draw
+    (u < 1 times the total) is strictly below the last sum, so it always lands.
+    """
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(
+        probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype
+    )
+    return torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).squeeze(1)
 
 
 def greedy(logits: torch.Tensor) -> torch.Tensor:

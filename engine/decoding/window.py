@@ -73,11 +73,17 @@ class ContextWindow:
 
     def push(self, tokens: torch.Tensor) -> None:
         """Write the next token of every row (B,) into the history (not fed yet)."""
-        self.history[:, self.filled] = tokens
+        self.history.select(1, self.filled).copy_(tokens)
         self.filled += 1
 
     def step(self) -> torch.Tensor:
         """Feed the last pushed token; returns next-token logits (B, V)."""
+        if self.block is None and self.fed < self.filled:
+            # No window to slide (a recurrent model): one call, nothing around it.
+            logits, self.state = self.model(self.history.narrow(1, self.fed, 1), self.state)
+            self.fed += 1
+            self.positions += 1
+            return logits.select(1, 0)
         return self.feed(1)[:, -1]
 
     def feed(self, count: int) -> torch.Tensor:

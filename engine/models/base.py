@@ -10,6 +10,7 @@ feeding it whole, which is what lets generation cost one step per character.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -52,6 +53,12 @@ class CharLM(nn.Module):
         self, tokens: torch.Tensor, state: State = None, condition: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
+
+    def steady_weights(self) -> contextlib.AbstractContextManager[None]:
+        """A block inside which the caller promises not to change the weights (a generation
+        call): a model that prepares decode-time layouts of its weights (a recurrent
+        model's step plan) checks them once for the block instead of on every step."""
+        return contextlib.nullcontext()
 
     def select_state(self, state: State, index: torch.Tensor) -> State:
         """Rows `index` of a batched state: beam search reorders beams with it."""

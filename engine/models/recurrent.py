@@ -6,15 +6,21 @@ than a Python loop over time steps on both CPU and GPU.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from engine.models.base import CharLM, ModelConfig, State
 from engine.models.conditioning import condition_vector, make_label_embedding
+from engine.models.recurrent_step import StepPlan, weights_key
+
+# Step plans pinned by `steady_weights`, per thread: {id(model): plan}.
+_PINNED = threading.local()
 
 
 @dataclass
@@ -50,7 +56,7 @@ class RecurrentLM(CharLM):
     ) -> tuple[torch.Tensor, State]:
         label = condition_vector(self.label, condition, tokens.shape[0])
         if tokens.shape[1] == 1 and not self.training and not torch.is_grad_enabled():
-            return self._decode_step(tokens[:, 0], state, label)
+            return self._decode_step(tokens.select(1, 0), state, label)
         x = self.embedding(tokens)
         if label is not None:
             x = x + label
@@ -61,85 +67,62 @@ class RecurrentLM(CharLM):
     def _decode_step(
         self, token: torch.Tensor, state: State, label: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
-        """One position, written out with the cell's own weights.
+        """One position, from weights laid out for it (engine/models/recurrent_step.py).
 
         Generation feeds one character at a time, and for that a fused nn.LSTM call
-        is mostly fixed overhead (about 245 us for a 512-unit step on one CPU core,
-        700 us through oneDNN) around one matrix-vector product. The same maths as
-        a handful of plain ops costs about half; it is only used in eval mode (no
-        dropout) and agrees with the fused kernel to float rounding.
+        is mostly fixed overhead around a few matrix-vector products; the same
+        maths as a handful of plain ops costs a fraction. Only used in eval mode
+        (no dropout); it agrees with the fused kernel to float rounding.
         """
-        batch = token.shape[0]
-        layers, hidden = self.config.num_layers, self.config.hidden_size
-        weights = self.rnn._flat_weights  # [w_ih, w_hh, b_ih, b_hh] per layer
-        if state is None:
-            zeros = weights[1].new_zeros(layers, batch, hidden)
-            state = (zeros, zeros) if isinstance(self.rnn, nn.LSTM) else zeros
-        hs, cs = [], []
-        x = token  # layer 0 reads its input projection from the table, by token
-        for layer in range(layers):
-            w_ih, w_hh, b_ih, b_hh = weights[4 * layer : 4 * layer + 4]
-            # Layer 0's input projection depends on the token alone: look it up.
-            projected = self._input_table()[token] if layer == 0 else None
-            if projected is not None and label is not None:  # the label's share of layer 0
-                projected = projected + F.linear(label[:, 0], weights[0])
-            if isinstance(self.rnn, nn.LSTM):
-                h, c = state[0][layer], state[1][layer]
-                if projected is None:
-                    projected = F.linear(x, w_ih, b_ih).add_(b_hh)
-                gates = torch.addmm(projected, h, w_hh.t())
-                # Few, whole-tensor ops: per-op overhead is most of a one-position step.
-                squashed = torch.sigmoid(gates)
-                i, f, _, o = squashed.chunk(4, dim=1)
-                g = torch.tanh(gates[:, 2 * hidden : 3 * hidden])
-                c = torch.addcmul(f * c, i, g)
-                x = o * torch.tanh(c)
-                cs.append(c)
-            elif isinstance(self.rnn, nn.GRU):
-                h = state[layer]
-                if projected is None:
-                    projected = F.linear(x, w_ih, b_ih)
-                i_r, i_z, i_n = projected.chunk(3, dim=1)
-                h_r, h_z, h_n = F.linear(h, w_hh, b_hh).chunk(3, dim=1)
-                r = torch.sigmoid(i_r + h_r)
-                z = torch.sigmoid(i_z + h_z)
-                n = torch.tanh(i_n + r * h_n)
-                x = n + z * (h - n)
-            else:
-                h = state[layer]
-                if projected is None:
-                    projected = F.linear(x, w_ih, b_ih).add_(b_hh)
-                pre = torch.addmm(projected, h, w_hh.t())
-                x = torch.tanh(pre) if self.rnn.nonlinearity == "tanh" else torch.relu(pre)
-            hs.append(x)
+        plans = getattr(_PINNED, "plans", None)
+        plan = plans.get(id(self)) if plans else None
+        if plan is None:
+            plan = self._step_plan()
+        logits, new_state = plan.step(token, state, None if label is None else label.select(1, 0))
+        return logits.unsqueeze(1), new_state
 
-        def stacked(parts: list[torch.Tensor]) -> torch.Tensor:
-            return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+    def _plan_sources(self) -> list[torch.Tensor]:
+        return [self.embedding.weight, *self.rnn._flat_weights, self.head.weight, self.head.bias]
 
-        new_h = stacked(hs)
-        new_state = (new_h, stacked(cs)) if cs else new_h
-        return self.head(x).unsqueeze(1), new_state
+    def _step_plan(self) -> StepPlan:
+        """The step plan of the current weights: rebuilt whenever any of them changed (their
+        version counters move on every optimizer step), so it is never stale."""
+        key = weights_key(self._plan_sources())
+        cached = getattr(self, "_plan_cache", None)
+        if cached is not None and cached[0] == key and not torch.is_autocast_enabled():
+            return cached[1]
+        plan = StepPlan(
+            type(self.rnn).__name__.lower(),
+            self.embedding.weight,
+            self.rnn._flat_weights,
+            self.head.weight,
+            self.head.bias,
+            self.config.num_layers,
+            getattr(self.rnn, "nonlinearity", "tanh"),
+        )
+        if not torch.is_autocast_enabled():  # never cache a reduced-precision copy
+            self._plan_cache = (key, plan)
+        return plan
 
-    def _input_table(self) -> torch.Tensor:
-        """(vocab, gates): layer 0's input projection of every character, biases folded in.
+    @contextlib.contextmanager
+    def steady_weights(self) -> Iterator[None]:
+        """Check the step plan once for the whole block instead of on every step.
 
-        Rebuilt whenever the embedding or those weights change (their version
-        counters move on every optimizer step), so it is never stale.
+        The caller promises that the weights do not change inside the block (a
+        generation call: the model is not trained while it decodes). The pin is
+        per thread, so another thread's steps still check for themselves.
         """
-        w_ih, _, b_ih, b_hh = self.rnn._flat_weights[:4]
-        sources = (self.embedding.weight, w_ih, b_ih, b_hh)
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources)
-        cached = getattr(self, "_table_cache", None)
-        if cached is None or cached[0] != key or torch.is_autocast_enabled():
-            with torch.no_grad():
-                table = F.linear(self.embedding.weight, w_ih, b_ih)
-                if not isinstance(self.rnn, nn.GRU):  # GRU keeps b_hh inside its reset gate
-                    table = table + b_hh
-            if torch.is_autocast_enabled():
-                return table  # under autocast, never cache a reduced-precision copy
-            self._table_cache = (key, table)
-            return table
-        return cached[1]
+        plans = getattr(_PINNED, "plans", None)
+        if plans is None:
+            plans = _PINNED.plans = {}
+        if id(self) in plans or torch.is_grad_enabled() or self.training:
+            yield  # nested, or not a decoding context: nothing to pin
+            return
+        plans[id(self)] = self._step_plan()
+        try:
+            yield
+        finally:
+            del plans[id(self)]
 
     def select_state(self, state: State, index: torch.Tensor) -> State:
         # Hidden states are (layers, batch, hidden): the batch is dimension 1.
