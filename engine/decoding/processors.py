@@ -185,9 +185,7 @@ def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> tor
     (u < 1 times the total) is strictly below the last sum, so it always lands.
     """
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(
-        probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype
-    )
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
     return torch.searchsorted(cdf, u.mul_(cdf[:, -1:]), right=True).squeeze(1)
 
 

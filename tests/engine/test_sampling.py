@@ -265,3 +265,34 @@ def test_sampling_is_reproducible_and_leaves_the_global_rng_alone():
     b = sample(probs, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_draw_never_lands_on_a_character_of_probability_zero(monkeypatch):
+    """Inverse CDF at the extremes of the uniform draw: u = 0 gives the first character
+    with mass, the largest u torch.rand can return gives the last one with mass, even
+    when the row's sum rounds below 1."""
+    probs = torch.tensor(
+        [
+            [0.0, 0.3, 0.0, 0.7, 0.0],
+            [0.0, 0.0, 1 / 3, 1 / 3, 1 / 3],
+            [0.5, 0.0, 0.0, 0.4999999, 0.0],
+        ]
+    )
+    for u, expected in ((0.0, [1, 2, 0]), (1 - 2**-24, [3, 4, 3])):
+
+        def fixed(*shape, u=u, **kwargs):
+            return torch.full(shape, u, dtype=kwargs.get("dtype") or torch.float32)
+
+        monkeypatch.setattr(torch, "rand", fixed)
+        assert sample(probs, torch.Generator().manual_seed(0)).tolist() == expected
+
+
+def test_every_sampling_path_uses_one_uniform_draw_per_row():
+    """`sample` reads exactly one number per row from the generator: a sampled batch and
+    a fresh generator's uniform numbers locate the same characters in the running sums."""
+    probs = torch.softmax(torch.randn(6, 30, generator=torch.Generator().manual_seed(2)), -1)
+    drawn = sample(probs, torch.Generator().manual_seed(9))
+    u = torch.rand(6, 1, generator=torch.Generator().manual_seed(9))
+    cdf = probs.cumsum(-1)
+    below = (cdf <= u * cdf[:, -1:]).sum(-1)
+    assert torch.equal(drawn, below)
