@@ -378,9 +378,9 @@ class Generator:
             token = sample(probs, rng)
         row = model_probs[0]
         top = row.topk(min(TOP_ALTERNATIVES, row.numel()))
-        chosen = [token.to(row.dtype), row[token]]
+        chosen = [token.to(row.dtype), row.gather(0, token)]
         if probs is not None and probs is not model_probs:
-            chosen.append(probs[0, token])
+            chosen.append(probs[0].gather(0, token))
         packed = torch.cat([*chosen, top.values, top.indices.to(row.dtype)]).tolist()
         count = top.values.numel()
         char_id, model_prob = int(packed[0]), packed[1]

@@ -82,7 +82,13 @@ class RecurrentLM(CharLM):
         return logits.unsqueeze(1), new_state
 
     def _plan_sources(self) -> list[torch.Tensor]:
-        return [self.embedding.weight, *self.rnn._flat_weights, self.head.weight, self.head.bias]
+        """Every tensor the step plan is built from, looked up afresh (a module or parameter
+        may have been replaced). Read from the module dicts directly: a stream checks
+        them once per character, and nn.Module.__getattr__ costs a microsecond a name."""
+        modules = self._modules
+        head = modules["head"]._parameters
+        embedding = modules["embedding"]._parameters["weight"]
+        return [embedding, *modules["rnn"]._flat_weights, head["weight"], head["bias"]]
 
     def _step_plan(self) -> StepPlan:
         """The step plan of the current weights: rebuilt whenever any of them changed (their
