@@ -286,7 +286,7 @@ class Generator:
         empty = [i for i, row in enumerate(ids) if row.size == 0]
         starts = [row.size for row in ids]
         if empty:
-            drawn = torch.multinomial(self.unigram, len(empty), replacement=True, generator=rng)
+            drawn = sample(self.unigram.expand(len(empty), -1), rng)  # the one draw, as every step
             for i, char_id in zip(empty, drawn.tolist(), strict=True):
                 ids[i] = np.array([char_id], dtype=np.int64)
         return _Rows(ids, starts)
