@@ -18,28 +18,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
 from engine.data.corpus import Corpus
-from engine.data.items import item_window_starts, require_newline
 from engine.device import autocast, enable_fast_math, resolve_device
-from engine.errors import CheckpointError, ConfigError, TrainingDiverged, first_line
-from engine.models import CharLM, ModelConfig, build_model, check_fits, config_from_dict
-from engine.training.batches import BatchSource
+from engine.errors import TrainingDiverged
+from engine.models import CharLM, ModelConfig
 from engine.training.budget import TimeBudget, probe_final_eval_rate
-from engine.training.checkpoint import Checkpoint, first_non_finite
+from engine.training.checkpoint import first_non_finite
 from engine.training.config import TrainConfig
-from engine.training.evaluate import (
-    WindowSampler,
-)
 from engine.training.evaluation_steps import EvaluationSteps
 from engine.training.events import CheckpointEvent, StatusEvent, StepEvent, TrainResult
 from engine.training.metrics_log import MetricsLog
-from engine.training.run_dir import RunClaim, check_room, claim_run_dir
-from engine.training.run_state import load_resumable, restore_run, save_run
+from engine.training.run_state import restore_run, save_run
 from engine.training.schedule import lr_at
+from engine.training.setup_steps import SetupSteps
 from engine.training.threads import ThreadGovernor
 from engine.training.tokens import corpus_for_run
 
@@ -57,7 +51,7 @@ def _detach(state: object) -> object:
     return state.detach()  # type: ignore[attr-defined]
 
 
-class Trainer(EvaluationSteps):
+class Trainer(SetupSteps, EvaluationSteps):
     """Trains one model on one corpus; `run()` blocks until done, stopped or out of time."""
 
     metrics: MetricsLog | None = None  # metrics.jsonl in out_dir, open while run() runs
@@ -146,103 +140,6 @@ class Trainer(EvaluationSteps):
 
     # ----- set-up -------------------------------------------------------------------
 
-    def _setup_run_dir(self, resume: bool, force: bool) -> RunClaim | None:
-        """Claim the run directory (one writer at a time) before any work is done."""
-        if resume and self.out_dir is None:
-            raise ConfigError("--resume needs --out (the run directory to continue)")
-        if self.out_dir is None or not self.is_main:
-            return None
-        if resume and not self.out_dir.is_dir():
-            raise CheckpointError(f"nothing to resume in {self.out_dir}")
-        return claim_run_dir(self.out_dir, resume=resume, force=force)
-
-    def _setup_resume(self, resume: bool, force: bool) -> Checkpoint | None:
-        """The checkpoint to continue from, checked against this corpus; None for a new run."""
-        if not resume:
-            return None
-        assert self.out_dir is not None
-        resumed, reasons = load_resumable(self.out_dir, self.device, self.corpus, force=force)
-        saved_labels = list(resumed.meta.get("labels") or [])
-        if saved_labels and not self.config.conditional:
-            raise CheckpointError(
-                f"{self.out_dir}: a conditional run ({', '.join(saved_labels)}): "
-                "resume it with --conditional"
-            )
-        if self.config.conditional and saved_labels != list(self.corpus.labels):
-            raise CheckpointError(
-                f"{self.out_dir}: the checkpoint was trained on other labels "
-                f"({', '.join(saved_labels) or 'none'}) than this corpus's"
-            )
-        if reasons:
-            self._emit(StatusEvent("starting", f"resuming inexactly: {'; '.join(reasons)}"))
-        return resumed
-
-    def _setup_data(self) -> None:
-        """The train/validation split, the batch source and the evaluation windows."""
-        config, corpus = self.config, self.corpus
-        corpus.require_length(config.seq_len, config.val_fraction)
-        self.train_segments = self.val_segments = None
-        if config.conditional:
-            self._setup_labels(corpus)
-        else:
-            self.train_ids, self.val_ids = corpus.split(config.val_fraction)
-        self.batches = BatchSource(
-            self.train_ids,
-            config,
-            self.device,
-            config.seed * 1000,
-            rank=self.rank,
-            world_size=self.world_size,
-            vocab_size=len(corpus.vocab),
-            item_starts=self._item_starts(),
-            segments=self.train_segments,
-            label_dropout=config.label_dropout,
-        )
-        self.eval_windows = WindowSampler(
-            self.val_ids,
-            min(config.eval_chars, max(len(self.val_ids) - 1, 1)),
-            min(config.seq_len, len(self.val_ids) - 1),
-            config.seed + 7,
-            self.device,
-            segments=self.val_segments,
-        )
-
-    def _setup_model(self, model_config: ModelConfig | None, resumed: Checkpoint | None) -> None:
-        """Build the model (the checkpoint's config and weights when resuming)."""
-        config = self.config
-        if resumed is not None:
-            model_config = config_from_dict(resumed.meta["model"])
-        if model_config is None:
-            raise ConfigError("a model configuration is required")
-        model_config.vocab_size = len(self.corpus.vocab)
-        if self.train_segments is not None:
-            if model_config.num_labels not in (0, len(self.corpus.labels)):
-                raise CheckpointError("the checkpoint was trained on another number of labels")
-            model_config.num_labels = len(self.corpus.labels)
-        self.model_config = model_config
-        block_size = getattr(model_config, "block_size", None)
-        if model_config.model_type == "transformer" and config.seq_len > block_size:
-            raise ConfigError(
-                f"seq-len {config.seq_len} exceeds the transformer's block size {block_size}"
-            )
-        if config.batching == "stateful" and model_config.model_type == "transformer":
-            raise ConfigError("stateful batching is for recurrent models; use random")
-        parameters = check_fits(model_config)  # before allocating anything
-        if self._claim is not None:
-            # weights + two Adam moments, written beside the previous checkpoint
-            check_room(self._claim.run_dir, parameters * 4 * 3)
-        # Every rank builds the same initial weights (DDP also broadcasts rank 0's); the
-        # randomness after that (dropout) differs per rank.
-        torch.manual_seed(config.seed)
-        self.model: CharLM = build_model(model_config).to(self.device)
-        if self.rank:
-            torch.manual_seed(config.seed + self.rank)
-        if resumed is not None:
-            self.model.load_state_dict(resumed.model.state_dict())
-
-    def _setup_optimizer(self) -> None:
-        self.optimizer = self._make_optimizer()
-
     def close(self) -> None:
         """Let go of the run directory (run() does this when it ends)."""
         claim = getattr(self, "_claim", None)
@@ -250,102 +147,6 @@ class Trainer(EvaluationSteps):
             claim.release()
 
     # ----- set-up -------------------------------------------------------------------
-
-    def _item_starts(self) -> np.ndarray | None:
-        """With --items: the newlines training windows start at (see engine.data.items)."""
-        if not self.config.items:
-            return None
-        require_newline(self.corpus.vocab.chars, self.corpus.name)
-        newline = self.corpus.vocab.index["\n"]
-        return item_window_starts(self.train_ids, newline, self.config.seq_len)
-
-    def _setup_labels(self, corpus: Corpus) -> None:
-        """A conditional run: splits and windows kept per label (the model gets one
-        embedding per label in _setup_model)."""
-        from engine.data.labels import require_label_length
-
-        if corpus.segments is None:
-            raise ConfigError(
-                f"--conditional needs a labelled corpus ('{corpus.name}' has no labels): "
-                "a directory with one entry per label, or label<TAB>text lines"
-            )
-        require_label_length(corpus, self.config.seq_len, self.config.val_fraction)
-        train, val = corpus.label_split(self.config.val_fraction)
-        self.train_ids, self.train_segments = train.ids, train.segments
-        self.val_ids, self.val_segments = val.ids, val.segments
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
-        for param in self.model.parameters():
-            (decay if param.dim() >= 2 else no_decay).append(param)
-        groups = [
-            {"params": decay, "weight_decay": self.config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        betas = (0.9, self.config.beta2)
-        if self.device.type == "cuda":
-            return torch.optim.AdamW(groups, lr=self.config.lr, betas=betas, fused=True)
-        # torch.optim imports torch._dynamo (seconds of a time budget); this one does not.
-        from engine.training.optim import AdamW
-
-        return AdamW(groups, lr=self.config.lr, betas=betas)  # type: ignore[return-value]
-
-    def _choose_precision(self) -> None:
-        """fp32 or bf16 autocast, by measurement where the CPU could go either way."""
-        from engine.training.precision import choose_precision, probe_step_seconds
-
-        cfg = self.config
-        shape = {"model": self.model_config.as_dict(), "batch": [cfg.batch_size, cfg.seq_len]}
-        self.precision = choose_precision(
-            cfg.precision,
-            self.device,
-            shape=shape,
-            # Under DDP the ranks must agree, so only a cached verdict is used there.
-            probe=None
-            if self.world_size > 1
-            else lambda: probe_step_seconds(
-                self.model, cfg.batch_size, cfg.seq_len, len(self.corpus.vocab), self.device
-            ),
-        )
-        self.amp = self.precision.dtype
-
-    def _training_module(self) -> torch.nn.Module:
-        """What a training step calls: the model, wrapped in DDP when there are several ranks."""
-        if self.world_size > 1:
-            from engine.training.ddp import wrap_ddp
-
-            return wrap_ddp(self.model, self.device)
-        return self.model
-
-    def _maybe_compile(self) -> torch.nn.Module:
-        if not self.config.compile:
-            return self.eager
-        try:
-            return torch.compile(self.eager)  # type: ignore[return-value]
-        except Exception as exc:
-            self._fall_back_to_eager(exc)
-            return self.eager
-
-    def _fall_back_to_eager(self, exc: BaseException) -> None:
-        first = first_line(exc, type(exc).__name__)[:200]
-        self._emit(StatusEvent("training", f"torch.compile unavailable ({first}); eager mode"))
-        self.config.compile = False
-        self.compiled = self.eager
-
-    def _compile_failed(self, exc: BaseException) -> bool:
-        """Did this exception come from torch.compile, which compiles lazily at first call?
-
-        Anything raised by a compiled step before one has succeeded counts (a missing
-        C compiler, an unsupported op), and later only dynamo / inductor errors (a
-        recompilation for new shapes).
-        """
-        if self.compiled is self.eager:
-            return False
-        if not self._compiled_ok:
-            return True
-        return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
-
-    # ----- control ------------------------------------------------------------------
 
     def pause(self) -> None:
         self._pause.set()
