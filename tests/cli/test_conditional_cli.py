@@ -49,10 +49,15 @@ def _json(cli_main, *args: object) -> dict:
 
 
 def test_generate_with_a_condition_and_guidance(cli_main, runs) -> None:
-    base = ("generate", "--checkpoint", runs["cond"], "--length", "30", "--seed", "3")
+    base = ("generate", "--checkpoint", runs["cond"], "--length", "60", "--seed", "3")
+    # The same seed, so the same uniform draws: only the label can make the texts differ.
+    # (Greedy would not do: this random little model's argmax is "b" under both labels.)
+    sampled = ("--strategy", "sample", "--temperature", "1")
+    code_text = _json(cli_main, *base, "--condition", "code", *sampled)
+    verse_text = _json(cli_main, *base, "--condition", "verse", *sampled)
+    assert code_text["condition"] == {"code": 1.0}
+    assert code_text["samples"] != verse_text["samples"]
     code = _json(cli_main, *base, "--condition", "code", "--strategy", "greedy")
-    verse = _json(cli_main, *base, "--condition", "verse", "--strategy", "greedy")
-    assert code["condition"] == {"code": 1.0} and code["samples"] != verse["samples"]
     mixed = _json(cli_main, *base, "--condition", "code=1,verse=3", "--guidance", "1.5")
     assert mixed["condition"] == {"code": 0.25, "verse": 0.75} and mixed["guidance"] == 1.5
     streamed = cli_main(*base, "--condition", "code", "--strategy", "greedy", "--stream")
