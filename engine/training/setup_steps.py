@@ -105,6 +105,16 @@ class SetupSteps:
             raise ConfigError(
                 f"seq-len {config.seq_len} exceeds the transformer's block size {block_size}"
             )
+        short_window = model_config.model_type == "transformer" and config.seq_len < block_size
+        if short_window and resumed is None:  # a resumed run keeps the context it has
+            # Positions past the training window would never be trained, yet decoding and
+            # the whole-split evaluation read up to block_size of context: the model's
+            # context is the window it learns on.
+            model_config.block_size = config.seq_len
+            self.setup_notes.append(
+                f"transformer context set to the training window: block size "
+                f"{config.seq_len} (was {block_size}; longer contexts would never be trained)"
+            )
         if config.batching == "stateful" and model_config.model_type == "transformer":
             raise ConfigError("stateful batching is for recurrent models; use random")
         parameters = check_fits(model_config)  # before allocating anything

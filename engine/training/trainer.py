@@ -86,6 +86,7 @@ class Trainer(SetupSteps, EvaluationSteps):
         self.device = resolve_device(config.device)
         enable_fast_math(self.device)
         self.started = time.monotonic()
+        self.setup_notes: list[str] = []  # adjustments the set-up made, said at the start
         # Created now so that its first look at other processes' CPU use spans the set-up.
         self.threads = self._thread_governor()
         # With a time budget the whole run (evaluation and saving included) must end by this.
@@ -301,6 +302,8 @@ class Trainer(SetupSteps, EvaluationSteps):
         if self.config.threads is not None and self.device.type == "cpu":
             torch.set_num_threads(self.config.threads)
         self.threads.start()
+        for note in self.setup_notes:
+            self._emit(StatusEvent("starting", note))
         self._emit(StatusEvent("training", self._training_label()))
         last_loss = float("nan")
         sync_every = 1 if self.device.type == "cpu" else 10
