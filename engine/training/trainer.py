@@ -203,7 +203,12 @@ class Trainer(SetupSteps, EvaluationSteps):
         )
 
     def _chars_per_s(self) -> float:
-        return self.tokens_this_run / max(self.train_seconds_this_run, 1e-9)
+        """Characters of text per training second (tokens per second for a char model)."""
+        return self.text_chars_this_run / max(self.train_seconds_this_run, 1e-9)
+
+    def _text_chars(self, inputs: torch.Tensor) -> int:
+        assert self.token_chars is not None
+        return int(self.token_chars[inputs].sum())
 
     def _forward_backward(
         self, inputs: torch.Tensor, targets: torch.Tensor, condition: torch.Tensor | None = None
@@ -289,6 +294,7 @@ class Trainer(SetupSteps, EvaluationSteps):
     def _run(self) -> TrainResult:
         cfg = self.config
         self.tokens_this_run = 0
+        self.text_chars_this_run = 0
         self.train_seconds_this_run = 0.0
         self._paused_s = 0.0
         self.budget = TimeBudget(
@@ -363,6 +369,9 @@ class Trainer(SetupSteps, EvaluationSteps):
                 self.step += 1
                 self.tokens += inputs.numel() * self.world_size
             self.tokens_this_run += inputs.numel() * self.world_size
+            # chars/s counts characters of text: a word token spells several.
+            text_chars = inputs.numel() if self.token_chars is None else self._text_chars(inputs)
+            self.text_chars_this_run += text_chars * self.world_size
             if len(pending) >= sync_every or self.step % cfg.eval_interval == 0:
                 mean_loss = torch.stack(pending).mean()
                 if self.world_size > 1:  # the loss of the global batch

@@ -214,6 +214,11 @@ def test_a_word_model_learns_text_with_known_structure(structured, model_type, s
     assert result.val_loss_per_token > result.val_loss  # a token is more than one character
     _, val = structured.split(0.1)
     assert result.val_chars == len(val) - 1  # every held-out character after the first one
+    # chars/s counts characters of text: more than the tokens per second it trained on
+    tokens_per_s = result.steps * config.batch_size * config.seq_len / result.train_s
+    mean_chars = trainer.corpus.vocab.token_lengths()[train_ids].mean()
+    assert result.chars_per_s / tokens_per_s > 1.2
+    assert result.chars_per_s / tokens_per_s == pytest.approx(mean_chars, rel=0.25)
 
 
 def test_word_checkpoint_round_trip_and_generation_in_characters(structured, tmp_path) -> None:
