@@ -62,8 +62,9 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("l L · d D", "length · seed"),
             ("a", "auto-regenerate after a knob change (same seed)"),
             ("← → ↑ ↓ home end", "walk the output; the side panel shows the model's choice"),
-            ("c", "compare strategies on this prompt"),
+            ("c", "compare strategies (there: h cuts a held-out prompt, adds chrF)"),
             ("1 … 9", "put the model's alternative of that rank at the cursor and go on"),
+            ("tab ↑ ↓ enter", "the same from the side panel: pick an alternative, branch"),
             ("[ ] · u y", "previous / next branch · up to the parent / back down"),
             ("x X · ctrl+s", "write the text · the branch tree (JSON) · the text, to ./"),
             ("n · g G", "a conditional model: label (none, each, an even mix) · guidance"),
@@ -74,7 +75,8 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "Inspect (the current model, or a snapshot of it while it trains)",
         (
-            ("e · g · u", "held-out excerpt · the generated text · recompute, latest weights"),
+            ("e · g · p", "held-out excerpt · the generated text · paste or type a text"),
+            ("u", "recompute with the latest weights"),
             ("↑ ↓", "previous / next unit (attention: layer and head)"),
             ("← → home end", "move the cursor; attention and saliency follow it"),
             ("/ + enter", 'units that track a regex (Pearson r), e.g. "[^"\\n]*"'),
