@@ -115,6 +115,17 @@ class TimeBudget:
         affordable = int(rate * FINAL_EVAL_SHARE * max(self.deadline - self.started, 0.0))
         return max(min(self.split_chars, affordable), min(self.split_chars, 2))
 
+    def final_chars_at(self, now: float) -> int:
+        """What the final evaluation scores when it starts at `now`: the planned share, or
+        more when training stopped with time to spare (a slow step planned for, then not
+        taken), as much as the measured rate fits before its deadline (SAFETY included)."""
+        planned = self.final_chars()
+        rate, deadline = self.final_rate(), self.final_eval_deadline()
+        if rate is None or deadline is None:
+            return planned
+        fits = int(rate * max(deadline - now, 0.0) / SAFETY)
+        return max(planned, min(self.split_chars, fits))
+
     def exit_s(self) -> float:
         """After the save: closing the metrics log (an fsync, as slow as the save's on a busy
         disk), printing the result, the interpreter's exit."""

@@ -109,7 +109,7 @@ class EvaluationSteps:
         unrecorded = not self.history or (self.history[-1]["step"] != self.step and self.step > 0)
         full = None
         if cfg.final_eval and self.evaluate_at_end and self.is_main:
-            chars = self.budget.final_chars()
+            chars = self.budget.final_chars_at(time.monotonic())
             scored = self.val_ids[: chars + 1]
             self._emit(
                 StatusEvent(

@@ -116,6 +116,19 @@ def test_the_final_evaluation_leaves_room_to_save_and_exit() -> None:
     assert plan.final_eval_deadline() == pytest.approx(105.0 - 2.0 - 2.0)
 
 
+def test_time_left_at_the_end_scores_more_of_the_split_never_less() -> None:
+    """Training stopped early (a slow step planned for, then not taken): the time left goes
+    to scoring more of the split, within the final evaluation's deadline."""
+    plan = planned(split=200_000, rate=1_000.0, budget=100.0)
+    share = plan.final_chars()
+    assert share == int(1_000 * FINAL_EVAL_SHARE * 100)  # 25,000: a quarter of the budget
+    deadline = plan.final_eval_deadline()
+    assert plan.final_chars_at(deadline - 10.0) == share  # no more time than planned
+    assert plan.final_chars_at(deadline - 60.0) == int(1_000 * 60.0 / SAFETY)  # 48,000
+    assert plan.final_chars_at(-1_000.0) == 200_000  # never more than the split
+    assert planned(rate=None).final_chars_at(0.0) == 10_000  # unmeasured: the whole split
+
+
 def test_without_a_budget_nothing_is_planned() -> None:
     plan = TimeBudget(None, 0.0, 1_000_000, final_eval=True)
     assert plan.final_chars() == 1_000_000
