@@ -15,10 +15,7 @@ working directory (`ctrl+s` writes the text too).
 
 from __future__ import annotations
 
-import json
 import random
-import time
-from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -31,6 +28,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
+from charlm_tui.panes.branch_actions import BranchActions
 from charlm_tui.state.branches import Branch, BranchTree
 from charlm_tui.widgets.knobs import (
     CONDITION_KEY,
@@ -41,57 +39,18 @@ from charlm_tui.widgets.knobs import (
     condition_cycle,
     condition_of,
     default_values,
+    knob_bindings,
     to_params,
 )
 from charlm_tui.widgets.next_char import NextCharPanel
+from charlm_tui.widgets.prompt_input import PROMPT_MAX_CHARS, PromptInput
 from charlm_tui.widgets.token_view import TokenView, prob_hex
 from engine.worker import protocol as p
 
 AUTO_REGENERATE_S = 0.3
 
 
-def _knob_bindings() -> list[Binding]:
-    """Two keys per knob, none in the footer: the knob bar shows every knob with its keys
-    (and the footer keeps room for ^q Quit at 80 columns)."""
-    bindings = []
-    for knob in KNOB_BY_NAME.values():
-        temp = knob.name == "temperature"
-        bindings.append(
-            Binding(
-                knob.down,
-                f"knob('{knob.name}', -1)",
-                "temp" if temp else f"{knob.label} down",
-                show=False,
-                key_display=f"{knob.down}/{knob.up}" if temp else None,
-            )
-        )
-        bindings.append(Binding(knob.up, f"knob('{knob.name}', 1)", f"{knob.label} up", show=False))
-    return bindings
-
-
-# The prompt box holds this much (longer prompts: `generate --prompt-file`). A paste that
-# arrives as keystrokes (no bracketed paste) stops growing here, so each key stays cheap
-# and the app keeps answering, ctrl+q included.
-PROMPT_MAX_CHARS = 8192
-
-
-class PromptInput(Input):
-    """The prompt: capped in length, and it says so once instead of ringing per key."""
-
-    _told = False
-
-    def restricted(self) -> None:
-        if not self._told:
-            self._told = True
-            self.notify(
-                f"The prompt holds at most {PROMPT_MAX_CHARS:,} characters; "
-                "the rest was left out (use `charlm-tui generate --prompt-file` for longer).",
-                title="Prompt",
-                severity="warning",
-            )
-
-
-class GenerationPane(EngineEventHandler, Vertical):
+class GenerationPane(BranchActions, EngineEventHandler, Vertical):
     """Prompt, knobs, streamed output coloured by probability, next-character panel."""
 
     class CompareRequested(Message):
@@ -121,7 +80,7 @@ class GenerationPane(EngineEventHandler, Vertical):
         Binding("enter", "generate", "Generate"),
         Binding("r", "regenerate", "New seed"),
         Binding("s", "cycle_strategy", "Strategy", show=False),  # the knob bar shows it
-        *_knob_bindings(),
+        *knob_bindings(),
         Binding("d", "seed(-1)", "seed down", show=False),
         Binding("D", "seed(1)", "seed up", show=False),
         Binding("a", "toggle_auto", "Auto regenerate", show=False),
@@ -259,79 +218,11 @@ class GenerationPane(EngineEventHandler, Vertical):
         self.generating = False
         self._streaming = None
 
-    def _show_branch(self, branch: Branch, cursor: bool = True) -> None:
-        view = self.query_one(TokenView)
-        view.reset(branch.prompt)
-        if branch.text:
-            view.append(branch.text, branch.probs, branch.model_probs, branch.tops)
-        if cursor and branch.text:
-            view.action_jump(min(branch.fork_at, len(branch.text) - 1))
-
-    def action_pick(self, rank: int) -> None:
-        """Put the model's alternative `rank` at the cursor and continue from it (a branch)."""
-        view = self.query_one(TokenView)
-        current = self.branches.get()
-        entry = view.entry(view.cursor)
-        if current is None or entry is None:
-            self._show_status("move the cursor onto a generated character to branch there")
-            return
-        tops = entry[3]
-        if not 1 <= rank <= len(tops):
-            self.app.bell()
-            self._show_status(f"there are {len(tops)} alternatives here")
-            return
-        if not self.has_model:
-            self._show_status("no model to continue with")
-            return
-        at = view.cursor
-        if self.generating and self._streaming == current.id:
-            self._stop_running()  # keep what came so far; the branch forks from it
-        self._start(
-            self.branches.fork(current.id, at, str(tops[rank - 1][0]), to_params(self.values))
-        )
-
     @on(NextCharPanel.Picked)
     def _picked(self, event: NextCharPanel.Picked) -> None:
         event.stop()
         self.action_pick(event.rank)
         self.query_one(TokenView).focus()
-
-    def _move(self, branch: Branch | None, where: str) -> None:
-        if branch is None:
-            self.app.bell()
-            self._show_status(f"no {where}")
-            return
-        self._stop_running()
-        self._show_branch(branch)
-        self._show_status()
-
-    def action_sibling(self, delta: int) -> None:
-        self._move(
-            self.branches.to_sibling(delta), "previous branch" if delta < 0 else "next branch"
-        )
-
-    def action_parent(self) -> None:
-        self._move(self.branches.to_parent(), "parent: this is a generation from the prompt")
-
-    def action_child(self) -> None:
-        self._move(self.branches.to_child(), "branch to go back to")
-
-    def action_export(self, what: str) -> None:
-        """Write the current text, or the whole tree as JSON, into the working directory."""
-        branch = self.branches.get()
-        if branch is None:
-            self._show_status("nothing to save yet: generate first (Enter)")
-            self.notify("Nothing to save yet: generate first.", title="Save", severity="warning")
-            return
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        if what == "tree":
-            path = Path.cwd() / f"charlm-branches-{stamp}.json"
-            path.write_text(json.dumps(self.branches.as_json(), indent=1) + "\n", encoding="utf-8")
-        else:
-            path = Path.cwd() / f"charlm-text-{stamp}.txt"
-            path.write_text(branch.prompt + branch.text, encoding="utf-8")
-        self.notify(f"Wrote {path}", title="Saved", markup=False)
-        self._show_status(f"wrote {path.name}")
 
     def action_regenerate(self) -> None:
         self.values["seed"] = random.randrange(1, 100_000)

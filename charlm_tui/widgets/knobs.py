@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from textual.binding import Binding
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -306,3 +307,22 @@ def wrap_items(cells: list[Content], width: int, gap: int = 3) -> Content:
         used += (gap if lines[-1] else 0) + size
         lines[-1].append(cell)
     return Content("\n").join(Content(" " * gap).join(line) for line in lines)
+
+
+def knob_bindings() -> list[Binding]:
+    """Two keys per knob, none in the footer: the knob bar shows every knob with its keys
+    (and the footer keeps room for ^q Quit at 80 columns)."""
+    bindings = []
+    for knob in KNOB_BY_NAME.values():
+        temp = knob.name == "temperature"
+        bindings.append(
+            Binding(
+                knob.down,
+                f"knob('{knob.name}', -1)",
+                "temp" if temp else f"{knob.label} down",
+                show=False,
+                key_display=f"{knob.down}/{knob.up}" if temp else None,
+            )
+        )
+        bindings.append(Binding(knob.up, f"knob('{knob.name}', 1)", f"{knob.label} up", show=False))
+    return bindings
