@@ -22,7 +22,10 @@ count, and each side at the same thread count.
 
 Measured:
 - single stream, 2,000 chars of sampling (T=1): engine chars/s through
-  `generate` and through `stream`, seed chars/s, speed-ups; time to first
+  `generate` and through `stream`, seed chars/s, speed-ups; `decode_backend` names
+  how the engine stepped one row (CHARLM_DECODE_BACKEND, default NumPy: engine/
+  models/numpy_step.py), and `torch_backend_chars_per_s_by_threads` times the
+  same stream stepped in torch, so each CPU shows which backend wins there; time to first
   character through `stream` (prompt fed, one step), median of several, for a
   short prompt ("ROMEO:") and for the long one (an LSTM reads a prompt one
   position at a time, so that time grows with its length);
@@ -39,6 +42,7 @@ shows what the single stream does on a core of its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -57,6 +61,7 @@ from engine.decoding.generator import Generator  # noqa: E402
 from engine.decoding.params import SamplingParams  # noqa: E402
 from engine.device import cpu_has_amx, cpu_info, native_bf16  # noqa: E402
 from engine.models import build_model, make_config  # noqa: E402
+from engine.models.recurrent import decode_backend  # noqa: E402
 from engine.training.presets import preset  # noqa: E402
 
 CORPUS = next(
@@ -198,6 +203,20 @@ def load_model(
     return model, vocab, None, f"random lstm, preset {preset_name}: {model_settings}"
 
 
+@contextlib.contextmanager
+def torch_backend(model: torch.nn.Module):
+    """Single rows step in torch instead of NumPy (engine/models/numpy_step.py) inside."""
+    before = os.environ.get("CHARLM_DECODE_BACKEND")
+    os.environ["CHARLM_DECODE_BACKEND"] = "torch"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["CHARLM_DECODE_BACKEND"]
+        else:
+            os.environ["CHARLM_DECODE_BACKEND"] = before
+
+
 def first_char_ms(gen: Generator, prompt: str, length: int, runs: int = 7) -> float:
     """Median milliseconds from calling `stream` to its first character (prompt fed, one step)."""
     times = []
@@ -308,6 +327,9 @@ def measure(args, model, vocab, unigram, described: str) -> dict:
         keep("stream", args.chars / timed(lambda: sum(1 for _ in gen.stream(prompt, sample)))[0])
         for n, seconds in per_threads(counts, gen.generate, prompt, sample).items():
             keep(f"sample_{n}", args.chars / seconds)
+        with torch_backend(model):  # the same single stream, stepped in torch
+            for n, seconds in per_threads(counts, gen.generate, prompt, sample).items():
+                keep(f"sample_torch_{n}", args.chars / seconds)
         for n, seconds in per_threads(counts, gen.beam_search, prompt, beam).items():
             keep(f"beam_{n}", 1 / seconds)
         for n, seconds in per_threads(
@@ -370,6 +392,10 @@ def measure(args, model, vocab, unigram, described: str) -> dict:
             "first_char_ms_short_prompt": first_short,
             "first_char_ms_long_prompt": first_long,
             "long_prompt_chars": len(prompt),
+            "decode_backend": decode_backend(),
+            "torch_backend_chars_per_s_by_threads": rounded(
+                {n: best[f"sample_torch_{n}"] for n in counts}
+            ),
             "seed_chars_per_s_by_threads": rounded(seed_sample),
             "seed_chars_timed": args.seed_chars,
             "speedup": single_speedup,

@@ -80,10 +80,10 @@ class ContextWindow:
         """Feed the last pushed token; returns next-token logits (B, V)."""
         if self.block is None and self.fed < self.filled:
             # No window to slide (a recurrent model): one call, nothing around it.
-            logits, self.state = self.model(self.history.narrow(1, self.fed, 1), self.state)
+            logits, self.state = self.model.step_one(self.history[:, self.fed], self.state)
             self.fed += 1
             self.positions += 1
-            return logits.select(1, 0)
+            return logits
         return self.feed(1)[:, -1]
 
     def feed(self, count: int) -> torch.Tensor:

@@ -54,6 +54,13 @@ class CharLM(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 
+    def step_one(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One position of every row, without a condition: tokens (B,) -> logits (B, V) and
+        the new state. Decoding's hot path: a model may answer it without going through
+        nn.Module's call machinery (a recurrent model does)."""
+        logits, new_state = self(tokens[:, None], state)
+        return logits.select(1, 0), new_state
+
     def steady_weights(self) -> contextlib.AbstractContextManager[None]:
         """A block inside which the caller promises not to change the weights (a generation
         call): a model that prepares decode-time layouts of its weights (a recurrent

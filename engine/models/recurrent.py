@@ -7,6 +7,7 @@ than a Python loop over time steps on both CPU and GPU.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from engine.models import numpy_step
 from engine.models.base import CharLM, ModelConfig, State
 from engine.models.conditioning import condition_vector, make_label_embedding
 from engine.models.recurrent_step import StepPlan, weights_key
@@ -31,6 +33,14 @@ class RecurrentConfig(ModelConfig):
     dropout: float = 0.2
 
     model_type: ClassVar[str] = ""
+
+
+def decode_backend() -> str:
+    """How a recurrent model steps a single row while decoding: "numpy" (the default,
+    faster on the CPUs measured) or "torch" (CHARLM_DECODE_BACKEND=torch). Batches,
+    other devices and other dtypes always step in torch."""
+    value = os.environ.get("CHARLM_DECODE_BACKEND", "numpy").strip().lower()
+    return "torch" if value == "torch" else "numpy"
 
 
 class RecurrentLM(CharLM):
@@ -64,6 +74,15 @@ class RecurrentLM(CharLM):
         out, new_state = self.rnn(x, state)
         return self.head(self.drop(out)), new_state
 
+    def step_one(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Straight to the step plan, unless something must see the call: forward hooks
+        (they fire through nn.Module's call), a label embedding, training, autograd."""
+        hooked = self._forward_hooks or self._forward_pre_hooks
+        if not hooked and self.label is None and not self.training and not torch.is_grad_enabled():
+            logits, new_state = self._decode_step(tokens, state)
+            return logits.select(1, 0), new_state
+        return super().step_one(tokens, state)
+
     def _decode_step(
         self, token: torch.Tensor, state: State, label: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
@@ -72,12 +91,18 @@ class RecurrentLM(CharLM):
         Generation feeds one character at a time, and for that a fused nn.LSTM call
         is mostly fixed overhead around a few matrix-vector products; the same
         maths as a handful of plain ops costs a fraction. Only used in eval mode
-        (no dropout); it agrees with the fused kernel to float rounding.
+        (no dropout); it agrees with the fused kernel to float rounding. A single
+        row steps in NumPy (engine/models/numpy_step.py), a batch in torch, whose
+        products use every intra-op thread.
         """
         plans = getattr(_PINNED, "plans", None)
-        plan = plans.get(id(self)) if plans else None
-        if plan is None:
-            plan = self._step_plan()
+        pinned = plans.get(id(self)) if plans else None
+        if pinned is None:
+            plan = self._step_plan(self._backend_for(token.shape[0]))
+        else:  # {batch size: plan}, each built (and its weights checked) on first use
+            plan = pinned.get(token.shape[0])
+            if plan is None:
+                plan = pinned[token.shape[0]] = self._step_plan(self._backend_for(token.shape[0]))
         logits, new_state = plan.step(token, state, None if label is None else label.select(1, 0))
         return logits.unsqueeze(1), new_state
 
@@ -90,14 +115,23 @@ class RecurrentLM(CharLM):
         embedding = modules["embedding"]._parameters["weight"]
         return [embedding, *modules["rnn"]._flat_weights, head["weight"], head["bias"]]
 
-    def _step_plan(self) -> StepPlan:
-        """The step plan of the current weights: rebuilt whenever any of them changed (their
-        version counters move on every optimizer step), so it is never stale."""
-        key = weights_key(self._plan_sources())
-        cached = getattr(self, "_plan_cache", None)
+    @staticmethod
+    def _backend_for(batch: int) -> str:
+        return "numpy" if batch == 1 and decode_backend() == "numpy" else "torch"
+
+    def _step_plan(self, backend: str = "torch") -> StepPlan | numpy_step.NumpyStepPlan:
+        """The step plan of the current weights for `backend` ("torch" or "numpy"): rebuilt
+        whenever any of them changed (their version counters move on every optimizer
+        step), so it is never stale. Weights NumPy cannot run (not float32 on a CPU)
+        get the torch plan whichever is asked for."""
+        sources = self._plan_sources()
+        key = weights_key(sources)
+        cache = self.__dict__.setdefault("_plan_cache", {})
+        cached = cache.get(backend)
         if cached is not None and cached[0] == key and not torch.is_autocast_enabled():
             return cached[1]
-        plan = StepPlan(
+        use_numpy = backend == "numpy" and numpy_step.supports(sources)
+        plan = (numpy_step.NumpyStepPlan if use_numpy else StepPlan)(
             type(self.rnn).__name__.lower(),
             self.embedding.weight,
             self.rnn._flat_weights,
@@ -107,7 +141,7 @@ class RecurrentLM(CharLM):
             getattr(self.rnn, "nonlinearity", "tanh"),
         )
         if not torch.is_autocast_enabled():  # never cache a reduced-precision copy
-            self._plan_cache = (key, plan)
+            cache[backend] = (key, plan)
         return plan
 
     @contextlib.contextmanager
@@ -124,7 +158,7 @@ class RecurrentLM(CharLM):
         if id(self) in plans or torch.is_grad_enabled() or self.training:
             yield  # nested, or not a decoding context: nothing to pin
             return
-        plans[id(self)] = self._step_plan()
+        plans[id(self)] = {}  # filled per batch size on first use, each checked once
         try:
             yield
         finally:

@@ -119,18 +119,23 @@ def test_wide_beam_equals_exhaustive_search(gen, vocab):
 
 
 def test_one_forward_call_per_step_for_all_beams(lstm):
+    """One call into the model per step (`forward`, or a recurrent model's `step_one`)."""
     shapes = []
-    original = lstm.model.forward
+    original, original_step = lstm.model.forward, lstm.model.step_one
 
     def counting(tokens, state=None):
         shapes.append(tuple(tokens.shape))
         return original(tokens, state)
 
-    lstm.model.forward = counting
+    def counting_step(tokens, state):
+        shapes.append((tokens.shape[0], 1))
+        return original_step(tokens, state)
+
+    lstm.model.forward, lstm.model.step_one = counting, counting_step
     try:
         lstm.beam_search("abc", SamplingParams(beam_width=7, length=12))
     finally:
-        del lstm.model.forward
+        del lstm.model.forward, lstm.model.step_one
     assert shapes == [(1, 3)] + [(7, 1)] * 11
 
 

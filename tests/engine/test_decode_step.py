@@ -8,8 +8,10 @@ import threading
 import pytest
 import torch
 
-from engine.models import build_model, make_config
+from engine.models import blas_threads, build_model, make_config
 from engine.models import recurrent as recurrent_module
+from engine.models.numpy_step import NumpyStepPlan
+from engine.models.recurrent_step import StepPlan
 
 VOCAB = 9
 KINDS = ["lstm", "gru", "rnn"]
@@ -163,3 +165,74 @@ def test_steady_weights_pins_nothing_while_training() -> None:
         logits, _ = model(tokens[:, :1])
     assert logits.requires_grad
     assert not getattr(recurrent_module._PINNED, "plans", {})
+
+
+# ----- the NumPy step (engine/models/numpy_step.py) ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "rnn-relu"])
+@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("labelled", [False, True])
+def test_the_numpy_plan_equals_the_torch_plan(
+    kind: str, layers: int, batch: int, labelled: bool
+) -> None:
+    """Every cell, depth, batch and condition: the same logits and states as torch's plan."""
+    extra = {}
+    if kind == "rnn-relu":
+        kind, extra = "rnn", {"relu": True}
+    model = recurrent(kind, layers, labels=3 if labelled else 0)
+    if extra:
+        torch.manual_seed(4)
+        model.rnn = torch.nn.RNN(6, 10, num_layers=layers, batch_first=True, nonlinearity="relu")
+        model.eval()
+    generator = torch.Generator().manual_seed(6)
+    tokens = torch.randint(0, VOCAB, (batch, 12), generator=generator)
+    label = torch.randn(batch, 6, generator=generator) if labelled else None
+    with torch.inference_mode():
+        mine, theirs = model._step_plan("numpy"), model._step_plan("torch")
+        assert isinstance(mine, NumpyStepPlan) and isinstance(theirs, StepPlan)
+        state_np = state_torch = None
+        for t in range(tokens.shape[1]):
+            logits_np, state_np = mine.step(tokens[:, t], state_np, label)
+            logits_torch, state_torch = theirs.step(tokens[:, t], state_torch, label)
+            torch.testing.assert_close(logits_np, logits_torch, rtol=1e-5, atol=1e-5)
+    pairs = zip(state_np, state_torch, strict=True) if kind == "lstm" else [(state_np, state_torch)]
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_single_row_steps_in_numpy_and_a_batch_in_torch(monkeypatch) -> None:
+    """Which plan decodes: NumPy for one row of float32 CPU weights, unless
+    CHARLM_DECODE_BACKEND=torch; torch for a batch and for any other dtype."""
+    model = recurrent("lstm", 2)
+    one, four = torch.tensor([[1]]), torch.tensor([[1], [2], [3], [4]])
+    with torch.inference_mode(), model.steady_weights():
+        model(one)
+        model(four)
+        pinned = recurrent_module._PINNED.plans[id(model)]
+        assert isinstance(pinned[1], NumpyStepPlan)
+        assert isinstance(pinned[4], StepPlan)
+    monkeypatch.setenv("CHARLM_DECODE_BACKEND", "torch")
+    with torch.inference_mode(), model.steady_weights():
+        model(one)
+        assert isinstance(recurrent_module._PINNED.plans[id(model)][1], StepPlan)
+    monkeypatch.delenv("CHARLM_DECODE_BACKEND")
+    model.double()
+    with torch.inference_mode(), model.steady_weights():
+        model(one)
+        assert isinstance(recurrent_module._PINNED.plans[id(model)][1], StepPlan)
+
+
+def test_the_numpy_step_keeps_numpy_blas_on_one_thread() -> None:
+    """The BLAS pool beside torch's threads fought for the cores (engine/models/
+    blas_threads.py): after a NumPy step it holds one thread."""
+    if not blas_threads._blas_controllers():
+        pytest.skip("threadpoolctl finds no BLAS under this NumPy")
+    for controller in blas_threads._blas_controllers():
+        controller.set_num_threads(2)
+    blas_threads._done = False  # as in a fresh process
+    model = recurrent("gru", 1)
+    with torch.inference_mode():
+        model(torch.tensor([[1]]))
+    assert blas_threads.current() == 1

@@ -207,18 +207,24 @@ def test_one_sample_generate_equals_stream_for_the_same_seed(gen):
 
 
 def test_each_step_is_one_forward_call_for_all_rows(lstm):
+    """A step is one call into the model (a recurrent model's `step_one` does not go
+    through `forward`), whatever the number of rows."""
     calls = []
-    original = lstm.model.forward
+    original, original_step = lstm.model.forward, lstm.model.step_one
 
     def counting(tokens, state=None):
         calls.append(tuple(tokens.shape))
         return original(tokens, state)
 
-    lstm.model.forward = counting
+    def counting_step(tokens, state):
+        calls.append((tokens.shape[0], 1))
+        return original_step(tokens, state)
+
+    lstm.model.forward, lstm.model.step_one = counting, counting_step
     try:
         lstm.generate("abc", SamplingParams(length=20, seed=0), num_samples=16)
     finally:
-        del lstm.model.forward
+        del lstm.model.forward, lstm.model.step_one
     assert calls[0] == (1, 3)  # the shared prompt, fed once
     assert calls[1:] == [(16, 1)] * 19
 
