@@ -37,7 +37,11 @@ from engine.models import CharLM
 STREAM_CHARS = 1024
 MAX_STREAMS = 256
 WARMUP_CHARS = 128
-CHUNK_STEPS = 512
+# Positions per forward call of the streams. Short enough that a chunk's activations stay
+# in cache (1x256 and 1x512 LSTMs over 108 streams scored 10-20% faster at 128 than at 512,
+# EPYC AVX2) and that a deadline cuts a split at a fine grain, long enough that per-call
+# overhead is negligible.
+CHUNK_STEPS = 128
 
 
 @dataclass
@@ -131,6 +135,10 @@ class _Clock:
         self.last = 0.0
         self.started = time.monotonic()
 
+    def restart(self) -> None:
+        """Time the next piece from now: a one-off piece (a warm-up) is no estimate of the rest."""
+        self.started = time.monotonic()
+
     def out_of_time(self) -> bool:
         if self.deadline is None:
             return False
@@ -191,6 +199,7 @@ def _recurrent_split(
             offsets = (starts - warm).clamp_min(0)[:, None] + torch.arange(warm, device=ids.device)
             _, state = _call(model, inputs[offsets].long(), None, condition)
             state = _zero_first_row(state)
+            clock.restart()
         for start in range(0, length, CHUNK_STEPS):
             if clock.out_of_time():
                 return scored

@@ -233,6 +233,29 @@ def test_a_deadline_stops_before_a_chunk_that_would_end_after_it(
     assert evaluate_split(model, ids, deadline=1e9).chars == len(ids) - 1
 
 
+def test_a_slow_warm_up_is_not_taken_for_the_time_of_a_chunk(
+    small_streams: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streams' warm-up is a one-off: the deadline check times chunks from after it
+    (it once stopped a final evaluation after its first chunk, 20 s into a 120 s run)."""
+    clock = _FakeClock()
+    monkeypatch.setattr(evaluate, "time", clock)
+    model = BigramLM(VOCAB, None)
+    forward = model.forward
+    calls = []
+
+    def timed_forward(tokens, state=None):
+        clock.now += 5.0 if not calls else 1.0  # the warm-up call takes 5 s, a chunk 1 s
+        calls.append(tokens.shape)
+        return forward(tokens, state)
+
+    model.forward = timed_forward  # type: ignore[method-assign]
+    ids = random_ids(1003, seed=2)  # 20 streams of 50 + 2, chunks of 7 steps
+    result = evaluate_split(model, ids, deadline=9.5)
+    # warm-up to t=5; chunks end at t=6, 7, 8, 9; the next would end at 10 > 9.5.
+    assert result.chars == 4 * 7 * 20
+
+
 @pytest.mark.parametrize("length", [2, 10, 25])
 def test_short_split_on_a_transformer_equals_a_plain_forward(length: int) -> None:
     model = tiny_model("transformer", VOCAB)  # block size 24: 25 chars is 24 inputs
