@@ -60,6 +60,10 @@ def _parse_value(raw: str) -> object:
     return raw
 
 
+def _setting_key(item: str) -> str:
+    return item.split("=", 1)[0].strip().replace("-", "_")
+
+
 def _apply_settings(settings: list[str], model: dict, train: dict, model_type: str) -> None:
     from dataclasses import fields
 
@@ -259,11 +263,19 @@ def train(
     if model not in MODEL_TYPES:
         raise ConfigError(f"unknown model '{model}': choose one of {', '.join(MODEL_TYPES)}")
     resolved_device = resolve_device(device)
-    model_settings, train_settings = get_preset(
-        model, preset or default_preset(resolved_device.type)
+    preset_name = preset or default_preset(resolved_device.type)
+    model_settings, train_settings = get_preset(model, preset_name)
+    # The CPU preset's width follows what the budget can train here (engine/training/
+    # sizing.py), unless a width was asked for; `--set fit_width=false` keeps the preset's.
+    train_settings["fit_width"] = (
+        preset_name == "cpu"
+        and time_budget is not None
+        and model != "transformer"
+        and (tokens or "char") == "char"
+        and not any(_setting_key(item) == "hidden_size" for item in settings)
     )
     explicit_batching = "batching" in train_settings and any(
-        item.split("=", 1)[0].strip().replace("-", "_") == "batching" for item in settings
+        _setting_key(item) == "batching" for item in settings
     )
     _apply_settings(settings, model_settings, train_settings, model)
     train_settings.update(device=device, precision=precision, compile=compile_model)

@@ -53,6 +53,9 @@ class TrainConfig:
     # words of the training split, every character as fallback).
     tokens: str = "char"
     word_vocab: int = 2000
+    # A budgeted recurrent run may narrow its width to what the budget can train on this
+    # machine (engine/training/sizing.py); the CLI asks for it for the default `cpu` preset.
+    fit_width: bool = False
 
     def validate(self) -> None:
         """Types first, then ranges: `--set lr=abc` or a tampered state.json is bad input, not a crash.
@@ -89,6 +92,7 @@ class TrainConfig:
         if self.patience is not None:
             check_int("patience (evaluations without a new best before stopping)", self.patience, 1)
         check_bool("items", self.items)
+        check_bool("fit_width", self.fit_width)
         if self.items and self.batching != "random":
             raise ConfigError("--items trains on windows that start at items: use random batching")
         if self.threads is not None:

@@ -8,6 +8,8 @@ kinds, checkpoint formats, devices) than the training step does.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -117,6 +119,8 @@ class SetupSteps:
             )
         if config.batching == "stateful" and model_config.model_type == "transformer":
             raise ConfigError("stateful batching is for recurrent models; use random")
+        if resumed is None and config.fit_width:
+            self._fit_width(model_config)
         parameters = check_fits(model_config)  # before allocating anything
         if self._claim is not None:
             # weights + two Adam moments, written beside the previous checkpoint
@@ -129,6 +133,32 @@ class SetupSteps:
             torch.manual_seed(config.seed + self.rank)
         if resumed is not None:
             self.model.load_state_dict(resumed.model.state_dict())
+
+    def _fit_width(self, model_config: ModelConfig) -> None:
+        """Narrow a budgeted recurrent run to what the budget can train here (engine/
+        training/sizing.py). Single-process CPU runs only: DDP ranks must agree on the
+        shape, and a GPU trains the preset's width in any budget worth having."""
+        from engine.models.recurrent import RecurrentConfig
+        from engine.training.precision import CpuFacts
+        from engine.training.sizing import TRAIN_SHARE, fit_width, measure_training_rate
+
+        cfg = self.config
+        solo_cpu = self.world_size == 1 and self.device.type == "cpu"
+        if not (solo_cpu and isinstance(model_config, RecurrentConfig) and self.deadline):
+            return
+        bf16 = cfg.precision == "bf16" or (
+            cfg.precision == "auto" and CpuFacts.here().bf16 is not None
+        )
+        seconds = max(self.deadline - time.monotonic(), 0.0) * TRAIN_SHARE
+        preset_width = model_config.hidden_size
+        choice = fit_width(
+            model_config,
+            seconds,
+            lambda shaped: measure_training_rate(shaped, cfg.batch_size, self.device, bf16),
+        )
+        model_config.hidden_size = choice.width
+        self.width_choice = choice
+        self.setup_notes.append(choice.note(preset_width))
 
     def _setup_optimizer(self) -> None:
         self.optimizer = self._make_optimizer()

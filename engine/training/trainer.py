@@ -87,6 +87,7 @@ class Trainer(SetupSteps, EvaluationSteps):
         enable_fast_math(self.device)
         self.started = time.monotonic()
         self.setup_notes: list[str] = []  # adjustments the set-up made, said at the start
+        self.width_choice = None  # a fitted width (engine/training/sizing.py), if any
         # Created now so that its first look at other processes' CPU use spans the set-up.
         self.threads = self._thread_governor()
         # With a time budget the whole run (evaluation and saving included) must end by this.

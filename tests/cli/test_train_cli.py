@@ -130,6 +130,21 @@ def test_time_budget_covers_the_whole_command(corpus_file: Path, tmp_path: Path)
     assert Path(result["checkpoint"]).is_dir()
 
 
+@pytest.mark.slow
+def test_the_cpu_preset_width_follows_the_budget(corpus_file: Path, tmp_path: Path) -> None:
+    """A budget far too short for the 512-wide preset gets the narrowest candidate, and says
+    so; an explicit width is kept (engine/training/sizing.py)."""
+    fitted = run_cli(*train_args(corpus_file, tmp_path / "fit", "--preset", "cpu",
+                                 "--time-budget", "5", "--json"))  # fmt: skip
+    result = cli_json(fitted)
+    assert result["model"]["hidden_size"] == 256
+    assert "width 256 for this CPU and budget" in fitted.stderr
+    kept = cli_json(run_cli(*train_args(corpus_file, tmp_path / "kept", "--preset", "cpu",
+                                        "--time-budget", "5", "--set", "hidden_size=384",
+                                        "--json")))  # fmt: skip
+    assert kept["model"]["hidden_size"] == 384
+
+
 @pytest.fixture(scope="module")
 def big_split_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """600,000 chars: a 60,000-char held-out split that a 512-unit LSTM cannot score in a
