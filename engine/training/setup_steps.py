@@ -149,6 +149,9 @@ class SetupSteps:
         bf16 = cfg.precision == "bf16" or (
             cfg.precision == "auto" and CpuFacts.here().bf16 is not None
         )
+        # On a busy machine, probe on the cores training will start on: threads beyond
+        # the idle cores would make every width look slow, and the probe itself long.
+        self.threads.start()
         seconds = max(self.deadline - time.monotonic(), 0.0) * TRAIN_SHARE
         preset_width = model_config.hidden_size
         choice = fit_width(

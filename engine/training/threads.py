@@ -92,6 +92,7 @@ class ThreadGovernor:
         self.next_full_try = 0.0
         self.backoff = RETRY_FULL_S
         self.choices: list[ThreadChoice] = []
+        self.started = False
 
     def start(self) -> ThreadChoice | None:
         """Before the first step: with others busy since set-up began, leave them their cores.
@@ -99,8 +100,9 @@ class ThreadGovernor:
         Threads beyond the idle cores only wait on preempted peers, so training starts
         on `max_threads - (cores others use)`, at least one; the first checks measure it.
         """
-        if not self.enabled:
-            return None
+        if not self.enabled or self.started:
+            return None  # a second call (the set-up's width probe started it) changes nothing
+        self.started = True
         self._read_others()
         self.next_check = self.clock() + CHECK_EVERY_S
         if self.others < BUSY_CORES:

@@ -161,3 +161,8 @@ def test_others_busy_during_set_up_start_training_on_the_idle_cores() -> None:
         assert governor.current == expected, (cores, others)
         assert (choice is None) == (expected == cores)
         assert machine.set_calls == ([] if expected == cores else [expected])
+        # Started early (the width probe at set-up), the loop's own start changes nothing.
+        machine.now += 2.0
+        machine.busy += 2.0 * (cores - others)
+        assert governor.start() is None
+        assert governor.current == expected and len(governor.choices) == (expected != cores)
