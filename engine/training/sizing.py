@@ -13,8 +13,9 @@ So a budgeted run of the preset measures each candidate width's training speed
 (a few forward/backward passes of the run's own batch rows over PROBE_SEQ
 positions, in the precision it would use), widest first, and keeps the widest
 whose budget reads at least CHARS_PER_PARAMETER characters per parameter, else
-the narrowest. The probe costs about a second, once, and runs with the random
-state saved and put back. It reads 1.2-1.4x the speed training then reaches
+the narrowest (never probed itself). The probe costs about a second, once, and
+runs with the random state saved and put back; a budget too short to matter
+(MIN_PROBE_S) skips it. It reads 1.2-1.4x the speed training then reaches
 (no optimizer step, shorter windows: 13k and 40k chars/s against 10.7k and 28.6k
 for 512 and 256 wide on the EPYC), so the threshold of 4 on probe figures is about
 3 on real ones, between the 2.6 at which 512 still lost (1.65 against 1.60 for 256
@@ -40,6 +41,8 @@ CHARS_PER_PARAMETER = 4.0
 # The share of the time left at set-up that training gets (the final evaluation, the save
 # and the exit take the rest: 120 s runs trained 112-116 s of the ~117 s left).
 TRAIN_SHARE = 0.9
+# Below this much training time no width is probed: the narrowest is taken.
+MIN_PROBE_S = 20.0
 PROBE_SEQ = 32  # positions per probe pass: the run's batch rows, a shorter window
 PROBE_PASSES = 2  # timed passes per width and precision, after one untimed
 
@@ -53,18 +56,21 @@ class WidthChoice:
 
     def note(self, preset_width: int) -> str:
         """One line for the run's start: the width, and the measurements behind it."""
-        rate = self.rates[self.width]
-        read = f"probe {rate / 1000:.0f}k chars/s, {rate * self.seconds / 1e6:.1f}M chars"
         if self.width == preset_width:
-            return f"width {self.width} kept ({read} in the budget)"
-        wide = self.rates.get(preset_width)
-        then = ""
-        if wide:
-            per = wide * self.seconds / self.parameters[preset_width]
-            then = (
-                f"; {preset_width} wide: {wide * self.seconds / 1e6:.1f}M, {per:.1f} per parameter"
+            rate = self.rates[self.width]
+            read = f"{rate * self.seconds / 1e6:.1f}M chars"
+            return (
+                f"width {self.width} kept (probe {rate / 1000:.0f}k chars/s, {read} in the budget)"
             )
-        return f"width {self.width} for this CPU and budget ({read}{then})"
+        wide = self.rates.get(preset_width)
+        if not wide:
+            return f"width {self.width}: a {self.seconds:.0f} s budget is too short for a wider one"
+        chars = wide * self.seconds
+        per = chars / self.parameters[preset_width]
+        return (
+            f"width {self.width} for this CPU and budget ({preset_width} wide: probe "
+            f"{wide / 1000:.0f}k chars/s, {chars / 1e6:.1f}M chars, {per:.1f} per parameter)"
+        )
 
 
 def candidate_widths(preset_width: int) -> list[int]:
@@ -76,16 +82,20 @@ def fit_width(
     config: RecurrentConfig, seconds: float, measure_rate: Callable[[RecurrentConfig], float]
 ) -> WidthChoice:
     """The widest candidate whose `seconds` of training at its measured rate read at least
-    CHARS_PER_PARAMETER characters per parameter; the narrowest if none does."""
+    CHARS_PER_PARAMETER characters per parameter; the narrowest if none does. The
+    narrowest is never probed (it is the answer either way), and a budget under
+    MIN_PROBE_S probes nothing: no CPU reads millions of characters in it, and the probe
+    would take a share of it."""
     rates: dict[int, float] = {}
     parameters: dict[int, int] = {}
     widths = candidate_widths(config.hidden_size)
-    for width in widths:
-        shaped = replace(config, hidden_size=width)
-        parameters[width] = build_model(shaped).num_parameters()
-        rates[width] = measure_rate(shaped)
-        if rates[width] * seconds >= CHARS_PER_PARAMETER * parameters[width]:
-            return WidthChoice(width, seconds, rates, parameters)
+    if seconds >= MIN_PROBE_S:
+        for width in widths[:-1]:
+            shaped = replace(config, hidden_size=width)
+            parameters[width] = build_model(shaped).num_parameters()
+            rates[width] = measure_rate(shaped)
+            if rates[width] * seconds >= CHARS_PER_PARAMETER * parameters[width]:
+                return WidthChoice(width, seconds, rates, parameters)
     return WidthChoice(widths[-1], seconds, rates, parameters)
 
 

@@ -46,12 +46,12 @@ def test_a_slow_machine_gets_the_width_its_budget_can_train() -> None:
     rates = FakeRates(AVX2_EPYC)
     choice = sizing.fit_width(preset_like(), 96.0, rates)
     assert choice.width == 256
-    assert rates.asked == [512, 384, 256]
+    assert rates.asked == [512, 384]  # the narrowest is the answer either way: not probed
     assert AVX2_EPYC[512] * 96 < sizing.CHARS_PER_PARAMETER * parameters(512)
     assert AVX2_EPYC[256] * 96 >= sizing.CHARS_PER_PARAMETER * parameters(256)
     assert choice.note(512) == (
-        "width 256 for this CPU and budget (probe 29k chars/s, 2.8M chars; "
-        "512 wide: 1.0M, 0.8 per parameter)"
+        "width 256 for this CPU and budget (512 wide: probe 11k chars/s, 1.0M chars, "
+        "0.8 per parameter)"
     )
 
 
@@ -63,16 +63,19 @@ def test_a_fast_machine_keeps_the_preset_width_after_one_probe() -> None:
     assert choice.note(512).startswith("width 512 kept")
 
 
-def test_no_width_fits_the_narrowest_is_taken() -> None:
-    choice = sizing.fit_width(preset_like(), 1.0, FakeRates(AVX2_EPYC))
-    assert choice.width == 256
+def test_a_budget_too_short_to_probe_takes_the_narrowest_unmeasured() -> None:
+    rates = FakeRates({512: 1e12, 384: 1e12, 256: 1e12})
+    choice = sizing.fit_width(preset_like(), sizing.MIN_PROBE_S - 1, rates)
+    assert (choice.width, rates.asked) == (256, [])
+    assert choice.note(512) == "width 256: a 19 s budget is too short for a wider one"
 
 
 def test_a_narrower_preset_is_never_widened() -> None:
     assert sizing.candidate_widths(384) == [384, 256]
     assert sizing.candidate_widths(100) == [100]
-    rates = FakeRates({100: 1.0})
+    rates = FakeRates({})
     assert sizing.fit_width(preset_like(100), 1000.0, rates).width == 100
+    assert rates.asked == []
 
 
 def test_the_rate_probe_measures_and_leaves_the_random_state_alone() -> None:
@@ -112,7 +115,7 @@ def test_a_budgeted_run_trains_the_fitted_width_and_says_so(
     assert trainer.model.config.hidden_size == 64
     trainer.run()
     notes = [e.message for e in events if isinstance(e, StatusEvent) and e.state == "starting"]
-    assert any("width 64 for this CPU and budget" in note for note in notes)
+    assert any(note.startswith("width 64 for this CPU and budget (96 wide") for note in notes)
     # A resumed run keeps the width it has; no budget, or fit_width off: the preset's.
     resumed = Trainer(corpus, None, budgeted(max_steps=3), out_dir=tmp_path / "run", resume=True)
     assert resumed.model.config.hidden_size == 64
