@@ -57,6 +57,7 @@ from engine.decoding.params import (
 )
 from engine.decoding.processors import LogitsPipeline, sample, sanitize
 from engine.decoding.scoring import continuation_log_probs
+from engine.decoding.single_stream import sample_stream, single_stream_plan
 from engine.decoding.snapshots import StateSnapshots, Track, prime_window
 from engine.decoding.window import ContextWindow
 from engine.errors import ConfigError
@@ -303,6 +304,13 @@ class Generator:
         shared = all(np.array_equal(rows.ids[0], row) for row in rows.ids[1:])
         window = ContextWindow(self.model, self.history(rows.ids, total))
         logits = window.prime(shortest, shared=shared)
+        plan = single_stream_plan(self.model, window.batch, params, pipeline)
+        if plan is not None:  # one plain stream: a NumPy loop (engine/decoding/single_stream.py)
+            steps = total - shortest
+            tokens = sample_stream(plan, logits, window.state, steps, pipeline, rng)
+            row = np.concatenate([rows.ids[0][:shortest], tokens])
+            start = rows.starts[0]
+            return [self.decode(row[start : start + params.length])[: params.length]]
         prompt_ends = torch.tensor(lengths, device=self.device)
         starts = torch.tensor(rows.starts, device=self.device)
         stops = self.encode_stops(params.stop)

@@ -90,33 +90,47 @@ class NumpyStepPlan:
         self, token: torch.Tensor, state: State | None, label: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
         """Logits (B, vocab) after feeding `token` (B,) to `state`, and the new state."""
-        blas_threads.use_one_thread()
         projected = self.table[token.numpy()]
         if label is not None:
             projected += label.detach().float().numpy() @ self.w_ih0_t
-        batch = projected.shape[0]
-        if self.kind == "lstm":
-            if state is None:
-                h = c = np.zeros((self.layers, batch, self.hidden), np.float32)
-            else:
-                h, c = state[0].numpy(), state[1].numpy()
-            logits, new_h, new_c = self._lstm(projected, h, c)
-            return torch.from_numpy(logits), (torch.from_numpy(new_h), torch.from_numpy(new_c))
         if state is None:
-            h = np.zeros((self.layers, batch, self.hidden), np.float32)
+            arrays = self.zero_state(projected.shape[0])
+        elif self.kind == "lstm":
+            arrays = (state[0].numpy(), state[1].numpy())
         else:
-            h = state.numpy()
-        logits, new_h = self._gru(projected, h) if self.kind == "gru" else self._rnn(projected, h)
-        return torch.from_numpy(logits), torch.from_numpy(new_h)
+            arrays = (state.numpy(),)
+        logits, new = self.step_arrays(projected, arrays)
+        tensors = tuple(torch.from_numpy(a) for a in new)
+        return torch.from_numpy(logits), tensors if self.kind == "lstm" else tensors[0]
+
+    def zero_state(self, batch: int) -> tuple[np.ndarray, ...]:
+        zeros = np.zeros((self.layers, batch, self.hidden), np.float32)
+        return (zeros, zeros) if self.kind == "lstm" else (zeros,)
+
+    def step_arrays(
+        self, projected: np.ndarray, state: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """The step on NumPy arrays: `projected` (B, gates) is layer 0's input projection
+        (rows of `table`: a view of it is fine, it is only read), `state` the (layers, B,
+        hidden) arrays (h, c for an LSTM), never written. Returns the logits and the new
+        state arrays."""
+        blas_threads.use_one_thread()
+        if self.kind == "lstm":
+            logits, new_h, new_c = self._lstm(projected, state[0], state[1])
+            return logits, (new_h, new_c)
+        cell = self._gru if self.kind == "gru" else self._rnn
+        logits, new_h = cell(projected, state[0])
+        return logits, (new_h,)
 
     # ----- the three cells -----------------------------------------------------------
 
     def _lstm(
-        self, gates: np.ndarray, h: np.ndarray, c: np.ndarray
+        self, projected: np.ndarray, h: np.ndarray, c: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         new_h = np.empty_like(h, dtype=np.float32)
         new_c = np.empty_like(c, dtype=np.float32)
-        gates += h[0] @ self.w_hh0_t
+        gates = h[0] @ self.w_hh0_t
+        gates += projected
         x = _lstm_cell(gates, c[0], new_h[0], new_c[0], self.hidden)
         for layer in range(1, self.layers):
             both_t, bias = self.upper[layer - 1]

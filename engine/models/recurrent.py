@@ -83,6 +83,18 @@ class RecurrentLM(CharLM):
             return logits.select(1, 0), new_state
         return super().step_one(tokens, state)
 
+    def single_row_numpy_plan(self) -> numpy_step.NumpyStepPlan | None:
+        """The plan a one-row decoding step would run, when it is the NumPy one (float32 on a
+        CPU, CHARLM_DECODE_BACKEND not torch, and nothing that must see each call: hooks,
+        labels, training, autograd): engine/decoding/single_stream.py loops over it."""
+        hooked = self._forward_hooks or self._forward_pre_hooks
+        if hooked or self.label is not None or self.training or torch.is_grad_enabled():
+            return None
+        if decode_backend() != "numpy":
+            return None
+        plan = self._step_plan("numpy")
+        return plan if isinstance(plan, numpy_step.NumpyStepPlan) else None
+
     def _decode_step(
         self, token: torch.Tensor, state: State, label: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
