@@ -75,22 +75,23 @@ class RecurrentLM(CharLM):
         return self.head(self.drop(out)), new_state
 
     def step_one(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """Straight to the step plan, unless something must see the call: forward hooks
-        (they fire through nn.Module's call), a label embedding, training, autograd."""
-        hooked = self._forward_hooks or self._forward_pre_hooks
-        if not hooked and self.label is None and not self.training and not torch.is_grad_enabled():
+        """Straight to the step plan, unless something must see the call."""
+        if self._plain_decoding():
             logits, new_state = self._decode_step(tokens, state)
             return logits.select(1, 0), new_state
         return super().step_one(tokens, state)
+
+    def _plain_decoding(self) -> bool:
+        """Whether a step may skip nn.Module's call: nothing must see it (forward hooks fire
+        only through the call), no label embedding, not training, no autograd."""
+        hooked = self._forward_hooks or self._forward_pre_hooks
+        return not (hooked or self.label is not None or self.training or torch.is_grad_enabled())
 
     def single_row_numpy_plan(self) -> numpy_step.NumpyStepPlan | None:
         """The plan a one-row decoding step would run, when it is the NumPy one (float32 on a
         CPU, CHARLM_DECODE_BACKEND not torch, and nothing that must see each call: hooks,
         labels, training, autograd): engine/decoding/single_stream.py loops over it."""
-        hooked = self._forward_hooks or self._forward_pre_hooks
-        if hooked or self.label is not None or self.training or torch.is_grad_enabled():
-            return None
-        if decode_backend() != "numpy":
+        if not self._plain_decoding() or decode_backend() != "numpy":
             return None
         plan = self._step_plan("numpy")
         return plan if isinstance(plan, numpy_step.NumpyStepPlan) else None

@@ -143,19 +143,21 @@ def probe_step_seconds(
     vocab_size: int,
     device: torch.device,
     steps: int = PROBE_STEPS,
+    bf16: bool = True,
 ) -> tuple[float, float]:
     """Best-of-`steps` seconds of one forward/backward of this shape: (fp32, bf16 autocast).
 
     Runs on a copy of the model with the random state saved and put back, so a
     probed run trains exactly as an unprobed one would. bf16 kernels that fail
-    (oneDNN has no bf16 LSTM without AVX512) count as infinitely slow.
+    (oneDNN has no bf16 LSTM without AVX512) count as infinitely slow, and so does
+    bf16 when `bf16` is False (not measured).
     """
     with torch.random.fork_rng(devices=[]):
         probe_model = copy.deepcopy(model).train()
         tokens = torch.randint(0, vocab_size, (batch_size, seq_len + 1), device=device)
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         best = []
-        for dtype in (None, torch.bfloat16):
+        for dtype in (None, torch.bfloat16) if bf16 else (None,):
             seconds = math.inf
             try:
                 for attempt in range(steps + 1):  # the first call pays one-off kernel set-up
@@ -174,7 +176,7 @@ def probe_step_seconds(
                     raise
                 seconds = math.inf
             best.append(seconds)
-    return best[0], best[1]
+    return best[0], best[1] if bf16 else math.inf
 
 
 def _cache_path() -> Path:

@@ -24,16 +24,14 @@ in 300 s) and the Xeon's 5.3 at which it won.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
-from torch.nn import functional as F
 
 from engine.models import build_model
 from engine.models.recurrent import RecurrentConfig
+from engine.training.precision import probe_step_seconds
 
 CANDIDATE_WIDTHS = (512, 384, 256)
 # Characters read per parameter from which the wider model wins (see the docstring).
@@ -103,28 +101,13 @@ def measure_training_rate(
     config: RecurrentConfig, batch_size: int, device: torch.device, bf16: bool
 ) -> float:
     """Training chars/s of this shape: forward, loss and backward of `batch_size` rows of
-    PROBE_SEQ positions, best of PROBE_PASSES after a warm-up; with `bf16`, also under
-    bf16 autocast, keeping the faster (the run chooses its precision the same way)."""
+    PROBE_SEQ positions, best of PROBE_PASSES after a warm-up (the precision probe's
+    timing); with `bf16`, also under bf16 autocast, keeping the faster (the run chooses
+    its precision the same way). The random state is saved and put back."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_model(config).to(device).train()
-        tokens = torch.randint(0, config.vocab_size, (batch_size, PROBE_SEQ + 1), device=device)
-        inputs, targets = tokens[:, :-1], tokens[:, 1:]
-        best = math.inf
-        for dtype in (None, torch.bfloat16) if bf16 else (None,):
-            try:
-                for attempt in range(PROBE_PASSES + 1):
-                    started = time.perf_counter()
-                    with torch.autocast(device.type, torch.bfloat16, enabled=dtype is not None):
-                        logits, _ = model(inputs)
-                        loss = F.cross_entropy(
-                            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
-                        )
-                    loss.backward()
-                    model.zero_grad(set_to_none=True)
-                    if attempt:
-                        best = min(best, time.perf_counter() - started)
-            except RuntimeError:  # no bf16 kernel for this cell here: fp32 stands
-                if dtype is None:
-                    raise
-    return batch_size * PROBE_SEQ / max(best, 1e-9)
+        model = build_model(config).to(device)
+    fp32_s, bf16_s = probe_step_seconds(
+        model, batch_size, PROBE_SEQ, config.vocab_size, device, steps=PROBE_PASSES, bf16=bf16
+    )
+    return batch_size * PROBE_SEQ / max(min(fp32_s, bf16_s), 1e-9)
