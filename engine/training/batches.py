@@ -48,11 +48,14 @@ class BatchSource:
     the global batch, and the generator state in a checkpoint is every rank's.
 
     A labelled corpus (`segments`: (start, end, label) rows) is batched by
-    `next_labelled`: a window is drawn uniformly among those lying wholly inside
-    one label's span (never straddling two labels), and comes with its condition
-    id (label + 1), replaced by 0 ("no label") with probability `label_dropout`
-    so that the model also learns to sample without one. Only random batching
-    can do that (a stateful stream would run across labels).
+    `next_labelled` in two draws per row: a label, with probability proportional
+    to its count of training windows ** `config.label_balance` (engine/data/
+    label_balance.py: 1 natural, 0 uniform, 0.5 by default), then a window
+    uniformly among those lying wholly inside that label's spans (never
+    straddling two labels). Each comes with its condition id (label + 1),
+    replaced by 0 ("no label") with probability `label_dropout` so that the
+    model also learns to sample without one. Only random batching can do that (a
+    stateful stream would run across labels).
     """
 
     DEVICE_LIMIT_BYTES = 2 << 30
@@ -113,6 +116,8 @@ class BatchSource:
             self._set_segments(np.asarray(segments, dtype=np.int64).reshape(-1, 3))
 
     def _set_segments(self, segments: np.ndarray) -> None:
+        from engine.data.label_balance import label_shares
+
         if self.config.batching != "random":
             raise ConfigError(
                 "conditional training needs random batching (windows stay in a label)"
@@ -121,26 +126,29 @@ class BatchSource:
         fits = np.maximum(segments[:, 1] - segments[:, 0] - seq, 0)
         if fits.sum() == 0:
             raise ConfigError(f"no label has a whole training window ({seq + 1} chars)")
+        labels = segments[:, 2]
+        per_label = np.bincount(labels, weights=fits, minlength=int(labels.max()) + 1)
+        self.label_shares = label_shares(per_label, self.config.label_balance)
+        # A segment's chance: its label's share, split among the label's segments by size.
+        chance = self.label_shares[labels] * fits / np.maximum(per_label[labels], 1)
         on = self.index_device
         self.seg_starts = torch.as_tensor(segments[:, 0], device=on)
-        self.seg_labels = torch.as_tensor(segments[:, 2], device=on)
-        self.seg_ends = torch.as_tensor(np.cumsum(fits), device=on)  # valid starts, cumulative
+        self.seg_labels = torch.as_tensor(labels, device=on)
         self.seg_fits = torch.as_tensor(fits, device=on)
+        self.seg_chance = torch.as_tensor(chance, dtype=torch.float64, device=on)
 
     def next_labelled(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(inputs, targets, condition ids): windows inside one label, label dropout applied."""
-        total = int(self.seg_ends[-1])
-        draws = torch.randint(
-            0, total, (self.rows,), generator=self.generator, device=self.index_device
+        on = self.index_device
+        segment = torch.multinomial(
+            self.seg_chance, self.rows, replacement=True, generator=self.generator
         )
-        segment = torch.searchsorted(self.seg_ends, draws, right=True)
-        offset = draws - (self.seg_ends[segment] - self.seg_fits[segment])
+        fits = self.seg_fits[segment]
+        where = torch.rand(self.rows, generator=self.generator, device=on, dtype=torch.float64)
+        offset = torch.minimum((where * fits).long(), fits - 1)
         starts = self.seg_starts[segment] + offset
         condition = self.seg_labels[segment] + 1
-        dropped = (
-            torch.rand(self.rows, generator=self.generator, device=self.index_device)
-            < self.label_dropout
-        )
+        dropped = torch.rand(self.rows, generator=self.generator, device=on) < self.label_dropout
         condition = torch.where(dropped, torch.zeros_like(condition), condition)
         chunk = self._gather(self._mine(starts)[:, None] + self.window)
         return chunk[:, :-1], chunk[:, 1:], self._mine(condition).to(self.device)

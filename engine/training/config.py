@@ -46,6 +46,9 @@ class TrainConfig:
     # A conditional run (engine/models/conditioning.py) on a labelled corpus.
     conditional: bool = False
     label_dropout: float = 0.1
+    # Labels drawn with p ~ size^label_balance (engine/data/label_balance.py): 1 natural,
+    # 0 uniform.
+    label_balance: float = 0.5
     # Intra-op CPU threads: None lets engine/training/threads.py choose (and re-choose
     # when other processes compete for the cores); a number pins it.
     threads: int | None = None
@@ -99,6 +102,7 @@ class TrainConfig:
             check_int("threads", self.threads, 1, 4096)
         check_bool("conditional", self.conditional)
         check_number("label_dropout", self.label_dropout, 0.0, 1.0, high_open=True)
+        check_number("label_balance", self.label_balance, 0.0, 1.0)
         check_choice("tokens", self.tokens, TOKENS)
         check_int("word_vocab (words in a word vocabulary)", self.word_vocab, 1, 1_000_000)
         if self.tokens == "word" and self.conditional:

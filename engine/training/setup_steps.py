@@ -188,6 +188,13 @@ class SetupSteps:
         train, val = corpus.label_split(self.config.val_fraction)
         self.train_ids, self.train_segments = train.ids, train.segments
         self.val_ids, self.val_segments = val.ids, val.segments
+        if self.rank == 0:
+            from engine.data.label_balance import balance_note
+
+            spans = train.segments[:, 1] - train.segments[:, 0] - self.config.seq_len
+            windows = np.maximum(spans, 0)
+            sizes = np.bincount(train.segments[:, 2], weights=windows, minlength=len(corpus.labels))
+            self.setup_notes.append(balance_note(corpus.labels, sizes, self.config.label_balance))
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay = [], []
