@@ -11,10 +11,20 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from engine.paths import data_dir
-from engine.training.runs import list_runs, runs_dir
+from engine.paths import UserDirError, data_dir
+from engine.training import runs as saved_runs
+from engine.training.runs import runs_dir
 
 __all__ = ["list_runs", "log_exception", "log_path", "new_run_dir", "runs_dir"]
+
+
+def list_runs(root: Path | None = None, limit: int | None = 50) -> list[dict]:
+    """The app's saved-runs list; an unusable data directory lists none (the app
+    already said why when it opened, and training says it again if tried)."""
+    try:
+        return saved_runs.list_runs(root, limit)
+    except UserDirError:
+        return []
 
 
 def log_path() -> Path:
