@@ -117,7 +117,13 @@ def corpus_info(
         "items": corpus_item_info(loaded.vocab.chars, loaded.ids),
     }
     if labels:
-        info["labels"] = label_sizes(loaded)
+        from engine.data.label_balance import DEFAULT_LABEL_BALANCE, balance_note, label_rows
+
+        sizes = label_sizes(loaded)
+        names, chars = [r["name"] for r in sizes], [r["chars"] for r in sizes]
+        info["labels"] = label_rows(names, chars, DEFAULT_LABEL_BALANCE)
+        info["label_balance"] = DEFAULT_LABEL_BALANCE
+        info["label_balance_note"] = balance_note(names, chars, DEFAULT_LABEL_BALANCE)
     else:
         info["labelled_layout"] = looks_labelled(corpus)
     if json_out:
@@ -144,6 +150,10 @@ def corpus_info(
     if labels:
         sizes = ", ".join(f"{row['name']} ({row['chars']:,})" for row in info["labels"])
         stderr.print(f"labels: {sizes}", markup=False)
+        stderr.print(
+            info["label_balance_note"] + " (a conditional run's default; --label-balance)",
+            markup=False,
+        )
     common = "  ".join(f"{c!r}:{n:,}" for c, n in info["most_common"])
     stdout.print(f"most common: {common}")
     stdout.print("preview:")
