@@ -10,7 +10,6 @@ would not fit in memory is refused here, before a single weight is allocated.
 from __future__ import annotations
 
 from engine.errors import ConfigError
-from engine.models import check_fits, config_from_dict
 from engine.training.config import MAX_STEPS, TrainConfig
 from engine.validation import (
     check_choice,
@@ -26,6 +25,7 @@ MAX_VOCAB = 0x110000
 MAX_HISTORY = 1_000_000
 MAX_GROUPS = 64
 MAX_TOKEN_CHARS = 1024
+MAX_SAVED_AT = 253402300799.0  # 9999-12-31: a date Python can still print
 
 
 def _optional_number(name: str, value: object) -> None:
@@ -74,8 +74,22 @@ def _check_corpus(value: object) -> None:
         check_str("a corpus file", path)
 
 
+def check_listing(state: dict) -> None:
+    """The fields a run list reads (step, history, model type, corpus, best loss, save
+    time), checked without torch: `runs list` and the app's run list use this."""
+    check_str("model_type", check_dict("model", state.get("model")).get("model_type"))
+    check_int("step", state.get("step", 0), 0, MAX_STEPS)
+    _check_history(state.get("history", []))
+    _optional_number("best_val_loss", state.get("best_val_loss"))
+    check_number("saved_at", state.get("saved_at", 0.0), 0.0, MAX_SAVED_AT)
+    if "corpus" in state:
+        _check_corpus(state["corpus"])
+
+
 def check_state(state: dict) -> None:
     """Raise ConfigError (one line) for the first field of `state` that is wrong."""
+    from engine.models import check_fits, config_from_dict  # torch: only for a full check
+
     model = check_dict("model", state.get("model"))
     config = config_from_dict(model)
     vocab = _check_vocab(state.get("vocab"), state.get("tokenizer"))
