@@ -351,19 +351,15 @@ def train(
                 force=force,
                 deadline=deadline,
             )
-            previous = signal.getsignal(signal.SIGINT)
+            from engine.training.launch import StopOnSignals
 
-            def interrupt(signum: int, frame: object) -> None:
-                # First Ctrl-C: stop after this step and save; a second one aborts.
-                trainer.config.final_eval = False
-                trainer.stop()
-                signal.signal(signal.SIGINT, previous)
-
-            signal.signal(signal.SIGINT, interrupt)
+            # Ctrl-C, SIGTERM or SIGHUP: stop after this step and save there (no final
+            # evaluation); a second Ctrl-C aborts (engine/training/launch.py).
             try:
-                result = trainer.run()
+                with StopOnSignals(trainer) as stopper:
+                    result = trainer.run()
+                result.stop_signal = stopper.signal_name
             finally:
-                signal.signal(signal.SIGINT, previous)
                 if close_tensorboard is not None:
                     close_tensorboard()
     payload = result.as_dict()
@@ -393,8 +389,8 @@ def train(
                 f"stopped early: no new best in {config.patience} evaluations; "
                 f"the best (val {result.best_val_loss:.4f}) is kept as {out / 'best'}"
             )
-    if result.stopped_by == "stop":
-        raise typer.Exit(130)
+    if result.stopped_by == "stop":  # 128 + the signal's number, as a shell reports it
+        raise typer.Exit(128 + signal.Signals[result.stop_signal or "SIGINT"])
 
 
 def register(app: typer.Typer) -> None:

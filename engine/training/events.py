@@ -102,6 +102,8 @@ class TrainResult:
     val_loss_per_token: float | None = None
     val_tokens: int | None = None
     vocab_size: int | None = None
+    # With stopped_by "stop": the signal that stopped the run ("SIGTERM", ...), if one did.
+    stop_signal: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

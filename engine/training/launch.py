@@ -29,12 +29,14 @@ streams afresh.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,68 @@ from engine.models import ModelConfig
 from engine.training.ddp import World, init_process_group, rank_device, torchrun_world
 from engine.training.events import StepEvent, TrainResult
 from engine.training.tensorboard_log import TensorBoardRequest
+
+# Signals that stop a training process at the next step boundary, saving there.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopOnSignals:
+    """While entered: SIGINT, SIGTERM and SIGHUP stop `trainer` at the next step boundary.
+
+    The trainer then saves a checkpoint at the stop, with no final evaluation (a
+    closing terminal or a service manager's grace period does not wait for one).
+    `signum` is the first signal received (the CLI exits 128 + it). After the first,
+    a Ctrl-C goes back to its old handler (twice aborts: the user insists, and the
+    checkpoint write is atomic), while a repeated SIGTERM or SIGHUP changes nothing,
+    since a closing terminal or a service manager may send several. SIGHUP means the
+    terminal is gone: stdout and stderr that were that terminal now write to
+    /dev/null. Outside the main thread (no signal handlers there) it does nothing.
+    """
+
+    def __init__(self, trainer) -> None:  # Trainer (imported lazily, as in train_rank)
+        self.trainer = trainer
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+        self._terminal: list[int] = []
+
+    @property
+    def signal_name(self) -> str | None:
+        return signal.Signals(self.signum).name if self.signum is not None else None
+
+    def __enter__(self) -> StopOnSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        # Known now: once the terminal hangs up, isatty() on it fails.
+        self._terminal = [fd for fd in (1, 2) if os.isatty(fd)]
+        for number in STOP_SIGNALS:
+            self._previous[number] = signal.signal(number, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:
+            _point_at_devnull(self._terminal)
+        if self.signum is not None:
+            return
+        self.signum = signum
+        self.trainer.config.final_eval = False
+        self.trainer.stop()
+        signal.signal(signal.SIGINT, self._previous[signal.SIGINT])  # type: ignore[arg-type]
+
+    def __exit__(self, *exc: object) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)  # type: ignore[arg-type]
+        self._previous.clear()
+
+
+def _point_at_devnull(fds: list[int]) -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd)
+    os.close(null)
 
 
 def _load_corpus(spec: str, encoding: str, world: World, labelled: bool = False):  # -> Corpus
@@ -135,7 +199,6 @@ def train_rank(
         if board is not None:
             board.record(event)
 
-    previous = signal.getsignal(signal.SIGINT)
     try:
         corpus = _load_corpus(corpus_spec, encoding, world, bool(config.conditional))
         trainer = Trainer(
@@ -149,20 +212,15 @@ def train_rank(
             rank=world.rank,
             world_size=world.world_size,
         )
-
-        def interrupt(signum: int, frame: object) -> None:
-            # Ctrl-C reaches every rank: all stop at the next agreed step, rank 0 saves.
-            trainer.config.final_eval = False
-            trainer.stop()
-            signal.signal(signal.SIGINT, previous)
-
-        signal.signal(signal.SIGINT, interrupt)
-        result = trainer.run()
+        # Ctrl-C (and a closed terminal) reaches every rank; torchrun passes SIGTERM on to
+        # them: all stop at the next agreed step, rank 0 saves.
+        with StopOnSignals(trainer) as stopper:
+            result = trainer.run()
+        result.stop_signal = stopper.signal_name
         # Leave together, once rank 0 has evaluated and saved: a rank that exits and
         # closes its sockets while a peer's gloo context is live can abort that peer.
         dist.barrier()
     finally:
-        signal.signal(signal.SIGINT, previous)
         if board is not None:
             board.close()
         # The DDP wrapper holds the process group and gloo work with tensors in it: free
@@ -334,7 +392,10 @@ def run_distributed(
             resume=resume,
             deadline=deadline,
         )
-        return trainer.run()
+        with StopOnSignals(trainer) as stopper:
+            result = trainer.run()
+        result.stop_signal = stopper.signal_name
+        return result
     finally:
         if board is not None:
             board.close()

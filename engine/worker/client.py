@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.worker import protocol as p
 from engine.worker.runs import log_exception, log_path
-from engine.worker.server import SHUTDOWN_GRACE_S, _process_main, serve
+from engine.worker.server import SHUTDOWN_GRACE_S, STOP_SIGNALS, _process_main, serve
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -71,8 +72,9 @@ class EngineClient:
     def _start_process(self, generation: int) -> None:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe(duplex=True)
+        # The engine watches our pid: killed outright, we leave it to save and exit.
         process = context.Process(
-            target=_process_main, args=(child,), name="charlm-engine", daemon=True
+            target=_process_main, args=(child, os.getpid()), name="charlm-engine", daemon=True
         )
         with _real_stderr():
             process.start()
@@ -230,6 +232,9 @@ def _death_of(exitcode: int | None) -> p.EngineDied:
             name = f"signal {-exitcode}"
         hint = " (out of memory, or killed from outside)" if name == "SIGKILL" else ""
         reason = f"the engine was killed by {name}{hint}"
+    elif exitcode and exitcode - 128 in STOP_SIGNALS:  # it caught the signal and saved
+        name = signal.Signals(exitcode - 128).name
+        reason = f"the engine was stopped by {name} (a run in training was saved first)"
     elif exitcode:
         reason = f"the engine exited with code {exitcode} (see {log_path()})"
     else:

@@ -4,6 +4,14 @@ Inside the engine the command loop never blocks: training runs in a thread (so
 generation from `trainer.snapshot()` can run beside it), and corpus loads,
 generations, evaluations and comparisons run in threads of their own. Commands
 are dispatched to `on_<CommandName>` handlers, grouped by concern in mixins.
+
+The engine process never loses a run in training: SIGTERM, SIGHUP (a closed
+terminal reaches the whole process group) and SIGINT make it leave its command
+loop as Shutdown does, and so does the UI going away (the pipe breaks, or the
+parent process changes because the UI was killed outright). Leaving the loop
+saves the run at the next step boundary, with no final evaluation, and the
+process then exits (128 + the signal's number after a signal). Further signals
+while it saves change nothing: the handler only notes them.
 """
 
 from __future__ import annotations
@@ -11,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import UserError, first_line
+from engine.files import open_for_write
 from engine.worker import protocol as p
 from engine.worker.generation_jobs import GenerationHandlers
 from engine.worker.inspect_jobs import InspectHandlers
@@ -216,11 +226,58 @@ def serve(recv: Callable[[], object], send: Callable[[object], None]) -> None:
         outbox.close()
 
 
-def _process_main(conn: Any) -> None:
-    """Entry point of the engine process (spawn context)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the UI
+# Signals that make the engine save and exit; how often its command loop looks for them
+# and for its parent (a signal handler runs only when the main thread runs Python).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+WATCH_S = 0.2
+
+
+class _Watch:
+    """Notes the first stop signal; says when the command loop should leave."""
+
+    def __init__(self, parent_pid: int | None) -> None:
+        self.parent_pid = parent_pid
+        self.signum: int | None = None
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def reason(self) -> str | None:
+        if self.signum is not None:
+            return f"{signal.Signals(self.signum).name} received"
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            return "the app is gone"
+        return None
+
+    def receiver(self, conn: Any) -> Callable[[], object]:
+        """conn.recv, but a Shutdown as soon as a signal or the parent's death says so."""
+
+        def recv() -> object:
+            while True:
+                reason = self.reason()
+                if reason is not None:
+                    _say(f"{reason}: saving any run in training, then exiting")
+                    return p.Shutdown()
+                if conn.poll(WATCH_S):
+                    return conn.recv()
+
+        return recv
+
+
+def _say(line: str) -> None:
+    """One line in the engine log (stderr is the log in the engine process)."""
+    with contextlib.suppress(Exception):
+        print(f"charlm-engine {os.getpid()}: {line}", file=sys.stderr, flush=True)
+
+
+def _process_main(conn: Any, parent_pid: int | None = None) -> None:
+    """Entry point of the engine process (spawn context); `parent_pid` is the UI's."""
+    watch = _Watch(parent_pid)
+    for number in STOP_SIGNALS:
+        signal.signal(number, watch.on_signal)
     try:  # the UI's terminal is not ours: torch warnings go to the log
-        fd = os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = open_for_write(log_path(), append=True)  # never through a planted link
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
@@ -232,6 +289,8 @@ def _process_main(conn: Any) -> None:
         with lock:
             conn.send(event)
 
-    serve(conn.recv, send)
+    serve(watch.receiver(conn), send)
     with contextlib.suppress(OSError):
         conn.close()
+    if watch.signum is not None:
+        sys.exit(128 + watch.signum)
