@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from engine.decoding.loading import Decoder
 
 MAX_SAMPLES = 1024
+MAX_ITEMS = 10_000  # generate --items: rows of one batch
+MAX_PROMPT_BYTES = 4 << 20  # --prompt-file: far past argv's 128 KiB, far below memory
 ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
 
 CHECKPOINT_OPTION = typer.Option(
@@ -43,8 +45,9 @@ PROMPT_OPTION = typer.Option(
 PROMPT_FILE_OPTION = typer.Option(
     None,
     "--prompt-file",
-    help="Read the prompt from this UTF-8 file ('-': standard input); for prompts longer "
-    "than a command line holds (Linux caps one argument at 128 KiB).",
+    help="Read the prompt from this UTF-8 file ('-': standard input), a regular file of at "
+    "most 4 MB; for prompts longer than a command line holds (Linux caps one argument "
+    "at 128 KiB).",
 )
 DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
 SEED_OPTION = typer.Option(None, "--seed", help="Random seed (same seed, same text).")
@@ -76,6 +79,7 @@ def load_decoder(
     blend: str = "mixture",
 ) -> tuple[Decoder, Generator]:
     """The decoder for these options, every option checked before any checkpoint loads."""
+    from charlm_tui.cli_common import checkpoint_paths
     from engine.decoding.blend import BLENDS, check_weights, parse_weights
     from engine.decoding.generator import Generator
     from engine.decoding.loading import build_decoder, check_guidance, load_checkpoints
@@ -88,7 +92,7 @@ def load_decoder(
     if blend not in BLENDS:
         raise ConfigError(f"--blend must be one of {', '.join(BLENDS)}, got '{blend}'")
     torch_device = resolve_device(device)
-    loaded = load_checkpoints(checkpoints, torch_device)
+    loaded = load_checkpoints(checkpoint_paths(checkpoints), torch_device)
     decoder = build_decoder(
         loaded, condition=condition, guidance=guidance, weights=parsed, blend=blend
     )
@@ -107,13 +111,7 @@ def read_prompt(prompt: str, prompt_file: Path | None, drop_unknown: bool) -> st
     if prompt_file is not None:
         if prompt:
             raise ConfigError("give --prompt or --prompt-file, not both")
-        try:
-            raw = sys.stdin.buffer.read() if str(prompt_file) == "-" else prompt_file.read_bytes()
-        except OSError as exc:
-            raise CorpusError(
-                f"cannot read the prompt file {prompt_file} ({exc.strerror})"
-            ) from None
-        prompt = raw.decode("utf-8", "surrogateescape")
+        prompt = _prompt_file_text(prompt_file)
     bad = next((i for i, c in enumerate(prompt) if "\ud800" <= c <= "\udfff"), None)
     if bad is None:
         return prompt
@@ -123,6 +121,24 @@ def read_prompt(prompt: str, prompt_file: Path | None, drop_unknown: bool) -> st
         f"the prompt is not valid UTF-8 (at character {bad}): fix its encoding, "
         "or use --drop-unknown to leave those bytes out"
     )
+
+
+def _prompt_file_text(prompt_file: Path) -> str:
+    """A regular file (or stdin) of at most MAX_PROMPT_BYTES, never a pipe that blocks."""
+    from engine.errors import CorpusError
+    from engine.files import read_bytes
+
+    cap = f"at most {MAX_PROMPT_BYTES / (1 << 20):.1f} MB"
+    if str(prompt_file) == "-":
+        try:
+            raw = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
+        except OSError as exc:
+            raise CorpusError(f"cannot read the prompt from stdin ({exc.strerror})") from None
+        if len(raw) > MAX_PROMPT_BYTES:
+            raise CorpusError(f"the prompt on stdin is too long ({cap})")
+    else:
+        raw = read_bytes(prompt_file, MAX_PROMPT_BYTES, "prompt file", CorpusError)
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def check_prompt(generator: Generator, prompt: str, drop_unknown: bool) -> None:

@@ -20,6 +20,7 @@ from charlm_tui.cli_decoding import (
     DROP_OPTION,
     GUIDANCE_OPTION,
     JSON_OPTION,
+    MAX_ITEMS,
     MAX_SAMPLES,
     PROMPT_FILE_OPTION,
     PROMPT_OPTION,
@@ -79,7 +80,11 @@ def generate(
         False, "--stream", help="Print characters as they come (sample i uses seed + i)."
     ),
     items: int | None = typer.Option(
-        None, "--items", help="Make N line-per-item items, one a line (the prompt starts each)."
+        None,
+        "--items",
+        min=1,
+        max=MAX_ITEMS,
+        help="Make N line-per-item items, one a line (the prompt starts each).",
     ),
     condition: str | None = CONDITION_OPTION,
     guidance: float | None = GUIDANCE_OPTION,

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from charlm_tui.cli_common import emit_json, user_errors
+from charlm_tui.cli_common import checkpoint_paths, emit_json, user_errors
 from charlm_tui.widgets.glyphs import visible
 from charlm_tui.widgets.inspect_render import (
     diverging_colour,
@@ -55,7 +55,10 @@ CORPUS_OPTION = typer.Option(
 OFFSET_OPTION = typer.Option(0, "--offset", help="Where the excerpt starts in the held-out split.")
 DROP_OPTION = typer.Option(False, "--drop-unknown", help="Leave out characters the model lacks.")
 DEVICE_OPTION = typer.Option("cpu", "--device", help="auto, cpu, cuda or mps.")
-WIDTH_OPTION = typer.Option(80, "--width", help="Characters per line of a unit strip.")
+MAX_WIDTH = 1000
+WIDTH_OPTION = typer.Option(
+    80, "--width", min=1, max=MAX_WIDTH, help="Characters per line of a unit strip."
+)
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object on stdout.")
 POSITION_OPTION = typer.Option(
     -1, "--position", help="Character position (negative counts from the end)."
@@ -66,7 +69,7 @@ def _load(checkpoint: Path, device: str) -> Checkpoint:
     from engine.device import resolve_device
     from engine.training.checkpoint import load_checkpoint
 
-    return load_checkpoint(checkpoint, resolve_device(device))
+    return load_checkpoint(checkpoint_paths([checkpoint])[0], resolve_device(device))
 
 
 def _text(
@@ -79,6 +82,7 @@ def _text(
 ):
     """(text, ids) from --text or --corpus-excerpt (exactly one of them)."""
     from engine.errors import UserError
+    from engine.files import read_text
     from engine.inspect import MAX_TEXT_CHARS, encode_text, held_out_excerpt
     from engine.inspect.text import training_corpus
 
@@ -86,15 +90,14 @@ def _text(
         raise UserError("give the text to inspect: --text FILE or --corpus-excerpt N (one)")
     if text_file is not None:
         if text_file == "-":
-            raw = sys.stdin.read(MAX_TEXT_CHARS + 1)
-        else:
-            path = Path(text_file).expanduser()
             try:
-                with path.open(encoding="utf-8") as handle:
-                    raw = handle.read(MAX_TEXT_CHARS + 1)
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-                raise UserError(f"cannot read {path}: {reason}") from None
+                raw = sys.stdin.read(MAX_TEXT_CHARS + 1)
+            except UnicodeDecodeError:
+                raise UserError("the text on stdin is not UTF-8") from None
+        else:
+            # A regular file only (a named pipe would block), at most 4 bytes a character.
+            what = f"--text file (at most {MAX_TEXT_CHARS:,} characters)"
+            raw = read_text(Path(text_file).expanduser(), 4 * MAX_TEXT_CHARS, what)
         if len(raw) > MAX_TEXT_CHARS:
             raise UserError(
                 f"{text_file} has more than {MAX_TEXT_CHARS:,} characters; inspect reads at most "

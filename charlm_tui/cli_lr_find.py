@@ -33,7 +33,9 @@ def lr_find_command(
     ),
     min_lr: float = typer.Option(1e-5, "--min-lr", help="The rate the sweep starts at."),
     max_lr: float = typer.Option(1.0, "--max-lr", help="The rate the sweep ends at."),
-    steps: int = typer.Option(100, "--steps", help="Steps of the sweep (at most)."),
+    steps: int = typer.Option(
+        100, "--steps", min=5, max=100_000, help="Steps of the sweep (at most)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (weights and batches)."),
@@ -44,32 +46,25 @@ def lr_find_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Sweep the learning rate exponentially on a fresh model and suggest one to train with."""
-    from engine.errors import ConfigError
     from engine.training.lr_find import check_range
 
     check_range(min_lr, max_lr, steps)  # before torch loads: bad input answers at once
 
-    from charlm_tui.cli_train import _apply_settings
+    from charlm_tui.cli_train import parse_settings
     from engine.data.corpus import load_corpus
-    from engine.device import resolve_device
-    from engine.models import MODEL_TYPES, make_config
-    from engine.training.config import TrainConfig
     from engine.training.lr_find import lr_find
-    from engine.training.presets import default_preset
-    from engine.training.presets import preset as get_preset
+    from engine.training.request import TrainRequest, resolve_training
 
-    if model not in MODEL_TYPES:
-        raise ConfigError(f"unknown model '{model}': choose one of {', '.join(MODEL_TYPES)}")
-    model_settings, train_settings = get_preset(
-        model, preset or default_preset(resolve_device(device).type)
-    )
-    _apply_settings(settings, model_settings, train_settings, model)
-    train_settings.update(device=device, precision=precision)
-    if seed is not None:
-        train_settings["seed"] = seed
-    config = TrainConfig.from_dict(train_settings)
-    config.validate()
     loaded = load_corpus(corpus, encoding)
+    values = {"fit_width": False, **parse_settings(settings)}  # the width probe is a run's
+    values.update(device=device, precision=precision)
+    if seed is not None:
+        values["seed"] = seed
+    # The model `train` would build with the same options (engine/training/request.py).
+    resolution = resolve_training(TrainRequest(model, preset, values), loaded)
+    if not json_out:
+        for reason in resolution.reasons:
+            stderr.print(reason, markup=False, soft_wrap=True)
 
     def show(step: int, lr: float, loss: float, smoothed: float) -> None:
         if not json_out and step % 10 == 0:
@@ -77,13 +72,14 @@ def lr_find_command(
 
     result = lr_find(
         loaded,
-        make_config(model, **model_settings),
-        config,
+        resolution.model_config,
+        resolution.config,
         min_lr=min_lr,
         max_lr=max_lr,
         steps=steps,
         on_point=show,
     )
+    model = resolution.model_config.model_type
     payload = {"corpus": loaded.name, "model": model, "steps": len(result.lrs), **result.as_dict()}
     if json_out:
         emit_json(payload)
