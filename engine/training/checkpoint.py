@@ -15,9 +15,16 @@ temporaries and says so in one line. Temporary names carry the writer's pid:
 a save only ever removes its own, and a crashed writer's are removed by the
 next process that claims the run directory (engine/training/run_dir.py).
 
+Every file of a checkpoint is created with `O_EXCL | O_NOFOLLOW` inside the
+save's own fresh temporary directory, so nothing planted can be written through.
+The tags, temporaries and pruning are engine/training/run_tags.py; reading
+(bounded, non-blocking, dtypes checked) is engine/training/checkpoint_read.py.
+
 Loading checks `state.json` against its schema (engine/training/state_schema.py)
 before building the model, and refuses weights that are not finite, so `last`
-and `best` only ever name checkpoints that can be used.
+and `best` only ever name checkpoints that can be used. A load that resolved a
+tag and finds its checkpoint pruned under it (the directory is gone, never half
+there) resolves the tag again.
 """
 
 from __future__ import annotations
@@ -33,21 +40,55 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import _remove_duplicate_names
+from safetensors.torch import save as serialize
 
 from engine.data.corpus import Vocab
 from engine.data.words import tokenizer_meta, vocab_from_state
-from engine.errors import CheckpointError, UserError, first_line
+from engine.errors import CheckpointError, UserError
+from engine.files import fsync_dir
 from engine.models import CharLM, build_model, config_from_dict
+from engine.training.checkpoint_read import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MODEL_FILE,
+    STATE_FILE,
+    TRAINER_FILE,
+    load_weights,
+    read_state,
+    read_trainer,
+    resolve,
+    resolve_checkpoint_dir,
+)
+from engine.training.run_tags import (
+    TAGS,
+    pid_alive,
+    prune,
+    remove_stale_temps,
+    swap_symlink,
+    temp_owner,
+)
 from engine.training.state_schema import check_state
 
-FORMAT_NAME = "charlm-tui-checkpoint"
-FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
-TRAINER_FILE = "trainer.safetensors"
-STATE_FILE = "state.json"
-TAGS = ("last", "best")
+# Re-exported: callers import these from here.
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MODEL_FILE",
+    "STATE_FILE",
+    "TAGS",
+    "TRAINER_FILE",
+    "Checkpoint",
+    "load_checkpoint",
+    "pid_alive",
+    "read_state",
+    "remove_stale_temps",
+    "resolve_checkpoint_dir",
+    "save_checkpoint",
+    "temp_owner",
+]
+# A load that finds its tag's checkpoint pruned under it resolves the tag again.
+LOAD_ATTEMPTS = 5
 
 
 @dataclass
@@ -84,85 +125,9 @@ class Checkpoint:
         return counts / counts.sum()
 
 
-def _fsync_path(path: Path) -> None:
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync directories; the rename still orders writes
-    finally:
-        os.close(fd)
-
-
-def _swap_symlink(run_dir: Path, tag: str, target_name: str) -> None:
-    temp = run_dir / f".{tag}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    os.symlink(target_name, temp)
-    try:
-        os.replace(temp, run_dir / tag)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _referenced(run_dir: Path) -> set[str]:
-    names = set()
-    for tag in TAGS:
-        link = run_dir / tag
-        if link.is_symlink():
-            names.add(os.readlink(link))
-    return names
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
-
-
-def temp_owner(name: str) -> int | None:
-    """The pid written into a temporary name (`.tmp-<pid>-...`, `.last.<pid>.<id>`)."""
-    if name.startswith(".tmp-"):
-        field = name[len(".tmp-") :].split("-", 1)[0]
-    else:
-        parts = name.split(".")
-        field = parts[2] if len(parts) > 3 else ""
-    return int(field) if field.isdigit() else None
-
-
-def remove_stale_temps(run_dir: Path) -> None:
-    """Remove temporaries whose writer is dead (a crash mid-save); never a live one's."""
-    for entry in run_dir.iterdir():
-        is_temp = entry.name.startswith((".tmp-", ".last.", ".best."))
-        if not is_temp:
-            continue
-        owner = temp_owner(entry.name)
-        if owner is None or owner == os.getpid() or pid_alive(owner):
-            continue
-        if entry.is_symlink() or entry.is_file():
-            entry.unlink(missing_ok=True)
-        elif entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-
-
 def _prune(run_dir: Path) -> None:
-    """Remove checkpoint dirs no tag points at, and temporaries of writers that died."""
-    remove_stale_temps(run_dir)
-    keep = _referenced(run_dir)
-    for entry in run_dir.iterdir():
-        if entry.is_symlink() or not entry.name.startswith("step-"):
-            continue
-        if entry.name not in keep and entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
+    """Remove checkpoint dirs no tag resolves to (engine/training/run_tags.py)."""
+    prune(run_dir)
 
 
 def first_non_finite(tensors: dict[str, torch.Tensor] | torch.nn.Module) -> str | None:
@@ -225,10 +190,10 @@ def save_checkpoint(
         shutil.rmtree(temp, ignore_errors=True)
         raise
     try:
-        _fsync_path(run_dir)
+        fsync_dir(run_dir)
         for tag in tags:
-            _swap_symlink(run_dir, tag, name)
-        _fsync_path(run_dir)
+            swap_symlink(run_dir, tag, name)
+        fsync_dir(run_dir)
     except OSError as exc:
         raise _save_error(run_dir, exc) from None
     finally:
@@ -256,10 +221,35 @@ def _write_files(
     if trainer_tensors:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in trainer_tensors.items()}
         save_file(tensors, str(temp / TRAINER_FILE))
-    (temp / STATE_FILE).write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
-    for file in temp.iterdir():
-        _fsync_path(file)
-    _fsync_path(temp)
+    _write_new(temp / STATE_FILE, json.dumps(state, ensure_ascii=False).encode("utf-8"))
+    fsync_dir(temp)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create `path` (never an existing file or link: O_EXCL, O_NOFOLLOW) and fsync it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_file(tensors: dict[str, torch.Tensor], filename: str) -> None:
+    """safetensors' save_file, written by `_write_new`."""
+    _write_new(Path(filename), serialize(tensors))
+
+
+def save_model(model: torch.nn.Module, filename: str) -> None:
+    """safetensors' save_model (tied weights stored once), written by `_write_new`."""
+    state_dict = model.state_dict()
+    metadata: dict[str, str] = {}
+    for kept, removed in _remove_duplicate_names(state_dict).items():
+        for name in removed:
+            metadata[name] = kept
+            del state_dict[name]
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    _write_new(Path(filename), serialize(tensors, metadata=metadata or None))
 
 
 def _unwrap(model: torch.nn.Module) -> CharLM:
@@ -271,53 +261,6 @@ def _unwrap(model: torch.nn.Module) -> CharLM:
         model = inner
 
 
-def resolve_checkpoint_dir(path: str | Path, prefer: str = "best") -> Path:
-    """A checkpoint directory from a run directory (its `best` or `last`) or itself."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: the path does not exist")
-    if path.is_file():
-        path = path.parent
-    if (path / STATE_FILE).exists():
-        return path
-    order = (prefer, *(t for t in TAGS if t != prefer))
-    for tag in order:
-        link = path / tag
-        if link.exists() and (link / STATE_FILE).exists():
-            return link.resolve()
-    complete = sorted(p for p in path.glob("step-*") if (p / STATE_FILE).exists())
-    if complete:
-        return complete[-1]
-    raise CheckpointError(f"no checkpoint in {path} (expected {STATE_FILE}, or a last/best link)")
-
-
-def read_state(directory: Path) -> dict:
-    """state.json, validated: format name and version are checked before anything else."""
-    try:
-        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{directory}: not a checkpoint ({STATE_FILE} is missing)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{directory / STATE_FILE}: damaged (not valid JSON)") from None
-    except RecursionError:
-        raise CheckpointError(f"{directory / STATE_FILE}: damaged (nested too deeply)") from None
-    except OSError as exc:  # a directory in its place, no permission, an I/O error
-        raise CheckpointError(f"{directory / STATE_FILE}: unreadable ({exc.strerror})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{directory}: not a charlm-tui checkpoint")
-    version = state.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(
-            f"{directory}: damaged metadata (no valid format version: {version!r})"
-        )
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{directory}: checkpoint format {version} is newer than this charlm-tui "
-            f"understands ({FORMAT_VERSION}); upgrade charlm-tui"
-        )
-    return state
-
-
 def load_checkpoint(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -326,7 +269,19 @@ def load_checkpoint(
     with_trainer: bool = False,
 ) -> Checkpoint:
     """Load a checkpoint (or a run directory's `prefer` one) onto `device`."""
-    directory = resolve_checkpoint_dir(path, prefer)
+    for attempt in range(LOAD_ATTEMPTS):
+        directory, tagged = resolve(path, prefer)
+        try:
+            return _load_from(directory, device, with_trainer)
+        except CheckpointError:
+            # Pruned under us (renamed away whole): the tag names a newer one now.
+            if not tagged or directory.is_dir() or attempt == LOAD_ATTEMPTS - 1:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _load_from(directory: Path, device: str | torch.device, with_trainer: bool) -> Checkpoint:
     state = read_state(directory)
     try:
         check_state(state)  # every field, before anything is built from them
@@ -338,32 +293,19 @@ def load_checkpoint(
     if not isinstance(labels, list) or len(labels) != config.num_labels:
         raise CheckpointError(f"{directory}: damaged metadata (labels do not match the model)")
     model = build_model(config)
-    try:
-        missing, unexpected = load_model(model, str(directory / MODEL_FILE), strict=False)
-    except FileNotFoundError:
-        raise CheckpointError(f"{directory}: {MODEL_FILE} is missing") from None
-    except (SafetensorError, RuntimeError, ValueError, OSError) as exc:
-        first = first_line(exc, type(exc).__name__)
-        raise CheckpointError(
-            f"{directory / MODEL_FILE}: damaged or foreign weights ({first})"
-        ) from None
-    if missing or unexpected:
-        raise CheckpointError(f"{directory / MODEL_FILE}: weights do not match the model config")
+    load_weights(model, directory / MODEL_FILE)
     bad = first_non_finite(model)
     if bad is not None:
         raise CheckpointError(
             f"{directory / MODEL_FILE}: weights are not finite ({bad}: NaN or inf)"
         )
-    model.to(device).eval()
     tensors: dict[str, torch.Tensor] = {}
-    if with_trainer and (directory / TRAINER_FILE).exists():
-        try:
-            tensors = load_file(str(directory / TRAINER_FILE))
-        except (SafetensorError, OSError) as exc:
-            raise CheckpointError(f"{directory / TRAINER_FILE}: damaged ({exc})") from None
+    if with_trainer:
+        tensors = read_trainer(model, state, directory)
         bad = first_non_finite(tensors)
         if bad is not None:
             raise CheckpointError(f"{directory / TRAINER_FILE}: {bad} is not finite (NaN or inf)")
+    model.to(device).eval()
     return Checkpoint(directory, model, vocab, state, tensors)
 
 

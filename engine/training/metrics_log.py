@@ -18,6 +18,11 @@ Contracts:
   resumed run continues the same file without duplicates.
 - `elapsed_s` continues across resumes: it is the previous leg's last elapsed
   time plus this leg's wall clock.
+- Written without following links: the rewrite goes through a fresh O_EXCL
+  temporary renamed into place, appends open with O_NOFOLLOW (engine/files.py).
+- A run that replaces another (`--force`) logs into a temporary (`pending`) that
+  replaces the old run's file only at its first checkpoint (`commit`); a start that
+  fails before that removes it and leaves the old file as it was.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import os
 import time
 from pathlib import Path
 from typing import IO
+
+from engine.errors import CheckpointError
+from engine.files import describe_write_error, open_for_write, temp_name, write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 FLUSH_EVERY_S = 1.0
@@ -64,25 +72,31 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def _rewrite(path: Path, records: list[dict]) -> None:
-    """Replace the file atomically (temp file, fsync, rename)."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    """Replace the file atomically (a fresh O_EXCL temporary, fsync, rename)."""
+    try:
+        write_atomic(path, "".join(json.dumps(record) + "\n" for record in records))
+    except OSError as exc:
+        raise CheckpointError(describe_write_error(path, exc)) from None
 
 
 class MetricsLog:
     """Appends a run's records to `metrics.jsonl`; `record(event)` takes trainer events."""
 
-    def __init__(self, run_dir: str | Path, *, resume_step: int | None = None) -> None:
-        """Start the file afresh, or (resume_step = S) keep what was logged up to step S."""
+    def __init__(
+        self, run_dir: str | Path, *, resume_step: int | None = None, pending: bool = False
+    ) -> None:
+        """Start the file afresh, or (resume_step = S) keep what was logged up to step S.
+
+        `pending`: log into a temporary that replaces the file at `commit()` (a run
+        replacing another keeps the old file until its first checkpoint).
+        """
         self.path = metrics_path(run_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.offset_s = 0.0
-        if resume_step is None:
+        self._pending: Path | None = temp_name(self.path) if pending else None
+        if self._pending is not None:
+            _rewrite(self._pending, [])
+        elif resume_step is None:
             _rewrite(self.path, [])
         else:
             kept = [
@@ -94,8 +108,22 @@ class MetricsLog:
             _rewrite(self.path, kept)  # also drops a half-written last line
             elapsed = [r["elapsed_s"] for r in kept if isinstance(r.get("elapsed_s"), (int, float))]
             self.offset_s = float(elapsed[-1]) if elapsed else 0.0
-        self._handle: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        target = self._pending or self.path
+        try:
+            fd = open_for_write(target, append=True)
+        except OSError as exc:
+            raise CheckpointError(describe_write_error(target, exc)) from None
+        self._handle: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
         self._flushed_at = time.monotonic()
+
+    def commit(self) -> None:
+        """A pending log becomes the run's metrics.jsonl (the open handle keeps appending)."""
+        if self._pending is None:
+            return
+        if self._handle is not None:
+            self._handle.flush()
+        os.replace(self._pending, self.path)
+        self._pending = None
 
     def write(self, record: dict, *, flush: bool = False) -> None:
         if self._handle is None:
@@ -156,6 +184,9 @@ class MetricsLog:
             os.fsync(self._handle.fileno())
             self._handle.close()
             self._handle = None
+        if self._pending is not None:  # never committed: the old run's file stays
+            self._pending.unlink(missing_ok=True)
+            self._pending = None
 
 
 def step_records(records: list[dict]) -> list[dict]:

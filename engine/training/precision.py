@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,12 +29,14 @@ import torch
 from torch.nn import functional as F
 
 from engine.device import PRECISIONS, cpu_has_amx, cpu_info, native_bf16
-from engine.errors import ConfigError
+from engine.errors import ConfigError, UserError
+from engine.files import MIB, read_json, write_atomic
 
 # bf16 must beat fp32 by this much: a tie keeps the exact arithmetic.
 MIN_SPEEDUP = 1.05
 PROBE_STEPS = 3
 CACHE_FILE = "precision.json"
+CACHE_MAX_BYTES = 4 * MIB
 
 # Seconds per training step of the run's shape: (fp32, bf16 autocast).
 Probe = Callable[[], tuple[float, float]]
@@ -186,19 +187,20 @@ def _cache_path() -> Path:
 
 
 def _read(path: Path) -> dict:
+    """The cached verdicts; a cache that is not a small regular JSON file counts as empty
+    (a FIFO or a link to /dev/zero is never waited on nor read whole)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(path, CACHE_MAX_BYTES, "precision cache")
+    except UserError:
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def _write(path: Path, verdicts: dict) -> None:
-    """Atomically (a temp file renamed over); a cache that cannot be written is skipped."""
+    """Atomically (a fresh O_EXCL temporary renamed over: a planted link is replaced,
+    never written through); a cache that cannot be written is skipped."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(verdicts, indent=1), encoding="utf-8")
-        os.replace(temp, path)
+        write_atomic(path, json.dumps(verdicts, indent=1), durable=False)
     except OSError:
         pass

@@ -11,6 +11,16 @@ The claim also refuses to train over a run that is already there unless asked
 (`--resume` continues it, `--force` replaces it), and checks that the directory
 can be written and has room for a checkpoint, so that a read-only or full disk
 is reported at start-up and not by the first save after minutes of training.
+
+A run directory holding links other than its `last`/`best` tags (a `.lock` or
+`metrics.jsonl` planted as a symlink) is refused in one line before anything is
+written; the lock itself is opened with `O_NOFOLLOW` and never written through.
+
+`--force` replaces the old run only when the new one has saved its first
+checkpoint: until then the old run's checkpoints, tags and metrics.jsonl stay as
+they were (`RunClaim.replacing`), so a new start that fails (bad settings, a kill)
+leaves the old run loadable. That first save takes both tags, prune removes the
+old checkpoints, and the new metrics (written to a temporary) replace the old.
 """
 
 from __future__ import annotations
@@ -18,16 +28,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import threading
 from pathlib import Path
 
 from engine.errors import CheckpointError
+from engine.files import describe_write_error, temp_name
 from engine.training.checkpoint import (
     describe_os_error,
     read_state,
     remove_stale_temps,
     resolve_checkpoint_dir,
 )
+from engine.training.run_tags import check_run_entries
 
 try:  # POSIX; elsewhere runs are not locked (a documented limitation)
     import fcntl
@@ -50,6 +63,8 @@ class RunClaim:
         self._key = key
         self._released = False
         self.created = False  # the claim made the directory (bad input leaves nothing behind)
+        # --force over a run: the old one stays until this run's first checkpoint is saved.
+        self.replacing = False
 
     def abandon(self) -> None:
         """Release after a failed start: a directory this claim created goes again."""
@@ -85,10 +100,7 @@ def _lock(run_dir: Path) -> RunClaim:
             fd, count = _held[key]
             _held[key] = (fd, count + 1)
             return RunClaim(run_dir, key)
-        try:
-            fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise CheckpointError(describe_os_error(run_dir, exc)) from None
+        fd = _open_lock(run_dir / LOCK_FILE)
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -110,6 +122,20 @@ def _lock(run_dir: Path) -> RunClaim:
         return RunClaim(run_dir, key)
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file, never through a link (O_NOFOLLOW) nor blocking on a FIFO."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise CheckpointError(describe_write_error(path, exc)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path} is not a regular file: remove it")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def run_summary(run_dir: Path) -> str | None:
     """`step 1,500, val 1.84` for a directory that holds a run; None if it holds none."""
     last = run_dir / "last"
@@ -127,14 +153,6 @@ def run_summary(run_dir: Path) -> str | None:
     return ", ".join(parts)
 
 
-def _clear_run(run_dir: Path) -> None:
-    for entry in run_dir.iterdir():
-        if entry.name in ("last", "best") and entry.is_symlink():
-            entry.unlink()
-        elif entry.name.startswith("step-") and entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-
-
 def claim_run_dir(run_dir: Path, *, resume: bool, force: bool) -> RunClaim:
     """Lock `run_dir` for this process, creating it; refuse to overwrite a run by accident."""
     run_dir = Path(run_dir)
@@ -145,10 +163,12 @@ def claim_run_dir(run_dir: Path, *, resume: bool, force: bool) -> RunClaim:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CheckpointError(describe_os_error(run_dir, exc)) from None
+    check_run_entries(run_dir)  # before the lock is opened: a planted .lock is named
     claim = _lock(run_dir)
     claim.created = created
     try:
         remove_stale_temps(run_dir)
+        check_run_entries(run_dir)
         if not resume:
             summary = run_summary(run_dir)
             if summary is not None and not force:
@@ -156,8 +176,7 @@ def claim_run_dir(run_dir: Path, *, resume: bool, force: bool) -> RunClaim:
                     f"{run_dir} already holds a run ({summary}): "
                     "use --resume, or --force to replace it"
                 )
-            if summary is not None:
-                _clear_run(run_dir)
+            claim.replacing = summary is not None
     except BaseException:
         claim.release()
         raise
@@ -170,9 +189,10 @@ def check_room(run_dir: Path, checkpoint_bytes: int) -> None:
     A probe file is written and fsynced (a read-only mount, a quota), and the free
     space must hold a new checkpoint beside the previous one.
     """
-    probe = run_dir / f".tmp-{os.getpid()}-probe"
+    probe = temp_name(run_dir / "probe")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        with open(probe, "wb") as handle:
+        with os.fdopen(os.open(probe, flags, 0o644), "wb") as handle:
             handle.write(b"\0" * 4096)
             handle.flush()
             os.fsync(handle.fileno())

@@ -267,7 +267,11 @@ class Trainer(SetupSteps, EvaluationSteps):
         """
         if self.out_dir is not None and self.is_main:
             # A resumed run (step > 0) keeps its records up to the checkpoint's step.
-            self.metrics = MetricsLog(self.out_dir, resume_step=self.step or None)
+            # Replacing a run (--force): its metrics.jsonl stays until the first save.
+            replacing = self._claim is not None and self._claim.replacing
+            self.metrics = MetricsLog(
+                self.out_dir, resume_step=self.step or None, pending=replacing
+            )
         threads_before = torch.get_num_threads()
         try:
             return self._run()
@@ -479,7 +483,14 @@ class Trainer(SetupSteps, EvaluationSteps):
         """
         assert self.out_dir is not None
         with self.state_lock:
+            replacing = self._claim is not None and self._claim.replacing
+            if replacing:  # the first save of a --force run takes over both tags
+                tags = tuple(dict.fromkeys((*tags, "best")))
             path = save_run(self, tags, extra)
+            if replacing:
+                self._claim.replacing = False
+                if self.metrics is not None:
+                    self.metrics.commit()
             step = self.step
         self._emit(CheckpointEvent(step, str(path), list(tags)))
         return path
