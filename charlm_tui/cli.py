@@ -117,13 +117,10 @@ def corpus_info(
         "items": corpus_item_info(loaded.vocab.chars, loaded.ids),
     }
     if labels:
-        from engine.data.label_balance import DEFAULT_LABEL_BALANCE, balance_note, label_rows
+        from engine.data.label_balance import DEFAULT_LABEL_BALANCE, label_balance_info
 
-        sizes = label_sizes(loaded)
-        names, chars = [r["name"] for r in sizes], [r["chars"] for r in sizes]
-        info["labels"] = label_rows(names, chars, DEFAULT_LABEL_BALANCE)
-        info["label_balance"] = DEFAULT_LABEL_BALANCE
-        info["label_balance_note"] = balance_note(names, chars, DEFAULT_LABEL_BALANCE)
+        info["labels"] = label_sizes(loaded)
+        info.update(label_balance_info(info["labels"], DEFAULT_LABEL_BALANCE))
     else:
         info["labelled_layout"] = looks_labelled(corpus)
     if json_out:

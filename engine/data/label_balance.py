@@ -67,16 +67,14 @@ def balance_note(names: Sequence[str], sizes: Sequence[int], alpha: float) -> st
     )
 
 
-def label_rows(names: Sequence[str], sizes: Sequence[int], alpha: float) -> list[dict]:
-    """[{name, chars, train_share, natural_share}] for `corpus info --labels`."""
-    shares = label_shares(sizes, alpha)
-    natural = label_shares(sizes, 1.0)
-    return [
-        {
-            "name": name,
-            "chars": int(size),
-            "train_share": float(share),
-            "natural_share": float(nat),
-        }
-        for name, size, share, nat in zip(names, sizes, shares, natural, strict=True)
-    ]
+def label_balance_info(rows: Sequence[dict], alpha: float) -> dict:
+    """For `corpus info --labels`, beside its [{name, chars}] rows: the rule, each label's
+    share of training windows and its natural share, and the one-line note."""
+    names, sizes = [r["name"] for r in rows], [r["chars"] for r in rows]
+    shares, natural = label_shares(sizes, alpha), label_shares(sizes, 1.0)
+    return {
+        "label_balance": alpha,
+        "label_train_shares": {n: float(v) for n, v in zip(names, shares, strict=True)},
+        "label_natural_shares": {n: float(v) for n, v in zip(names, natural, strict=True)},
+        "label_balance_note": balance_note(names, sizes, alpha),
+    }

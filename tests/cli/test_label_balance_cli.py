@@ -24,10 +24,10 @@ def styles(tmp_path: Path) -> Path:
 def test_corpus_info_states_the_balance_and_each_share(cli_main, styles: Path) -> None:
     info = cli_json(cli_main("corpus", "info", styles, "--labels", "--json"))
     assert info["label_balance"] == 0.5
-    rows = {row["name"]: row for row in info["labels"]}
-    assert rows["big"]["chars"] == 3600 and rows["small"]["chars"] == 390
-    assert rows["small"]["natural_share"] == pytest.approx(390 / 3990)
-    assert rows["small"]["train_share"] == pytest.approx(390**0.5 / (390**0.5 + 3600**0.5))
+    assert info["labels"] == [{"name": "big", "chars": 3600}, {"name": "small", "chars": 390}]
+    assert info["label_natural_shares"]["small"] == pytest.approx(390 / 3990)
+    share = 390**0.5 / (390**0.5 + 3600**0.5)
+    assert info["label_train_shares"] == pytest.approx({"small": share, "big": 1 - share})
     assert "p ~ size^0.5" in info["label_balance_note"]
     proc = cli_main("corpus", "info", styles, "--labels")
     said = " ".join(proc.stderr.split())  # Rich wraps long lines
