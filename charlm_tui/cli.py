@@ -17,7 +17,7 @@ try:  # recent Typer vendors its own copy of click
 except ImportError:  # pragma: no cover - Typer releases that depend on click
     from click import exceptions as click_errors
 
-from charlm_tui.cli_common import emit_json, fail, stderr, stdout, user_errors
+from charlm_tui.cli_common import checkpoint_paths, emit_json, fail, stderr, stdout, user_errors
 
 app = typer.Typer(
     name="charlm-tui",
@@ -36,6 +36,7 @@ ENCODING_OPTION = typer.Option("utf-8", "--encoding", help="Text encoding of the
 
 
 @app.callback()
+@user_errors
 def root(
     ctx: typer.Context,
     corpus: str | None = typer.Option(None, "--corpus", help="Corpus to open the TUI on."),
@@ -53,7 +54,7 @@ def root(
         fail(f"the TUI is not available: {exc}")
     CharLMApp(
         corpus=corpus,
-        checkpoint=str(checkpoint) if checkpoint else None,
+        checkpoint=str(checkpoint_paths([checkpoint])[0]) if checkpoint else None,
         engine_mode="thread" if thread_engine else "process",
     ).run()
 

@@ -8,11 +8,14 @@ input exits with code 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import math
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -25,11 +28,22 @@ stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
 
 
+def one_line(message: object) -> str:
+    """The message's first line, with any argument of this command that holds a newline
+    (a path, a name) written escaped first, so such a path is never cut short."""
+    from engine.errors import first_line
+    from engine.files import show_path
+
+    text = str(message)
+    for arg in sorted(set(sys.argv[1:]), key=len, reverse=True):
+        if arg and not arg.isprintable() and arg in text:
+            text = text.replace(arg, show_path(arg))
+    return first_line(text, "error")
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line to stderr and exit (2: the user's input was bad)."""
-    from engine.errors import first_line
-
-    sys.stderr.write(f"charlm-tui: error: {first_line(message, 'error')}\n")
+    sys.stderr.write(f"charlm-tui: error: {one_line(message)}\n")
     sys.stderr.flush()
     raise typer.Exit(code)
 
@@ -61,11 +75,26 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except UserError as exc:
             fail(str(exc))
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            from engine.files import show_path
+
+            name = exc.filename if exc.filename is not None else "a path given"
+            fail(f"file name too long for the file system: {show_path(name)}")
         except KeyboardInterrupt:
             sys.stderr.write("charlm-tui: interrupted\n")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def checkpoint_paths(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Every `--checkpoint` as a path: a path that exists, else a saved run's name (the
+    names `runs list` shows), else a one-line error naming both places looked in."""
+    from engine.training.runs import checkpoint_spec
+
+    return [checkpoint_spec(spec) for spec in specs]
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from charlm_tui.cli_common import emit_json, stderr, task_progress, user_errors
+from charlm_tui.cli_common import checkpoint_paths, emit_json, stderr, task_progress, user_errors
 
 
 def evaluate(
@@ -69,7 +69,7 @@ def evaluate(
 
         _sacrebleu()  # missing extra: one line now, not after the evaluation
     torch_device = resolve_device(device)
-    loaded = load_checkpoints(checkpoint, torch_device)
+    loaded = load_checkpoints(checkpoint_paths(checkpoint), torch_device)
     started = time.perf_counter()
     if len(loaded) > 1:
         from engine.decoding.loading import require_char_models
@@ -118,6 +118,20 @@ def _pick_split(loaded, text, split: str):  # -> (use_val, val_fraction)
     return use_val, float(loaded.train_config.get("val_fraction", 0.1))
 
 
+def _need_two(count: int, corpus: str, where: str) -> None:
+    """Scoring predicts each character from the ones before: it needs two at least."""
+    from engine.errors import CorpusError
+    from engine.files import show_path
+
+    if count < 2:
+        part = "the held-out split (val) of " if where == "val" else ""
+        hint = ": try --split all" if where == "val" else ""
+        raise CorpusError(
+            f"{part}{show_path(corpus)} has {count} character{'s' * (count != 1)}: "
+            f"scoring needs at least 2{hint}"
+        )
+
+
 def _summary(result, split: str) -> str:
     return (
         f"loss {result.loss:.4f} nats/char, {result.bpc:.3f} bits/char, "
@@ -144,6 +158,7 @@ def _evaluate_one(loaded, corpus: str, encoding: str, split: str, labels: bool, 
     base = {"split": where, "checkpoint": str(loaded.path), "step": loaded.step}
     if text.segments is None:
         ids = text.split(val_fraction)[1] if use_val else text.ids
+        _need_two(len(ids), corpus, where)
         with task_progress(f"scoring {len(ids):,} chars") as progress:
             result = evaluate_split(loaded.model, remap[np.asarray(ids)], device, progress=progress)
         return {**result.as_dict(), **base}, _summary(result, where), (text, ids)
@@ -152,6 +167,7 @@ def _evaluate_one(loaded, corpus: str, encoding: str, split: str, labels: bool, 
         raw, segments = part.ids, part.segments
     else:
         raw, segments = np.asarray(text.ids), text.segments
+    _need_two(len(raw), corpus, where)
     ids = remap[np.asarray(raw)]
 
     def condition_of(label: int) -> int | None:
@@ -196,6 +212,7 @@ def _evaluate_blend(loaded, corpus, encoding, split, weights, blend, fit, device
     use_val, val_fraction = _pick_split(loaded[0], text, split)
     where = "val" if use_val else "all"
     ids = text.split(val_fraction)[1] if use_val else text.ids
+    _need_two(len(ids), corpus, where)
     result = evaluate_blend(
         loaded, np.asarray(ids), text.vocab, weights, blend, device, fit_steps=10 if fit else 0
     )

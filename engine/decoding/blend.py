@@ -51,6 +51,8 @@ def check_weights(weights: Sequence[float] | None, count: int) -> list[float]:
     if any(not math.isfinite(w) or w < 0 for w in values):
         raise ConfigError("--weights must be finite numbers >= 0")
     total = sum(values)
+    if not math.isfinite(total):
+        raise ConfigError("--weights are too large (their sum is not finite): use e.g. 0.7,0.3")
     if total <= 0:
         raise ConfigError("--weights are all zero")
     return [w / total for w in values]
