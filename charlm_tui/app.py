@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Select, TabbedContent, TabPane
 
+from charlm_tui.app_runs import RunLifecycle
 from charlm_tui.messages import (
     FAILED,
     NEED_CORPUS,
@@ -38,6 +39,7 @@ from charlm_tui.panes.training import RUNNING, TrainingPane
 from charlm_tui.panes.training_form import TrainForm
 from charlm_tui.state.app_state import AppState, load_state, save_state
 from charlm_tui.state.recent import remember
+from charlm_tui.state.run_memory import last_run
 from engine.data.samples import default_sample_name, find_sample
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
@@ -52,7 +54,7 @@ TABS = ("corpus", "training", "generate", "inspect")
 PANE_KEYS = {"corpus": "f2", "training": "f3", "generate": "f4", "inspect": "f10"}
 
 
-class CharLMApp(App[None]):
+class CharLMApp(RunLifecycle, App[None]):
     """charlm-tui: pick a corpus, watch a model learn it, play with generation."""
 
     CSS_PATH = "app.tcss"
@@ -72,6 +74,7 @@ class CharLMApp(App[None]):
             Binding(f"alt+{n}", f"tab('{tab}')", show=False, priority=True)
             for n, tab in enumerate(TABS, start=1)
         ],
+        Binding("ctrl+l", "runs", "Saved runs", show=False, priority=True),
         Binding("escape", "leave_input", show=False),
         Binding("ctrl+r", "restart_engine", "Restart engine", show=False),
     ]
@@ -85,7 +88,8 @@ class CharLMApp(App[None]):
         super().__init__()
         self.saved, self._state_notice = load_state()
         self.initial_corpus = corpus or self.saved.corpus or default_sample_name()
-        self.initial_checkpoint = checkpoint
+        # With nothing named on the command line, the last run loaded or trained reopens.
+        self.initial_checkpoint = checkpoint or (None if corpus else last_run() or None)
         self.engine = EngineClient(engine_mode)
         self.engine_state = "starting"
         self.engine_device = ""
@@ -165,10 +169,10 @@ class CharLMApp(App[None]):
         self._started_at = time.monotonic()
         self._engine_starts += 1
         spec = self.corpus_spec or self.initial_corpus
-        self.query_one(CorpusPane).load(spec)
         checkpoint = self.last_checkpoint or self.initial_checkpoint
-        if checkpoint:
-            self.engine.send(p.LoadCheckpoint(checkpoint, req=p.new_request_id()))
+        if checkpoint:  # after its corpus: loaded before it, it would look foreign to it
+            self._load_after_corpus(checkpoint, spec)
+        self.query_one(CorpusPane).load(spec)
         self.engine.send(p.ListRuns())
 
     @on(EngineCommand)
@@ -243,31 +247,19 @@ class CharLMApp(App[None]):
         self._flush_waiting()
         if find_sample(event.spec) is None and Path(event.spec).exists():
             remember(event.spec)
-        if self._reload_checkpoint and self._reload_checkpoint[1] == event.spec:
-            # now that its corpus is here, load it again
-            self.engine.send(p.LoadCheckpoint(self._reload_checkpoint[0]))
-            self._reload_checkpoint = None
+        self._corpus_settled(event.spec)
 
     def _got_StatusEvent(self, event: p.StatusEvent) -> None:
         self.engine_state = event.state if event.state not in ("done", "failed") else "ready"
         if event.state in ("stopped",):
             self.engine_state = "ready"
 
-    def _got_CheckpointEvent(self, event: p.CheckpointEvent) -> None:
-        self.last_checkpoint = event.path
-
-    def _got_CheckpointSaved(self, event: p.CheckpointSaved) -> None:
-        self.last_checkpoint = event.path
-
-    def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
-        self.last_checkpoint = event.path
-        if not event.vocab_matches_corpus:
-            self._checkpoint_elsewhere(event)
-
     def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
         if event.command == "LoadCorpus" and self._corpus_loading:
             self._corpus_loading = False
             self._flush_waiting()  # they will say for themselves what is missing
+        if event.command == "LoadCorpus":
+            self._corpus_settled(None)  # a run waiting for it still loads (for generation)
         title = FAILED.get(event.command, "Something went wrong") if event.user else "Engine error"
         self.notify(
             event.message,
@@ -276,21 +268,6 @@ class CharLMApp(App[None]):
             timeout=8,
             markup=False,
         )
-
-    def _checkpoint_elsewhere(self, event: p.CheckpointLoaded) -> None:
-        """A checkpoint trained on another corpus: load that corpus when we can."""
-        if event.corpus and find_sample(event.corpus) and event.path not in self._realigned:
-            self._realigned.add(event.path)
-            self._reload_checkpoint = (event.path, event.corpus)
-            self.notify(f"It was trained on '{event.corpus}': loading that corpus too.")
-            for pane in self.query(CorpusPane):  # absent while shutting down
-                pane.load(event.corpus)
-        else:
-            self.notify(
-                f"This checkpoint was trained on '{event.corpus or 'another corpus'}'. "
-                "Generation works; open that corpus to evaluate or continue training.",
-                severity="warning",
-            )
 
     def _got_EngineDied(self, event: p.EngineDied) -> None:
         self.engine_state = "dead"
@@ -362,6 +339,13 @@ class CharLMApp(App[None]):
             with contextlib.suppress(NoMatches):
                 self._focus_pane(tab)
 
+    def action_runs(self) -> None:
+        """ctrl+l: the saved-runs list, from anywhere (Enter loads the highlighted run)."""
+        if len(self.screen_stack) > 1:
+            return  # a dialog is open: it answers first
+        self.action_tab("training")
+        self.query_one("#runs").focus()
+
     def action_leave_input(self) -> None:
         """Esc in an input (or a select) hands focus to the pane's main widget."""
         if isinstance(self.focused, (Input, Select)):
@@ -421,14 +405,6 @@ class CharLMApp(App[None]):
     def load_corpus(self, spec: str) -> None:
         self.action_tab("corpus")
         self.query_one(CorpusPane).load(spec)
-
-    def saved_runs(self) -> list[dict]:
-        """The runs the training pane lists (newest first), for the command palette."""
-        return list(self.query_one(TrainingPane).runs)
-
-    def load_run(self, run_dir: str) -> None:
-        self.action_tab("training")
-        self.query_one(TrainingPane).load_run(run_dir)
 
     def training_action(self, action: str) -> None:
         getattr(self.query_one(TrainingPane), f"action_{action}")()

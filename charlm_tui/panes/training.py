@@ -22,7 +22,9 @@ from textual.widgets.option_list import Option
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
 from charlm_tui.panes.lr_find import LRFindControls
+from charlm_tui.panes.run_choice import RunChoice
 from charlm_tui.panes.training_form import TrainForm
+from charlm_tui.state.run_memory import run_note
 from charlm_tui.widgets.metrics import LossPlot, MetricsRow, fmt_duration, fmt_loss, fmt_rate
 from engine.worker import protocol as p
 
@@ -39,10 +41,10 @@ STATE_LABELS = {
     "lr-find": ("finding a learning rate", "cyan"),
 }
 RUNNING = ("starting", "training", "paused", "evaluating", "saving")
-AFTER_A_RUN = "F5 starts a new run (asks first); load the run from the list to continue it"
+AFTER_A_RUN = "F5: continue this run or start a new one (asks)"
 
 
-class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
+class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
     """Form, controls and saved runs on the left; status, metrics, plot and sample on the right."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -68,7 +70,6 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
         self.lr_suggestion: float | None = None
         self.has_model = False  # Save needs one
         self._eval_req = 0  # the Evaluate whose progress the bar shows
-        self._start_over_asked = False  # F5 over an existing model asks once first
 
     def compose(self) -> ComposeResult:
         with Vertical(id="train-side"):
@@ -82,7 +83,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
             with Horizontal(id="lr-buttons", classes="button-row"):
                 yield Button("LR find", id="lr-find", compact=True)
                 yield Button("Use lr", id="use-lr", variant="success", compact=True)
-            yield Label("saved runs (Enter loads)", id="runs-label")
+            yield Label("saved runs · ^l · ⏎ loads", id="runs-label")
             yield OptionList(id="runs")
         with Vertical(id="train-main"):
             yield Static(id="train-state")
@@ -138,6 +139,10 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
     # ----- actions -------------------------------------------------------------------
 
     def action_train(self) -> None:
+        self._start_training()
+
+    def _start_training(self, new_run_confirmed: bool = False) -> None:
+        """Train as the form says; over a model, a new run is asked about first (RunChoice)."""
         if self.state in RUNNING or self.state == "lr-find":
             return
         command = self.query_one(TrainForm).command()
@@ -145,16 +150,9 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
             self.query_one(TrainForm).show_error(f"[red]{command}[/]")
             self.notify(command, severity="error", title="Training")
             return
-        if self.has_model and not command.resume and not self._start_over_asked:
-            self._start_over_asked = True
-            message = "F5 again starts a new run from step 0" + (
-                f" on {self.corpus}" if self.corpus else ""
-            )
-            message += " (the last run is saved: load it from the list to continue it)."
-            self.query_one(TrainForm).show_error(f"[yellow]{_escape(message)}[/]")
-            self.notify(message, title="Start over?", severity="warning", markup=False)
+        if self.has_model and not command.resume and not new_run_confirmed:
+            self.ask_how_to_start()
             return
-        self._start_over_asked = False
         self.query_one(TrainForm).show_error("")
         self.max_steps = command.train.get("max_steps")
         self._set_state("starting", "starting…")
@@ -224,6 +222,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
 
     def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
         self.corpus = event.name
+        self.model_on_corpus = False  # a loaded run on it says so when it is loaded again
         stats = event.stats
         self.query_one(TrainForm).show_conditional(list(stats.get("labels") or []))
         self.query_one("#train-corpus", Static).update(
@@ -234,7 +233,8 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
 
     def _got_TrainStarted(self, event: p.TrainStarted) -> None:
         self.has_model = True
-        self.run_dir = event.run_dir
+        self.run_dir = self.model_run = event.run_dir
+        self.model_on_corpus = True
         self.max_steps = event.train.get("max_steps")
         self._set_state("training", f"{event.model_type} · {event.parameters:,} params")
         self.query_one(LossPlot).reset(event.history, event.metrics)
@@ -246,6 +246,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
 
     def _got_StepEvent(self, event: p.StepEvent) -> None:
         total = f"/{event.max_steps:,}" if event.max_steps else ""
+        self.model_step = event.step
         self._metrics().set(
             step=f"{event.step:,}{total}",
             train=fmt_loss(event.loss),
@@ -277,7 +278,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
 
     def _got_CheckpointEvent(self, event: p.CheckpointEvent) -> None:
         self.query_one("#runs-label", Label).update(
-            f"saved runs [dim]· saved step {event.step:,}[/]"
+            f"saved runs · ^l [dim]· saved step {event.step:,}[/]"
         )
         self.post_message(EngineCommand(p.ListRuns()))
 
@@ -313,8 +314,10 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
 
     def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
         self.has_model = True
-        self._start_over_asked = False
-        self.loaded_run = event.run_dir
+        self.loaded_run = self.model_run = event.run_dir
+        self.model_on_corpus = event.vocab_matches_corpus
+        listed = [r.get("step", 0) for r in self.runs if str(r.get("run_dir")) == event.run_dir]
+        self.model_step = max([event.step, *listed])  # the run continues from its last save
         self.query_one(LossPlot).reset(event.history, event.metrics)
         self._metrics().clear()
         self._metrics().set(step=f"{event.step:,}")
@@ -328,15 +331,20 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
                 ppl=f"{math.exp(min(val, 700)):.2f}",
             )
         form = self.query_one(TrainForm)
-        form.fill_from_checkpoint(event.model_type, event.model, event.train)
+        preset_name = run_note(event.run_dir).get("preset", "")
+        form.fill_from_checkpoint(event.model_type, event.model, event.train, preset_name)
         form.show_resume(event.vocab_matches_corpus)
         self._set_state(
+        room = ""
+        if event.vocab_matches_corpus:
+            room = self._room_to_continue(form, self.model_step, event.train)
             "idle", f"loaded a checkpoint: step {event.step:,}, {event.parameters:,} params"
         )
         run = _escape(Path(event.run_dir).name)
         if event.vocab_matches_corpus:
             hint = f"run {run}: F5 continues it (untick “continue this run” to start a new one)."
         else:
+            hint += room
             hint = (
                 f"run {run} was trained on {_escape(event.corpus or 'another corpus')}, not on "
                 f"{_escape(self.corpus or 'the loaded corpus')}: F5 starts a new run on "
@@ -344,6 +352,7 @@ class TrainingPane(LRFindControls, EngineEventHandler, Horizontal):
             )
         self.query_one("#train-sample", Static).update(f"[dim]{hint}[/]")
 
+        self._loaded_to_continue(event.run_dir, event.vocab_matches_corpus)
     def _got_RunsListed(self, event: p.RunsListed) -> None:
         self.runs = list(event.runs)
         runs = self.query_one("#runs", OptionList)

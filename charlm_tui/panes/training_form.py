@@ -182,10 +182,14 @@ class TrainForm(VerticalScroll):
             self.query_one(f"#f-{name}", Input).value = _format(value)
         self.query_one("#form-error", Static).update("")
 
-    def fill_from_checkpoint(self, model_type: str, model: dict, train: dict) -> None:
-        """Show the settings a loaded checkpoint was trained with."""
+    def fill_from_checkpoint(
+        self, model_type: str, model: dict, train: dict, preset_name: str = ""
+    ) -> None:
+        """Show the settings a loaded checkpoint was trained with (and its preset, if known)."""
         with self.prevent(Select.Changed):
             self.query_one("#model-type", Select).value = model_type
+            if preset_name in PRESET_NAMES:
+                self.query_one("#preset", Select).value = preset_name
         layers_key, width_key = _SIZE_KEYS.get(model_type, ("num_layers", "hidden_size"))
         values = {
             "layers": model.get(layers_key),
@@ -201,6 +205,7 @@ class TrainForm(VerticalScroll):
             self.query_one(f"#f-{name}", Input).value = _format(value)
         self.query_one("#items", Checkbox).value = bool(train.get("items"))
         self.query_one("#words", Checkbox).value = train.get("tokens") == "word"
+        self.query_one("#conditional", Checkbox).value = bool(train.get("conditional"))
 
     def values(self) -> dict[str, str]:
         """The form as typed (model, preset, every field's text), to restore next time."""

@@ -17,7 +17,9 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "Everywhere (in text fields too: there, letters and digits type)",
         (
-            ("F2 F3 F4 F10", "Corpus, Training, Generate, Inspect (alt+1 … alt+4 too)"),
+            ("F2 F3 F4 F10", "Corpus, Training, Generate, Inspect"),
+            ("alt+1 … alt+4", "the same, where the terminal sends alt (not tmux)"),
+            ("ctrl+l", "saved runs: Enter loads one with its corpus and form"),
             ("esc", "leave a text field"),
             ("ctrl+p", "command palette: every action by name"),
             ("F1 / ?", "this help (? outside text fields)"),
@@ -37,7 +39,7 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     (
         "Training",
         (
-            ("F5", "train with the form's settings"),
+            ("F5", "train; over a model: continue it, new run or cancel"),
             ("F6", "pause / resume"),
             ("F7", "stop (evaluates and saves)"),
             ("ctrl+s", "save a checkpoint now"),

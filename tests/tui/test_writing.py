@@ -262,12 +262,12 @@ async def test_save_waits_for_a_model_starting_over_asks_and_runs_highlight(
         await pilot.pause()
         app.query_one("#f-max_steps").value = "3"
         app.query_one("#resume").value = False  # a new run over a loaded model
-        await pilot.press("f5")
+        await pilot.press("f5")  # asks: continue / new run / cancel
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
         assert pane.state == "idle"
-        assert "F5 again starts a new run" in text_of(app, "#form-error")
-        await pilot.press("f5")
+        await pilot.press("n")
         await wait_until(pilot, lambda: pane.state in ("done", "failed"), 60, "training")
-        assert "F5 starts a new run (asks first)" in text_of(app, "#train-state")
+        assert "F5: continue this run or start a new one" in text_of(app, "#train-state")
         runs = app.query_one("#runs")
         await wait_until(pilot, lambda: runs.option_count and runs.get_option_at_index(0).id)
         runs.focus()

@@ -1,0 +1,174 @@
+"""The run lifecycle in the app (issue 22): a loaded run is the whole run.
+
+Train a conditional run on a labelled folder, quit, restart: the run is open again
+(its corpus, its whole form, its model); load it from the list and F5 continues it at
+the next step. A run trained on another corpus brings that corpus when loaded, and F5
+over a model asks a real question (continue / new run / cancel) that is gone when
+dismissed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from charlm_tui.app import CharLMApp
+from charlm_tui.panes.corpus import CorpusPane
+from charlm_tui.panes.generation import GenerationPane
+from charlm_tui.panes.training import TrainingPane
+from engine.worker import protocol as p
+from tests.tui.waiting import text_of, wait_until
+
+SIZE = (120, 36)
+
+
+@pytest.fixture
+def styles(tmp_path: Path) -> Path:
+    """A labelled folder: one file per label."""
+    folder = tmp_path / "styles"
+    folder.mkdir()
+    (folder / "code.txt").write_text("def f(x):\n    return x + 1\n" * 150, encoding="utf-8")
+    (folder / "prose.txt").write_text("The cat sat on the mat. It was warm.\n" * 120, "utf-8")
+    return folder
+
+
+def _app(**kwargs) -> CharLMApp:
+    return CharLMApp(engine_mode="thread", **kwargs)
+
+
+def _spy(app: CharLMApp) -> list[object]:
+    """Every engine event the app handles from now on."""
+    seen: list[object] = []
+    original = app._handle_engine_event
+
+    def spy(event: object) -> None:
+        seen.append(event)
+        original(event)
+
+    app._handle_engine_event = spy  # type: ignore[method-assign]
+    return seen
+
+
+async def _train_conditional(pilot, max_steps: str = "20") -> TrainingPane:
+    app = pilot.app
+    corpus = app.query_one(CorpusPane)
+    await wait_until(pilot, lambda: corpus.loaded_name == "styles", what="the labelled folder")
+    await pilot.press("f3")
+    app.query_one("#preset").value = "tiny"
+    await pilot.pause()
+    box = app.query_one("#conditional")
+    await wait_until(pilot, lambda: box.display, 30, "the conditional switch")
+    box.value = True
+    app.query_one("#f-max_steps").value = max_steps
+    app.query_one("#f-eval_interval").value = "10"
+    await pilot.press("f5")
+    pane = app.query_one(TrainingPane)
+    await wait_until(pilot, lambda: pane.state in ("done", "failed"), 120, "training to end")
+    assert pane.state == "done", text_of(app, "#form-error")
+    return pane
+
+
+async def test_train_conditional_quit_restart_load_and_f5_continues(styles: Path) -> None:
+    app = _app(corpus=str(styles))
+    async with app.run_test(size=SIZE) as pilot:
+        await _train_conditional(pilot)
+        await pilot.press("ctrl+q")
+
+    again = _app()  # no corpus, no checkpoint: the last run comes back
+    async with again.run_test(size=SIZE) as pilot:
+        seen = _spy(again)
+        pane = again.query_one(TrainingPane)
+        generation = again.query_one(GenerationPane)
+        await wait_until(pilot, lambda: generation.has_model, 60, "the last run to reopen")
+        await wait_until(pilot, lambda: again.query_one("#resume").display, 30, "continue")
+        assert again.query_one(CorpusPane).loaded_name == "styles"
+        assert again.query_one("#conditional").value, "the conditional switch restored"
+        assert again.query_one("#preset").value == "tiny"
+
+        runs = again.query_one("#runs")
+        await wait_until(pilot, lambda: runs.option_count and runs.get_option_at_index(0).id)
+        run_dir = runs.get_option_at_index(0).id
+        again.load_run(run_dir)  # as Enter in the list or the palette does
+        await wait_until(pilot, lambda: "loaded a checkpoint" in text_of(again, "#train-state"))
+        assert again.query_one("#conditional").value
+        assert again.query_one("#resume").value, "“continue this run” ticked"
+        assert again.query_one("#f-max_steps").value == "40", "room to continue"
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: pane.state != "idle", 10, "F5 to start")
+        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 120, "continuing")
+        assert pane.state == "done", text_of(again, "#form-error")
+        started = [e for e in seen if isinstance(e, p.TrainStarted)]
+        assert started and started[-1].step == 20 and started[-1].run_dir == run_dir
+        steps = [e.step for e in seen if isinstance(e, p.StepEvent)]
+        assert steps and steps[0] >= 21, "continued at the next step, not from 0"
+        assert runs.option_count == 1, "the same run, continued"
+
+
+async def test_loading_a_run_of_another_corpus_brings_that_corpus(styles: Path) -> None:
+    app = _app(corpus=str(styles))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _train_conditional(pilot, "10")
+        run_dir = pane.run_dir
+        app.load_corpus("markov")
+        corpus = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: corpus.loaded_name == "markov", 30, "markov")
+        assert not app.query_one("#conditional").display
+        app.load_run(run_dir)
+        await wait_until(pilot, lambda: corpus.loaded_name == "styles", 30, "its corpus back")
+        await wait_until(pilot, lambda: app.query_one("#resume").display, 30, "continue offered")
+        assert app.query_one("#conditional").display and app.query_one("#conditional").value
+        assert "F5 continues it" in text_of(app, "#train-sample")
+
+
+async def test_f5_over_a_model_asks_continue_new_or_cancel(styles: Path) -> None:
+    app = _app(corpus=str(styles))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _train_conditional(pilot, "10")
+        seen = _spy(app)
+        first_run = pane.run_dir
+        assert "F5: continue this run or start a new one" in text_of(app, "#train-state")
+
+        await pilot.press("f5")  # cancelled: the question goes, and nothing stays armed
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+        await pilot.press("escape")
+        await pilot.pause(0.5)
+        assert type(app.screen).__name__ == "Screen"
+        assert pane.state == "done" and "cancelled" in text_of(app, "#train-state")
+        await pilot.press("f5")  # asks again, never starts silently
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+        assert not [e for e in seen if isinstance(e, p.TrainStarted)]
+
+        await pilot.press("c")  # continue the run trained just now
+        await wait_until(pilot, lambda: _started(seen), 30, "the run to continue")
+        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 120, "continuing")
+        started = [e for e in seen if isinstance(e, p.TrainStarted)]
+        assert len(started) == 1 and started[0].run_dir == first_run and started[0].step == 10
+
+        await _continue_choice_new(pilot)
+        await wait_until(pilot, lambda: len(_started(seen)) == 2, 30, "a new run")
+        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 120, "the new run")
+        assert _started(seen)[1].run_dir != first_run and _started(seen)[1].step == 0
+
+
+def _started(seen: list[object]) -> list[p.TrainStarted]:
+    return [e for e in seen if isinstance(e, p.TrainStarted)]
+
+
+async def _continue_choice_new(pilot) -> None:
+    app = pilot.app
+    await pilot.press("f5")
+    await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+    await pilot.press("n")
+
+
+async def test_ctrl_l_goes_to_the_saved_runs_from_anywhere() -> None:
+    app = _app(corpus="markov")
+    async with app.run_test(size=SIZE) as pilot:
+        corpus = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: corpus.loaded_name == "markov", 30, "markov")
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: app.focused is app.query_one("#prompt"), 10)
+        await pilot.press("ctrl+l")  # from a text field too
+        assert app.query_one("#tabs").active == "training"
+        assert app.focused is app.query_one("#runs")
