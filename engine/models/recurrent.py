@@ -18,7 +18,11 @@ from torch import nn
 
 from engine.models import numpy_step
 from engine.models.base import CharLM, ModelConfig, State
-from engine.models.conditioning import condition_vector, make_label_embedding
+from engine.models.conditioning import (
+    condition_logit_bias,
+    condition_vector,
+    make_label_embedding,
+)
 from engine.models.recurrent_step import StepPlan, weights_key
 
 # Step plans pinned by `steady_weights`, per thread: {id(model): plan}.
@@ -50,7 +54,7 @@ class RecurrentLM(CharLM):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim)
-        self.label = make_label_embedding(config.num_labels, config.embed_dim)
+        self.label = make_label_embedding(config.num_labels, config.embed_dim, config.vocab_size)
         self.rnn = self.cell_class(
             config.embed_dim,
             config.hidden_size,
@@ -65,14 +69,16 @@ class RecurrentLM(CharLM):
         self, tokens: torch.Tensor, state: State = None, condition: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
         label = condition_vector(self.label, condition, tokens.shape[0])
+        bias = condition_logit_bias(self.label, condition, tokens.shape[0])
         if tokens.shape[1] == 1 and not self.training and not torch.is_grad_enabled():
-            return self._decode_step(tokens.select(1, 0), state, label)
-        x = self.embedding(tokens)
-        if label is not None:
-            x = x + label
-        x = self.drop(x)
-        out, new_state = self.rnn(x, state)
-        return self.head(self.drop(out)), new_state
+            logits, new_state = self._decode_step(tokens.select(1, 0), state, label)
+        else:
+            x = self.drop(self.embedding(tokens))  # the label is never dropped out
+            if label is not None:
+                x = x + label
+            out, new_state = self.rnn(x, state)
+            logits = self.head(self.drop(out))
+        return (logits if bias is None else logits + bias), new_state
 
     def step_one(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """Straight to the step plan, unless something must see the call."""

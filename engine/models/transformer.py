@@ -17,7 +17,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.models.base import CharLM, ModelConfig
-from engine.models.conditioning import condition_vector, make_label_embedding
+from engine.models.conditioning import (
+    condition_logit_bias,
+    condition_vector,
+    make_label_embedding,
+)
 
 
 @dataclass
@@ -119,7 +123,7 @@ class TransformerLM(CharLM):
             if name.endswith("proj.weight"):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         # After the init above, which would overwrite its zero start.
-        self.label = make_label_embedding(config.num_labels, config.n_embd)
+        self.label = make_label_embedding(config.num_labels, config.n_embd, config.vocab_size)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -147,18 +151,19 @@ class TransformerLM(CharLM):
                 f"{past_len + steps} positions exceed the context of {self.config.block_size}"
             )
         positions = torch.arange(past_len, past_len + steps, device=tokens.device)
-        x = self.wte(tokens) + self.wpe(positions)
+        x = self.drop(self.wte(tokens) + self.wpe(positions))
         label = condition_vector(self.label, condition, tokens.shape[0])
         if label is not None:
-            x = x + label
-        x = self.drop(x)
+            x = x + label  # after dropout: the label is never dropped out
         keys, values = [], []
         for i, block in enumerate(self.blocks):
             past = (state.keys[i], state.values[i]) if state is not None and past_len else None
             x, (k, v) = block(x, past)
             keys.append(k)
             values.append(v)
-        return self.head(self.ln_f(x)), KVCache(keys, values)
+        logits = self.head(self.ln_f(x))
+        bias = condition_logit_bias(self.label, condition, tokens.shape[0])
+        return (logits if bias is None else logits + bias), KVCache(keys, values)
 
     def select_state(self, state: KVCache, index: torch.Tensor) -> KVCache:
         return KVCache(

@@ -28,6 +28,8 @@ def conditional_model(kind: str, labels: int = 2, seed: int = 0):
     with torch.no_grad():
         for param in model.parameters():
             param.normal_(0.0, 0.5)
+        for table in (model.label.table, model.label.bias):  # read through the label's gain
+            table.weight /= model.label.gain
     return model.eval()
 
 
@@ -36,7 +38,9 @@ def test_a_fresh_label_embedding_changes_nothing(kind: str) -> None:
     plain = tiny_model(kind, vocab_size=len(VOCAB), seed=1)
     labelled = tiny_model(kind, vocab_size=len(VOCAB), seed=2, num_labels=3)
     missing, unexpected = labelled.load_state_dict(plain.state_dict(), strict=False)
-    assert missing == ["label.table.weight"] and not unexpected
+    # Only the label's own tables (its input vectors, its logit biases) and its gain.
+    assert set(missing) == {"label.table.weight", "label.bias.weight", "label.gain"}
+    assert not unexpected
     tokens = torch.randint(0, len(VOCAB), (2, 7))
     with torch.inference_mode():
         expected, _ = plain(tokens)
@@ -66,25 +70,31 @@ def test_a_mix_interpolates_the_label_embeddings(kind: str) -> None:
     tokens = torch.randint(0, len(VOCAB), (1, 6))
     with torch.inference_mode():
         mixed, _ = model(tokens, None, torch.tensor([[0.0, 0.3, 0.7]]))
-        table = model.label.table.weight
-        table[0] = 0.3 * table[1] + 0.7 * table[2]  # "no label" becomes the interpolation
+        for table in (model.label.table.weight, model.label.bias.weight):
+            table[0] = 0.3 * table[1] + 0.7 * table[2]  # "no label" becomes the interpolation
         expected, _ = model(tokens)
     torch.testing.assert_close(mixed, expected)
 
 
 @pytest.mark.parametrize("kind", MODEL_TYPES)
-def test_guidance_is_unconditional_plus_g_times_the_difference(kind: str) -> None:
+@pytest.mark.parametrize("mix", [[0.0, 0.25, 0.75], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+def test_guidance_is_the_label_mixture_plus_g_times_the_difference(kind: str, mix) -> None:
+    """U + g * (C - U) in log probabilities, U the log of the mean of the model's
+    distributions under each label on its own (engine/decoding/conditioned.py)."""
     model = conditional_model(kind)
-    mix = torch.tensor([0.0, 0.25, 0.75])
+    mix = torch.tensor(mix)
     tokens = torch.randint(0, len(VOCAB), (2, 5))
     with torch.inference_mode():
         conditional, _ = model(tokens, None, mix[None])
-        unconditional, _ = model(tokens, None, None)
+        per_label = [model(tokens, None, torch.tensor([k, k]))[0] for k in (1, 2)]
         guided, state = ConditionedLM(model, mix, 1.5)(tokens)
         plain, _ = ConditionedLM(model, mix, 1.0)(tokens)
-    torch.testing.assert_close(guided, unconditional + 1.5 * (conditional - unconditional))
+    probs = torch.stack([torch.softmax(p, dim=-1) for p in per_label])
+    mixture = probs.mean(0).log()
+    expected = mixture + 1.5 * (torch.log_softmax(conditional, dim=-1) - mixture)
+    torch.testing.assert_close(guided, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(plain, conditional)
-    assert state[1] == 2  # the state holds both halves of the batch
+    assert state[1] == 2  # the state holds every block of the batch
 
 
 @pytest.mark.parametrize("kind", ["gru", "transformer"])

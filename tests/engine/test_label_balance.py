@@ -27,7 +27,7 @@ def _source(balance: float | None, seed: int = 5) -> BatchSource:
 def _drawn_shares(source: BatchSource, batches: int = 5) -> np.ndarray:
     counts = np.zeros(3)
     for _ in range(batches):
-        inputs, targets, conditions = source.next_labelled()
+        inputs, targets, _ = source.next_labelled()
         rows = torch.cat([inputs, targets[:, -1:]], dim=1)
         assert (rows == rows[:, :1]).all()  # still inside one label
         counts += np.bincount(rows[:, 0].numpy(), minlength=3)
