@@ -6,6 +6,7 @@ Heavy imports (torch, the engine, Textual) happen inside the commands, so
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from pathlib import Path
@@ -52,11 +53,74 @@ def root(
         from charlm_tui.app import CharLMApp
     except ImportError as exc:  # pragma: no cover - only when the app is missing
         fail(f"the TUI is not available: {exc}")
-    CharLMApp(
+    tui = CharLMApp(
         corpus=corpus,
         checkpoint=str(checkpoint_paths([checkpoint])[0]) if checkpoint else None,
         engine_mode="thread" if thread_engine else "process",
-    ).run()
+    )
+    run_tui(tui)
+
+
+def run_tui(tui) -> None:  # a textual App with an async action_quit (CharLMApp)
+    """Run the app; SIGTERM, SIGHUP and SIGINT quit it as ctrl+q does.
+
+    That is: a run in training is saved first (the engine, in the same process group,
+    also saves on a closed terminal's SIGHUP by itself), then the app exits through
+    Textual, which leaves the alternate screen, turns mouse reporting off and shows
+    the cursor again. Signals after the first change nothing: the quit is under way.
+    The handlers go through the event loop, so they run whichever thread the kernel
+    interrupts. A closed terminal fails every write with EIO, which would end
+    Textual's writer thread and then block the app's last writes forever: the app
+    writes through `_HangupProof` instead. Exits 128 + the first signal's number.
+    """
+    import asyncio
+    import signal
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(number: int) -> None:
+            if not received:
+                received.append(number)
+                tui.call_later(tui.action_quit)
+
+        for number in STOP_SIGNALS:
+            loop.add_signal_handler(number, on_signal, number)
+        try:
+            await tui.run_async()
+        finally:
+            for number in STOP_SIGNALS:
+                loop.remove_signal_handler(number)
+
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    received: list[int] = []
+    terminal, sys.__stderr__ = sys.__stderr__, _HangupProof(sys.__stderr__)  # Textual's output
+    try:
+        asyncio.run(run())
+    finally:
+        sys.__stderr__ = terminal
+    if received:
+        raise typer.Exit(128 + received[0])
+
+
+class _HangupProof:
+    """A terminal stream whose writes never raise: once the terminal is gone they go nowhere."""
+
+    def __init__(self, stream) -> None:  # a text stream (sys.__stderr__)
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):  # EIO from a hung-up terminal; a closed stream
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 @corpus_app.command("list")
