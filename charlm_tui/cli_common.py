@@ -30,18 +30,21 @@ stdout = Console(highlight=False)
 
 def one_line(message: object) -> str:
     """The message's first line, with any argument of this command that holds a newline
-    (a path, a name) written escaped first, so such a path is never cut short."""
-    from engine.errors import first_line
+    (a path, a name) written escaped first, so such a path is never cut short (and a
+    UserError keeps any path it quotes whole: engine.errors.first_line)."""
+    from engine.errors import UserError, first_line, user_message_line
     from engine.files import show_path
 
     text = str(message)
     for arg in sorted(set(sys.argv[1:]), key=len, reverse=True):
         if arg and not arg.isprintable() and arg in text:
             text = text.replace(arg, show_path(arg))
+    if isinstance(message, UserError):
+        return user_message_line(text.strip()) or "error"
     return first_line(text, "error")
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: object, code: int = 2) -> NoReturn:
     """Print one line to stderr and exit (2: the user's input was bad)."""
     sys.stderr.write(f"charlm-tui: error: {one_line(message)}\n")
     sys.stderr.flush()
@@ -74,7 +77,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except UserError as exc:
-            fail(str(exc))
+            fail(exc)
         except OSError as exc:
             if exc.errno != errno.ENAMETOOLONG:
                 raise

@@ -167,3 +167,9 @@ def test_blend_weights_too_large_are_not_called_zero(named: Path, cli_main) -> N
         )  # fmt: skip
         line = assert_user_error(proc, "too large", "not finite")
         assert "zero" not in line
+
+
+def test_the_app_refuses_an_unknown_run_name_before_it_opens(named: Path) -> None:
+    env = cli_env(CHARLM_DATA_DIR=str(named.parent.parent))
+    proc = run_cli("--checkpoint", "no-such-run", env=env, timeout=60)
+    assert_user_error(proc, "no-such-run", "not a path")

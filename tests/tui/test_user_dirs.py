@@ -66,3 +66,20 @@ async def test_an_unusable_cache_directory_still_loads_and_trains(
         pane = app.query_one(TrainingPane)
         await wait_until(pilot, lambda: pane.state in ("done", "failed"), 60, "training to end")
         assert pane.state == "done"
+
+
+@pytest.mark.timeout(60)
+async def test_an_engine_error_keeps_a_path_with_a_newline_whole(tmp_path: Path) -> None:
+    empty = tmp_path / "e\nmpty.txt"
+    empty.write_text("", encoding="utf-8")
+    app = CharLMApp(engine_mode="thread", corpus="markov")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.query_one(CorpusPane).loaded_name == "markov", 30)
+        path_input = app.query_one("#corpus-path")
+        path_input.focus()
+        path_input.value = str(empty)
+        await pilot.press("enter")
+        escaped = str(tmp_path / "e\\nmpty.txt")
+        await wait_until(pilot, lambda: any(escaped in n.message for n in app._notifications), 20)
+        notice = next(n.message for n in app._notifications if escaped in n.message)
+        assert "\n" not in notice and "empty" in notice
