@@ -125,15 +125,23 @@ def runs_show(
 def runs_export(
     run: str = typer.Argument(..., help="A run directory or the name of a saved run."),
     csv_file: Path = typer.Option(
-        ..., "--csv", help="The CSV file to write (outside any run directory)."
+        ..., "--csv", help="The CSV file to write (outside any run directory; - for stdout)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace the CSV file if it exists."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Every logged step and evaluation of a run as CSV, for a spreadsheet."""
+    from engine.errors import ConfigError
     from engine.files import show_path
-    from engine.training.runs import export_csv
+    from engine.training.runs import csv_text, export_csv
 
+    if str(csv_file) == "-":
+        if json_out:
+            raise ConfigError("--csv - writes the CSV on stdout: leave out --json")
+        text, rows = csv_text(run)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     rows = export_csv(run, csv_file, force=force)
     if json_out:
         emit_json({"csv": str(csv_file), "rows": rows})

@@ -221,7 +221,7 @@ def export_csv(spec: str | os.PathLike, destination: str | os.PathLike, force: b
     Refused: a destination inside any run directory, a directory, and an existing
     file unless `force` (which replaces it, a link included, never writing through it).
     """
-    records = run_history(find_run(spec))
+    text, rows = csv_text(spec)
     destination = Path(destination).expanduser()
     shown = show_path(destination)
     run = _inside_a_run(destination)
@@ -232,18 +232,27 @@ def export_csv(spec: str | os.PathLike, destination: str | os.PathLike, force: b
         )
     if _is_dir(destination):
         raise CheckpointError(f"{shown} is a directory: give a file name for the CSV")
-    if os.path.lexists(destination) and not force:
-        raise CheckpointError(f"{shown} already exists: use --force to replace it")
+    if os.path.lexists(destination):
+        if destination.exists() and not destination.is_file():  # /dev/stdout, a FIFO
+            raise CheckpointError(f"{shown} is not a regular file (use --csv - for stdout)")
+        if not force:
+            raise CheckpointError(f"{shown} already exists: use --force to replace it")
+    try:
+        write_atomic(destination, text)
+    except OSError as exc:
+        raise CheckpointError(describe_write_error(destination, exc)) from None
+    return rows
+
+
+def csv_text(spec: str | os.PathLike) -> tuple[str, int]:
+    """The run's records as CSV text (a header, one row per record) and the row count."""
+    records = run_history(find_run(spec))
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for record in records:
         writer.writerow({k: "" if record.get(k) is None else record.get(k) for k in CSV_COLUMNS})
-    try:
-        write_atomic(destination, text.getvalue())
-    except OSError as exc:
-        raise CheckpointError(describe_write_error(destination, exc)) from None
-    return len(records)
+    return text.getvalue(), len(records)
 
 
 def thin(records: list[dict], max_steps: int = 2000) -> list[dict]:

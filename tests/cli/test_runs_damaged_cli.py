@@ -163,3 +163,17 @@ def test_export_with_force_replaces_a_link_and_never_writes_through_it(
     assert victim.read_text(encoding="utf-8") == "keep me"
     assert not destination.is_symlink()
     assert destination.read_text(encoding="utf-8").startswith("kind,step,")
+
+
+def test_export_never_replaces_a_device_and_writes_stdout_with_a_dash(
+    runs: Path, cli_main, tmp_path: Path
+) -> None:
+    device = tmp_path / "stdout-link"
+    device.symlink_to("/dev/null")
+    proc = cli_main("runs", "export", runs / "good", "--csv", device, "--force")
+    assert_user_error(proc, "not a regular file", "--csv -")
+    assert device.is_symlink() and os.readlink(device) == "/dev/null"
+    proc = cli_main("runs", "export", runs / "good", "--csv", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("kind,step,") and len(proc.stdout.splitlines()) > 1
+    assert_user_error(cli_main("runs", "export", runs / "good", "--csv", "-", "--json"), "--json")
