@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -26,6 +27,7 @@ from charlm_tui.app_runs import RunLifecycle
 from charlm_tui.messages import (
     FAILED,
     NEED_CORPUS,
+    SETTING_WORDS,
     EngineCommand,
     EngineEvent,
     EngineEventHandler,
@@ -41,6 +43,7 @@ from charlm_tui.state.app_state import AppState, load_state, save_state
 from charlm_tui.state.recent import remember
 from charlm_tui.state.run_memory import last_run
 from engine.data.samples import default_sample_name, find_sample
+from engine.wording import reword
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 
@@ -221,6 +224,8 @@ class CharLMApp(RunLifecycle, App[None]):
     def _handle_engine_event(self, event: object) -> None:
         if not self.screen_stack:  # shutting down: nothing left to show it on
             return
+        if isinstance(event, p.ErrorEvent):  # settings in the app's words, not CLI flags
+            event = dataclasses.replace(event, message=reword(event.message, SETTING_WORDS))
         dispatch_engine_event(self, event)
         self._update_subtitle()
         self._dispatch(event)

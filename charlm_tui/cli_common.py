@@ -34,8 +34,9 @@ def one_line(message: object) -> str:
     UserError keeps any path it quotes whole: engine.errors.first_line)."""
     from engine.errors import UserError, first_line, user_message_line
     from engine.files import show_path
+    from engine.wording import in_cli_words
 
-    text = str(message)
+    text = in_cli_words(str(message))  # settings the engine names are flags here
     for arg in sorted(set(sys.argv[1:]), key=len, reverse=True):
         if arg and not arg.isprintable() and arg in text:
             text = text.replace(arg, show_path(arg))

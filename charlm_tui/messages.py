@@ -31,6 +31,19 @@ FAILED = {
     "Resume": "Could not resume",
     "Stop": "Could not stop training",
 }
+# How the app words the settings engine errors name (engine/wording.py): the control that
+# sets each here, never a CLI flag. A setting not listed reads as its name.
+SETTING_WORDS = {
+    "guidance": "guidance (g/G)",
+    "condition": "a label (n)",
+    "conditional": "the form's conditional switch",
+    "force": "only the command line (charlm-tui train --resume --force)",
+    "max_steps": "max steps",
+    "time_budget": "the time limit",
+    "tokens": "word tokens",
+    "items": "“one item per line”",
+    "resume": "“continue this run”",
+}
 # Commands that need the engine up and the corpus loaded: pressed during start-up they wait.
 NEED_CORPUS = ("Train", "Evaluate", "Generate", "Compare")
 

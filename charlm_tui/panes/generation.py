@@ -270,6 +270,9 @@ class GenerationPane(BranchActions, EngineEventHandler, Vertical):
             self._show_status("comparing labels needs a model trained with labels")
             return
         condition, guidance = condition_of(self.values)
+        if by_label:  # each label's row is generated with the guidance set on the knob
+            guidance = float(self.values.get("guidance", 1.0))
+            guidance = None if guidance == 1.0 else guidance
         self.post_message(
             self.CompareRequested(
                 self.query_one("#prompt", Input).value,

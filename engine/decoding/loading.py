@@ -33,6 +33,7 @@ from engine.decoding.conditioned import (
 from engine.errors import ConfigError
 from engine.models import CharLM
 from engine.training.checkpoint import Checkpoint, load_checkpoint
+from engine.wording import setting
 
 
 @dataclass
@@ -113,9 +114,11 @@ def check_guidance(condition: str | None, guidance: float | None) -> float:
     if guidance is None:
         return 1.0
     if condition is None:
-        raise ConfigError("--guidance needs --condition (guidance pushes towards a condition)")
+        raise ConfigError(
+            f"{setting('guidance')} needs {setting('condition')}: guidance pushes towards one"
+        )
     if not math.isfinite(guidance) or guidance < 0:
-        raise ConfigError(f"--guidance must be a finite number >= 0, got {guidance}")
+        raise ConfigError(f"{setting('guidance')} must be a finite number >= 0, got {guidance}")
     return float(guidance)
 
 
@@ -137,7 +140,7 @@ def build_decoder(
     members: list[CharLM] = []
     if condition is not None and not any(c.labels for c in checkpoints):
         raise ConfigError(
-            "--condition needs a model trained with --conditional "
+            f"{setting('condition')} needs a model trained with {setting('conditional')} "
             "(this checkpoint was trained without labels)"
         )
     for checkpoint in checkpoints:

@@ -28,6 +28,7 @@ from engine.training.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
+from engine.wording import setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.data.corpus import Corpus
@@ -122,7 +123,7 @@ def load_resumable(
     if reasons and not force:
         raise CheckpointError(
             f"{run_dir}: resuming would not be exact ({'; '.join(reasons)}): "
-            "use --force to continue anyway"
+            f"{setting('force')} continues anyway"
         )
     return resumed, reasons
 

@@ -202,7 +202,8 @@ class GenerationHandlers:
             from engine.decoding.compare import compare_conditions, compare_strategies
             from engine.decoding.generator import Generator
 
-            decoder, device = self._decoder(cmd.condition, cmd.guidance)
+            # Comparing labels: guidance applies to each label's row, not to the whole model.
+            decoder, device = self._decoder(cmd.condition, None if cmd.by_label else cmd.guidance)
             vocab = decoder.vocab
             generator = Generator(decoder.model, vocab, decoder.unigram, device=str(device))
             same_corpus = corpus is not None and corpus.vocab == vocab
