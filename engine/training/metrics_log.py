@@ -34,11 +34,22 @@ import time
 from pathlib import Path
 from typing import IO
 
-from engine.errors import CheckpointError
-from engine.files import describe_write_error, open_for_write, temp_name, write_atomic
+from engine.errors import CheckpointError, UserError
+from engine.files import (
+    KIB,
+    MIB,
+    describe_write_error,
+    open_for_write,
+    parse_json,
+    read_bytes,
+    temp_name,
+    write_atomic,
+)
 
 METRICS_FILE = "metrics.jsonl"
 FLUSH_EVERY_S = 1.0
+MAX_METRICS_BYTES = 256 * MIB  # about 1.5 million records
+MAX_RECORD_BYTES = 64 * KIB  # a record is about 200 bytes
 
 
 def metrics_path(run_dir: str | Path) -> Path:
@@ -53,18 +64,32 @@ def _finite(value: object) -> object:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """Every whole, parseable record of a metrics file (missing file: no records)."""
-    try:
-        data = Path(path).read_bytes()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+    """Every whole, parseable record of a metrics file (missing file: no records).
+
+    Linear in the file's size: only lines that name a "step" are looked at (found
+    by a byte search, so blank lines and other garbage cost nothing in Python),
+    and lines longer than `MAX_RECORD_BYTES` or nested too deeply are skipped as
+    damaged. The file must be a regular file of at most `MAX_METRICS_BYTES` (read
+    through engine/files.py: a named pipe cannot block, a link to /dev/zero or a
+    huge file is refused); otherwise a one-line `UserError`.
+    """
+    if not os.path.lexists(path):
         return []
-    records = []
-    lines = data.split(b"\n")
+    data = read_bytes(path, MAX_METRICS_BYTES, "metrics file")
     # The text after the last newline is an unfinished line (a killed writer): never a record.
-    for line in lines[:-1]:
+    end = data.rfind(b"\n") + 1
+    records = []
+    found = data.find(b'"step"', 0, end)
+    while found >= 0:
+        start = data.rfind(b"\n", 0, found) + 1
+        stop = data.find(b"\n", found, end)  # a newline follows: the search stops before `end`
+        line = data[start:stop]
+        found = data.find(b'"step"', stop, end)
+        if len(line) > MAX_RECORD_BYTES or not line.lstrip().startswith(b"{"):
+            continue
         try:
-            record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            record = parse_json(line.decode("utf-8"))
+        except (UnicodeDecodeError, UserError):
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int):
             records.append(record)
