@@ -114,6 +114,8 @@ def check_fits(config: ModelConfig) -> int:
 
 def config_from_dict(data: dict) -> ModelConfig:
     values = dict(data)
+    if values.get("num_labels") and "label_bias" not in values:
+        values["label_bias"] = False  # saved before labels biased the logits: built as then
     return make_config(str(values.pop("model_type", "")), **values)
 
 

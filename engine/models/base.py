@@ -28,6 +28,8 @@ class ModelConfig:
     dropout: float = 0.0
     # > 0: a conditional model with this many labels (engine/models/conditioning.py).
     num_labels: int = 0
+    # A conditional model's labels also bias its logits (False: saved before they did).
+    label_bias: bool = True
 
     model_type: ClassVar[str] = ""
 

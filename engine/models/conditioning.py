@@ -17,8 +17,11 @@ there. Both are read through a gain (LABEL_GAIN, a buffer saved with the
 weights): with Adam every parameter moves about lr a step, so a zero-started
 vector reaches the size of a character embedding (about 1) only after
 hundreds of steps; the gain makes the label that much faster to learn.
-Checkpoints from before the logit bias and the gain load unchanged: a missing
-bias is zero and a missing gain is 1, so they compute exactly what they did.
+Checkpoints from before the logit bias and the gain load unchanged: their
+model config has no `label_bias`, so they are built without the bias table
+(engine.models.config_from_dict), and a missing gain is 1; they compute, and a
+resumed run trains, exactly what they did (and a missing bias table, should
+weights come without one, is zero).
 
 A `condition` handed to a model's forward is one of:
 

@@ -54,7 +54,9 @@ class RecurrentLM(CharLM):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim)
-        self.label = make_label_embedding(config.num_labels, config.embed_dim, config.vocab_size)
+        self.label = make_label_embedding(
+            config.num_labels, config.embed_dim, config.vocab_size if config.label_bias else 0
+        )
         self.rnn = self.cell_class(
             config.embed_dim,
             config.hidden_size,

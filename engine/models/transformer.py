@@ -123,7 +123,9 @@ class TransformerLM(CharLM):
             if name.endswith("proj.weight"):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         # After the init above, which would overwrite its zero start.
-        self.label = make_label_embedding(config.num_labels, config.n_embd, config.vocab_size)
+        self.label = make_label_embedding(
+            config.num_labels, config.n_embd, config.vocab_size if config.label_bias else 0
+        )
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -57,16 +57,26 @@ def test_a_label_twelve_times_smaller_is_followed_and_guidance_helps(tmp_path: P
     assert small[2.0] <= small[1.0] and big[2.0] >= big[1.0] - 0.01, (small, big)
 
 
-def test_weights_saved_before_the_logit_bias_load_as_they_were() -> None:
-    model = tiny_model("lstm", vocab_size=11, seed=0, num_labels=2)
+def test_runs_saved_before_the_logit_bias_load_and_resume_as_they_were() -> None:
+    from engine.models import build_model, config_from_dict
+
+    new = tiny_model("lstm", vocab_size=11, seed=0, num_labels=2)
+    assert new.config.label_bias and new.label.bias is not None
+    saved = new.config.as_dict()
+    del saved["label_bias"]  # a model config saved before the bias existed
+    old_config = config_from_dict(saved)
+    assert old_config.label_bias is False
     with torch.no_grad():
-        model.label.table.weight.normal_(0.0, 1.0)
-    old = {
-        k: v for k, v in model.state_dict().items() if k not in ("label.bias.weight", "label.gain")
-    }
-    loaded = tiny_model("lstm", vocab_size=11, seed=5, num_labels=2)
-    loaded.load_state_dict(old, strict=True)  # nothing missing
-    assert float(loaded.label.gain) == 1.0 and not loaded.label.bias.weight.any()
+        new.label.table.weight.normal_(0.0, 1.0)
+    weights = {k: v for k, v in new.state_dict().items() if not k.startswith("label.")}
+    weights["label.table.weight"] = new.label.table.weight
+    loaded = build_model(old_config)
+    loaded.load_state_dict(weights, strict=True)  # nothing missing, nothing left over
+    assert loaded.label.bias is None and float(loaded.label.gain) == 1.0
+    # The same parameters as then, in the same order: an old run's optimizer state fits.
+    assert [n for n, _ in loaded.named_parameters()] == [
+        n for n, _ in new.named_parameters() if n != "label.bias.weight"
+    ]
     tokens = torch.randint(0, 11, (2, 6))
     condition = torch.tensor([1, 2])
     with torch.inference_mode():
