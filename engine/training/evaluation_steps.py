@@ -133,6 +133,8 @@ class EvaluationSteps:
                     self.device,
                     with_label=True,
                     limit=len(scored),
+                    deadline=self.budget.final_eval_deadline(),
+                    progress=self._final_eval_progress(),
                 )
                 self.label_losses = {name: r.loss for name, r in per_label.items()}
             else:
@@ -166,7 +168,10 @@ class EvaluationSteps:
         loss = full.loss if full else float(latest.get("val_loss", float("nan")))
         chars = full.chars if full else int(latest.get("val_chars", 0))
         split_chars = self._split_chars()
-        partial = full.positions < len(self.val_ids) - 1 if full else chars < split_chars
+        whole = len(self.val_ids) - 1  # positions (a word model's tokens)
+        if self.val_segments is not None:  # each label's span loses its first position
+            whole = split_chars
+        partial = full.positions < whole if full else chars < split_chars
         self._emit(StatusEvent("stopped" if stopped_by == "stop" else "done"))
         return TrainResult(
             val_loss=loss,
@@ -201,7 +206,10 @@ class EvaluationSteps:
         )
 
     def _split_chars(self) -> int:
-        """Characters of the held-out split that are scored (all but its first token)."""
+        """Characters of the held-out split that are scored (all but its first token; a
+        labelled split: all but the first of each label's span, scored on its own)."""
+        if self.val_segments is not None:
+            return int(sum(max(0, end - start - 1) for start, end, _ in self.val_segments.tolist()))
         if self.token_chars is None:
             return len(self.val_ids) - 1
         ids = torch.as_tensor(np.asarray(self.val_ids[1:]).astype(np.int64))
