@@ -119,7 +119,9 @@ def test_resume_accepts_best_as_an_absolute_link_inside_the_run(
 # ----- --force replaces the old run only once the new one has a checkpoint -------------
 
 
-@pytest.mark.parametrize("setting", ["hidden_size=65536", "seq_len=4096", "val_fraction=0.99999"])
+@pytest.mark.parametrize(
+    "setting", ["hidden_size=65536", "seq_len=4096", "val_fraction=0.99999", "lr=1e30"]
+)
 def test_force_with_a_bad_config_keeps_the_old_run(
     cli_main, corpus_file: Path, run_dir: Path, setting: str
 ) -> None:
