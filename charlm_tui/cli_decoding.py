@@ -79,12 +79,12 @@ def load_decoder(
     blend: str = "mixture",
 ) -> tuple[Decoder, Generator]:
     """The decoder for these options, every option checked before any checkpoint loads."""
-    from charlm_tui.cli_common import checkpoint_paths
     from engine.decoding.blend import BLENDS, check_weights, parse_weights
     from engine.decoding.generator import Generator
     from engine.decoding.loading import build_decoder, check_guidance, load_checkpoints
     from engine.device import resolve_device
     from engine.errors import ConfigError
+    from engine.training.runs import checkpoint_spec
 
     parsed = parse_weights(weights)
     check_weights(parsed, len(checkpoints))
@@ -92,7 +92,7 @@ def load_decoder(
     if blend not in BLENDS:
         raise ConfigError(f"--blend must be one of {', '.join(BLENDS)}, got '{blend}'")
     torch_device = resolve_device(device)
-    loaded = load_checkpoints(checkpoint_paths(checkpoints), torch_device)
+    loaded = load_checkpoints([checkpoint_spec(c) for c in checkpoints], torch_device)
     decoder = build_decoder(
         loaded, condition=condition, guidance=guidance, weights=parsed, blend=blend
     )
