@@ -60,41 +60,51 @@ def _parse_value(raw: str) -> object:
     return raw
 
 
-def _setting_key(item: str) -> str:
-    return item.split("=", 1)[0].strip().replace("-", "_")
+# `--set` keys that have an option of their own, which would silently win over them.
+OWN_OPTION = {
+    "device": "--device",
+    "precision": "--precision",
+    "compile": "--compile",
+    "items": "--items/--no-items",
+    "conditional": "--conditional",
+    "label_dropout": "--label-dropout",
+}
 
 
-def _apply_settings(settings: list[str], model: dict, train: dict, model_type: str) -> None:
-    from dataclasses import fields
-
+def parse_settings(settings: list[str]) -> dict:
+    """`--set KEY=VALUE` items as one flat dict (engine/training/request.py sorts them)."""
     from engine.errors import ConfigError
-    from engine.models import MODELS
-    from engine.training.config import TrainConfig
 
-    model_fields = {f.name for f in fields(MODELS[model_type][0])} - {"vocab_size"}
-    train_fields = {f.name for f in fields(TrainConfig)}
+    values: dict = {}
     for item in settings:
         if "=" not in item:
             raise ConfigError(f"--set takes KEY=VALUE, got '{item}'")
         key, raw = item.split("=", 1)
         key = key.strip().replace("-", "_")
-        if key in model_fields:
-            model[key] = _parse_value(raw)
-        elif key in train_fields:
-            train[key] = _parse_value(raw)
-        else:
-            raise ConfigError(f"unknown setting '{key}' for a {model_type} model or its training")
+        if key in OWN_OPTION:
+            raise ConfigError(f"--set {key} is not read: use {OWN_OPTION[key]} instead")
+        values[key] = _parse_value(raw)
+    return values
 
 
 class _TrainDisplay:
     """Progress on stderr: a live Rich bar in a terminal, a line per evaluation otherwise."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, reasons: list[str] | None = None) -> None:
         self.quiet = quiet
         self.progress = None
         self.task = None
         self.val = ""
         self.said = ""
+        # The resolution's reasons (engine/training/request.py), said with the run's first
+        # event: once the set-up has succeeded, one line each, as the app shows them.
+        self.reasons = list(reasons or [])
+
+    def say_reasons(self) -> None:
+        reasons, self.reasons = self.reasons, []
+        if not self.quiet:
+            for reason in reasons:
+                stderr.print(reason, markup=False, soft_wrap=True)
 
     def __enter__(self) -> _TrainDisplay:
         if not self.quiet and stderr.is_terminal:
@@ -114,6 +124,7 @@ class _TrainDisplay:
         return self
 
     def __call__(self, event: object) -> None:
+        self.say_reasons()
         kind = getattr(event, "kind", "")
         if kind == "step" and self.progress is not None:
             info = (
@@ -145,29 +156,10 @@ class _TrainDisplay:
         return False
 
 
-def _decide_items(config: object, corpus: object, items: bool | None) -> None:
-    """--items, --no-items, or (neither) whatever detection says, said on stderr."""
-    from engine.data.items import corpus_is_items, require_newline
-
-    if items is None and config.conditional:  # type: ignore[attr-defined]
-        items = False  # windows of a conditional run keep to a label, not to items
-    if items is None:
-        items = corpus_is_items(corpus.vocab.chars, corpus.ids)  # type: ignore[attr-defined]
-        if items:
-            stderr.print("line-per-item corpus detected: windows start at items (--no-items: off)")
-    if items:
-        require_newline(corpus.vocab.chars, corpus.name)  # type: ignore[attr-defined]
-        if config.batching != "random":  # type: ignore[attr-defined]
-            stderr.print("items train on windows that start at items: random batching")
-            config.batching = "random"  # type: ignore[attr-defined]
-    config.items = bool(items)  # type: ignore[attr-defined]
-    config.validate()  # type: ignore[attr-defined]
-
-
 def train(
     corpus: str = typer.Option(..., "--corpus", help="Sample name, text file or directory."),
-    out: Path = typer.Option(..., "--out", help="Run directory for checkpoints (last, best)."),
-    model: str = typer.Option("lstm", "--model", help="lstm, gru, rnn or transformer."),
+    out_text: str = typer.Option(..., "--out", help="Run directory for checkpoints (last, best)."),
+    model: str | None = typer.Option(None, "--model", help="lstm, gru, rnn or transformer."),
     preset: str | None = typer.Option(
         None, "--preset", help="tiny, notebook (old name: seed), cpu or gpu."
     ),
@@ -216,6 +208,12 @@ def train(
     label_dropout: float = typer.Option(
         0.1, "--label-dropout", help="Share of windows trained with no label (conditional)."
     ),
+    label_balance: float | None = typer.Option(
+        None,
+        "--label-balance",
+        help="Conditional: labels are trained on with p ~ size^ALPHA; 1 natural, 0 uniform "
+        "(default 0.5).",
+    ),
     tokens: str | None = typer.Option(
         None,
         "--tokens",
@@ -253,53 +251,47 @@ def train(
         )
 
     from engine.data.labels import load_corpus_as
-    from engine.device import resolve_device
-    from engine.models import MODEL_TYPES, make_config
-    from engine.training.config import TrainConfig
-    from engine.training.presets import default_preset
-    from engine.training.presets import preset as get_preset
+    from engine.training.request import (
+        TrainRequest,
+        check_out_dir,
+        resolve_training,
+        saved_run_state,
+    )
     from engine.training.trainer import Trainer
 
-    if model not in MODEL_TYPES:
-        raise ConfigError(f"unknown model '{model}': choose one of {', '.join(MODEL_TYPES)}")
-    resolved_device = resolve_device(device)
-    preset_name = preset or default_preset(resolved_device.type)
-    model_settings, train_settings = get_preset(model, preset_name)
-    # The CPU preset's width follows what the budget can train here (engine/training/
-    # sizing.py), unless a width was asked for; `--set fit_width=false` keeps the preset's.
-    train_settings["fit_width"] = (
-        preset_name == "cpu"
-        and time_budget is not None
-        and model != "transformer"
-        and (tokens or "char") == "char"
-        and not any(_setting_key(item) == "hidden_size" for item in settings)
-    )
-    explicit_batching = "batching" in train_settings and any(
-        _setting_key(item) == "batching" for item in settings
-    )
-    _apply_settings(settings, model_settings, train_settings, model)
-    train_settings.update(device=device, precision=precision, compile=compile_model)
+    out = check_out_dir(out_text)
+    saved = saved_run_state(out) if resume else None
+    labelled = conditional or bool(saved and saved["train"].get("conditional"))
+    loaded = load_corpus_as(corpus, encoding, labelled)
+    if loaded.skipped_binary or loaded.skipped_undecodable:
+        stderr.print(
+            f"skipped {loaded.skipped_binary} binary and {loaded.skipped_undecodable} "
+            f"undecodable files in {corpus} (see `charlm-tui corpus info`)",
+            markup=False,
+        )
+    values = parse_settings(settings)
+    values.update(device=device, precision=precision, compile=compile_model)
+    flags = {
+        "seed": seed,
+        "time_budget": time_budget,
+        "max_steps": max_steps,
+        "patience": patience,
+        "tokens": tokens,
+        "word_vocab": word_vocab,
+        "items": items,
+    }
+    values.update({key: value for key, value in flags.items() if value is not None})
+    if time_budget is not None and max_steps is None:
+        values["max_steps"] = None  # the budget, not the preset's steps, ends the run
     if conditional:
-        if not explicit_batching:  # a preset's stateful streams would run across labels
-            train_settings["batching"] = "random"
-        train_settings.update(conditional=True, label_dropout=label_dropout)
-    if seed is not None:
-        train_settings["seed"] = seed
-    if time_budget is not None:
-        train_settings["time_budget"] = time_budget
-        if max_steps is None:
-            train_settings["max_steps"] = None
-    if max_steps is not None:
-        train_settings["max_steps"] = max_steps
-    if patience is not None:
-        train_settings["patience"] = patience
-    if tokens is not None:
-        train_settings["tokens"] = tokens
-    if word_vocab is not None:
-        train_settings["word_vocab"] = word_vocab
-    config = TrainConfig.from_dict(train_settings)
-    config.validate()
-    model_config = make_config(model, **model_settings)
+        values.update(conditional=True, label_dropout=label_dropout)
+        if label_balance is not None:
+            values["label_balance"] = label_balance
+    elif label_balance is not None:
+        raise ConfigError("--label-balance weighs the labels of a --conditional run")
+    request = TrainRequest(model, preset, values, resume=saved, out_dir=out_text)
+    resolution = resolve_training(request, loaded)  # every refusal comes before the run dir
+    config, model_config = resolution.config, resolution.model_config
 
     deadline = None
     if time_budget is not None:
@@ -316,21 +308,14 @@ def train(
             from engine.training.tensorboard_log import TensorBoardRequest
 
             board = TensorBoardRequest(tensorboard, preview_text)
+        _TrainDisplay(quiet=False, reasons=resolution.reasons).say_reasons()
         result = run_distributed(
             corpus, encoding, model_config, config, out, resume, deadline, tensorboard=board
         )
         if result is None:  # not rank 0
             return
     else:
-        loaded = load_corpus_as(corpus, encoding, conditional)
-        if loaded.skipped_binary or loaded.skipped_undecodable:
-            stderr.print(
-                f"skipped {loaded.skipped_binary} binary and {loaded.skipped_undecodable} "
-                f"undecodable files in {corpus} (see `charlm-tui corpus info`)",
-                markup=False,
-            )
-        _decide_items(config, loaded, items)
-        with _TrainDisplay(quiet=False) as display:
+        with _TrainDisplay(quiet=False, reasons=resolution.reasons) as display:
             on_event, close_tensorboard = display, None
             if tensorboard is not None:
                 from charlm_tui.cli_tensorboard import tensorboard_observer

@@ -175,3 +175,12 @@ def quoted_text(chars: int, seed: int = 0) -> str:
         parts.append(piece)
         size += len(piece) + 1
     return " ".join(parts)[:chars]
+
+
+def write_styles(parent: Path) -> Path:
+    """A small labelled folder under `parent`: `styles/` with a code label and a prose label."""
+    folder = parent / "styles"
+    folder.mkdir()
+    (folder / "code.txt").write_text("def f(x):\n    return x + 1\n" * 150, encoding="utf-8")
+    (folder / "prose.txt").write_text("The cat sat on the mat. It was warm.\n" * 120, "utf-8")
+    return folder

@@ -243,6 +243,7 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         self.query_one("#train-progress", ProgressBar).update(progress=0.0)
         self.query_one("#train-eta", Static).update("")
         self.query_one(TrainForm).show_resume(False)
+        self.query_one(TrainForm).show_reasons(event.reasons)
 
     def _got_StepEvent(self, event: p.StepEvent) -> None:
         total = f"/{event.max_steps:,}" if event.max_steps else ""

@@ -241,6 +241,13 @@ class TrainForm(VerticalScroll):
     def show_error(self, message: str) -> None:
         self.query_one("#form-error", Static).update(message)
 
+    def show_reasons(self, reasons: list[str]) -> None:
+        """What the engine resolved the form to, and why (engine/training/request.py: the
+        same lines `charlm-tui train` prints), one per line under the fields."""
+        from rich.text import Text
+
+        self.query_one("#form-error", Static).update(Text("\n".join(reasons), style="dim"))
+
     def command(self) -> p.Train | str:
         """The Train command these fields describe, or the first problem with them."""
         values: dict[str, float | int | None] = {}

@@ -18,6 +18,18 @@ MAX_TIME_BUDGET_S = 10**7
 MAX_EVAL_CHARS = 10**10
 
 
+def _check_device_and_precision(device: str, precision: str) -> None:
+    """Names the engine knows (`--set device=...` or a tampered state.json is bad input,
+    never silently replaced): engine/device.py's lists, and `cuda:N`."""
+    from engine.device import DEVICES, PRECISIONS
+
+    index = device.removeprefix("cuda:")
+    if device not in DEVICES and not (device.startswith("cuda:") and index.isdigit()):
+        raise ConfigError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = 32
@@ -59,6 +71,9 @@ class TrainConfig:
     # A budgeted recurrent run may narrow its width to what the budget can train on this
     # machine (engine/training/sizing.py); the CLI asks for it for the default `cpu` preset.
     fit_width: bool = False
+    # A new run's dropout and weight decay may rise with the epochs it will read of its
+    # corpus (engine/training/sizing.py); off when either was asked for.
+    fit_data: bool = False
 
     def validate(self) -> None:
         """Types first, then ranges: `--set lr=abc` or a tampered state.json is bad input, not a crash.
@@ -90,12 +105,14 @@ class TrainConfig:
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_str("device", self.device, 64)
         check_str("precision", self.precision, 64)
+        _check_device_and_precision(self.device, self.precision)
         check_bool("compile", self.compile)
         check_bool("final_eval", self.final_eval)
         if self.patience is not None:
             check_int("patience (evaluations without a new best before stopping)", self.patience, 1)
         check_bool("items", self.items)
         check_bool("fit_width", self.fit_width)
+        check_bool("fit_data", self.fit_data)
         if self.items and self.batching != "random":
             raise ConfigError("--items trains on windows that start at items: use random batching")
         if self.threads is not None:

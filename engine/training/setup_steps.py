@@ -135,12 +135,19 @@ class SetupSteps:
             self.model.load_state_dict(resumed.model.state_dict())
 
     def _fit_width(self, model_config: ModelConfig) -> None:
-        """Narrow a budgeted recurrent run to what the budget can train here (engine/
-        training/sizing.py). Single-process CPU runs only: DDP ranks must agree on the
-        shape, and a GPU trains the preset's width in any budget worth having."""
+        """Narrow a budgeted recurrent run to what the budget can train here and what the
+        corpus can teach it, and (with `fit_data`) raise its dropout and weight decay with
+        the epochs it will read (engine/training/sizing.py). Single-process CPU runs only:
+        DDP ranks must agree on the shape, and a GPU trains the preset's width in any
+        budget worth having."""
         from engine.models.recurrent import RecurrentConfig
         from engine.training.precision import CpuFacts
-        from engine.training.sizing import TRAIN_SHARE, fit_width, measure_training_rate
+        from engine.training.sizing import (
+            TRAIN_SHARE,
+            fit_to_data,
+            fit_width,
+            measure_training_rate,
+        )
 
         cfg = self.config
         solo_cpu = self.world_size == 1 and self.device.type == "cpu"
@@ -154,14 +161,29 @@ class SetupSteps:
         self.threads.start()
         seconds = max(self.deadline - time.monotonic(), 0.0) * TRAIN_SHARE
         preset_width = model_config.hidden_size
+        train_chars = len(self.train_ids)
         choice = fit_width(
             model_config,
             seconds,
             lambda shaped: measure_training_rate(shaped, cfg.batch_size, self.device, bf16),
+            train_chars if cfg.fit_data else None,
         )
         model_config.hidden_size = choice.width
         self.width_choice = choice
         self.setup_notes.append(choice.note(preset_width))
+        if cfg.fit_data:
+            rate, estimated = choice.rate(self.device.type)
+            steps = cfg.max_steps
+            data = fit_to_data(
+                train_chars,
+                seconds,
+                rate,
+                steps * cfg.batch_size * cfg.seq_len if steps is not None else None,
+                estimated=estimated,
+            )
+            model_config.dropout = max(model_config.dropout, data.dropout)
+            cfg.weight_decay = max(cfg.weight_decay, data.weight_decay)
+            self.setup_notes.append(data.reason(model_config.dropout, cfg.weight_decay))
 
     def _setup_optimizer(self) -> None:
         self.optimizer = self._make_optimizer()

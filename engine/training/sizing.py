@@ -20,12 +20,21 @@ runs with the random state saved and put back; a budget too short to matter
 for 512 and 256 wide on the EPYC), so the threshold of 4 on probe figures is about
 3 on real ones, between the 2.6 at which 512 still lost (1.65 against 1.60 for 256
 in 300 s) and the Xeon's 5.3 at which it won.
+
+The corpus counts too (`fit_to_data`, a pure function): the characters a run
+will read divided by its training split's length is the number of epochs it
+makes. A few epochs (tinyshakespeare's 1-6 in 120 s) cannot memorise the text
+and get no change; from FEW_EPOCHS on (a 200 KB names list reads 15-30 epochs
+in 120 s) the model would learn the training split by heart, so the width is
+capped and dropout and weight decay raised, more so from MANY_EPOCHS on. In
+`fit_width` a candidate whose own epochs put it over its tier's cap is passed
+over like one the budget cannot train.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -44,6 +53,89 @@ MIN_PROBE_S = 20.0
 PROBE_SEQ = 32  # positions per probe pass: the run's batch rows, a shorter window
 PROBE_PASSES = 2  # timed passes per width and precision, after one untimed
 
+# Epochs of the training split from which a run is regularised, and from which more so
+# (see the docstring): tinyshakespeare reads 1-6 in 120 s on the machines measured.
+FEW_EPOCHS = 8.0
+MANY_EPOCHS = 24.0
+# (width cap, dropout at least, weight decay at least) from FEW_EPOCHS, and from MANY_EPOCHS.
+SOME_REGULARISATION = (384, 0.2, 0.1)
+STRONG_REGULARISATION = (256, 0.3, 0.1)
+# Where no rate was measured: training chars/s is about this over the parameter count
+# (the AVX2 EPYC in fp32: 10.7k chars/s for 1.2M parameters, 28.8k for 0.33M; an
+# estimate, said as one wherever it is used).
+RATE_TIMES_PARAMETERS = {"cpu": 1.0e10, "mps": 5.0e10, "cuda": 5.0e11}
+
+
+@dataclass(frozen=True)
+class DataFit:
+    """What the epochs a run will read of its corpus ask for: a width cap, dropout and
+    weight decay floors (none below FEW_EPOCHS), and the line that says why."""
+
+    epochs: float | None  # None: how many is unknown (no budget bound, no step bound)
+    width_cap: int | None
+    dropout: float
+    weight_decay: float
+    train_chars: int
+    estimated: bool = False  # the rate behind `epochs` was estimated, not measured
+
+    @property
+    def regularised(self) -> bool:
+        return self.width_cap is not None
+
+    def reason(self, dropout: float, weight_decay: float, width: int | None = None) -> str:
+        """The line for a run that trains with `dropout` and `weight_decay` (and a fitted
+        `width`, when there is one) after this fit."""
+        if self.epochs is None:
+            return "regularisation: the preset's (how many epochs the run reads is unknown)"
+        about = "an estimated " if self.estimated else ""
+        read = f"{about}{self.epochs:.1f} epochs of {_chars(self.train_chars)} training chars"
+        if not self.regularised:
+            return f"regularisation: the preset's ({read}: too few to learn it by heart)"
+        shape = f"width {width}, " if width is not None else ""
+        return (
+            f"{shape}dropout {dropout:g}, weight decay {weight_decay:g} for {read} (a small "
+            "corpus read many times is learnt by heart)"
+        )
+
+
+def _chars(count: float) -> str:
+    if count >= 1e6:
+        return f"{count / 1e6:.1f}M"
+    return f"{count / 1e3:.0f}k" if count >= 1e3 else f"{count:.0f}"
+
+
+def estimated_rate(parameters: int, device_type: str = "cpu") -> float:
+    """Training chars/s of a model of `parameters` where none was measured (a rough guess)."""
+    return RATE_TIMES_PARAMETERS.get(device_type, RATE_TIMES_PARAMETERS["cpu"]) / max(parameters, 1)
+
+
+def fit_to_data(
+    train_chars: int,
+    seconds: float | None,
+    rate: float | None,
+    step_chars: int | None = None,
+    *,
+    estimated: bool = False,
+) -> DataFit:
+    """The regularisation `train_chars` of training text asks for when a run reads it for
+    `seconds` at `rate` chars/s, or `step_chars` (max steps x batch), whichever is less.
+
+    Pure: the same corpus size, budget and throughput always give the same answer.
+    """
+    by_steps = float(step_chars) if step_chars is not None else None
+    by_time = max(seconds, 0.0) * max(rate, 0.0) if seconds is not None and rate else None
+    if by_time is None and by_steps is None:
+        return DataFit(None, None, 0.0, 0.0, train_chars)
+    if by_time is None or (by_steps is not None and by_steps <= by_time):
+        read, estimated = by_steps, False  # the step bound is exact
+    else:
+        read = by_time
+    epochs = read / max(train_chars, 1)
+    if epochs < FEW_EPOCHS:
+        return DataFit(epochs, None, 0.0, 0.0, train_chars, estimated)
+    cap, dropout, decay = SOME_REGULARISATION if epochs < MANY_EPOCHS else STRONG_REGULARISATION
+    return DataFit(epochs, cap, dropout, decay, train_chars, estimated)
+
 
 @dataclass(frozen=True)
 class WidthChoice:
@@ -51,9 +143,29 @@ class WidthChoice:
     seconds: float  # the training time the choice was made for
     rates: dict[int, float]  # measured training chars/s per width probed
     parameters: dict[int, int]
+    # Widths the budget could train but the corpus could not (epochs they would read).
+    too_many_epochs: dict[int, float] = field(default_factory=dict)
+
+    def rate(self, device_type: str = "cpu") -> tuple[float, bool]:
+        """The chosen width's chars/s and whether it is estimated: measured, else scaled by
+        parameters from the nearest width measured, else `estimated_rate`."""
+        if self.width in self.rates:
+            return self.rates[self.width], False
+        parameters = self.parameters.get(self.width)
+        if self.rates and parameters:
+            nearest = min(self.rates)
+            return self.rates[nearest] * self.parameters[nearest] / parameters, True
+        return estimated_rate(parameters or 1, device_type), True
 
     def note(self, preset_width: int) -> str:
         """One line for the run's start: the width, and the measurements behind it."""
+        if self.too_many_epochs:
+            wider = max(self.too_many_epochs)
+            return (
+                f"width {self.width} for this corpus and budget ({wider} wide: "
+                f"{self.too_many_epochs[wider]:.0f} epochs of the training split, "
+                "too many for its size)"
+            )
         if self.width == preset_width:
             rate = self.rates[self.width]
             read = f"{rate * self.seconds / 1e6:.1f}M chars"
@@ -77,24 +189,36 @@ def candidate_widths(preset_width: int) -> list[int]:
 
 
 def fit_width(
-    config: RecurrentConfig, seconds: float, measure_rate: Callable[[RecurrentConfig], float]
+    config: RecurrentConfig,
+    seconds: float,
+    measure_rate: Callable[[RecurrentConfig], float],
+    train_chars: int | None = None,
 ) -> WidthChoice:
     """The widest candidate whose `seconds` of training at its measured rate read at least
-    CHARS_PER_PARAMETER characters per parameter; the narrowest if none does. The
+    CHARS_PER_PARAMETER characters per parameter, and (given `train_chars`) no more epochs
+    of the corpus than its width allows (`fit_to_data`); the narrowest if none does. The
     narrowest is never probed (it is the answer either way), and a budget under
     MIN_PROBE_S probes nothing: no CPU reads millions of characters in it, and the probe
     would take a share of it."""
     rates: dict[int, float] = {}
     parameters: dict[int, int] = {}
+    too_many: dict[int, float] = {}
     widths = candidate_widths(config.hidden_size)
+    parameters[widths[-1]] = build_model(replace(config, hidden_size=widths[-1])).num_parameters()
     if seconds >= MIN_PROBE_S:
         for width in widths[:-1]:
             shaped = replace(config, hidden_size=width)
             parameters[width] = build_model(shaped).num_parameters()
             rates[width] = measure_rate(shaped)
-            if rates[width] * seconds >= CHARS_PER_PARAMETER * parameters[width]:
-                return WidthChoice(width, seconds, rates, parameters)
-    return WidthChoice(widths[-1], seconds, rates, parameters)
+            if rates[width] * seconds < CHARS_PER_PARAMETER * parameters[width]:
+                continue
+            if train_chars is not None:
+                data = fit_to_data(train_chars, seconds, rates[width])
+                if data.width_cap is not None and width > data.width_cap:
+                    too_many[width] = data.epochs or 0.0
+                    continue
+            return WidthChoice(width, seconds, rates, parameters, too_many)
+    return WidthChoice(widths[-1], seconds, rates, parameters, too_many)
 
 
 def measure_training_rate(

@@ -66,6 +66,9 @@ class TrainStarted:
     # metrics.jsonl records so far (a resumed run's whole past), thinned for the UI.
     metrics: list = field(default_factory=list)
     labels: list = field(default_factory=list)  # a conditional run's label names
+    # What the training request resolved to, and why (engine/training/request.py), and
+    # what the set-up fitted (width, regularisation): one line each.
+    reasons: list = field(default_factory=list)
 
 
 @dataclass

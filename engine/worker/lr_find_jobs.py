@@ -7,9 +7,7 @@ cores and the answer would mean little), and Cancel stops it between steps.
 
 from __future__ import annotations
 
-from dataclasses import fields
-
-from engine.errors import ConfigError, UserError
+from engine.errors import UserError
 from engine.worker import protocol as p
 from engine.worker.jobs import Job
 
@@ -18,10 +16,8 @@ class LRFindHandlers:
     """LRFind: points as they come (latest wins), then the curve and the suggestion."""
 
     def on_LRFind(self, cmd: p.LRFind) -> None:
-        from engine.models import make_config
-        from engine.training.config import TrainConfig
         from engine.training.lr_find import check_range
-        from engine.training.presets import preset
+        from engine.training.request import form_request, resolve_training
 
         if self.training:  # type: ignore[attr-defined]
             raise UserError("stop training before a learning-rate range test")
@@ -29,15 +25,13 @@ class LRFindHandlers:
         if corpus is None:
             raise UserError("no corpus loaded yet: pick one in the Corpus tab first")
         check_range(cmd.min_lr, cmd.max_lr, cmd.steps)
-        model_values, train_values = preset(cmd.model_type, cmd.preset)
-        model_values.update(cmd.model)
-        train_values.update(cmd.train)
-        unknown = sorted(set(train_values) - {f.name for f in fields(TrainConfig)})
-        if unknown:
-            raise ConfigError(f"unknown training setting {', '.join(unknown)}")
-        config = TrainConfig.from_dict(train_values)
-        config.validate()
-        model_config = make_config(cmd.model_type, **model_values)
+        # The model training would build (engine/training/request.py), less the width
+        # fitting: that measures the machine when a run starts.
+        request = form_request(cmd.model_type, cmd.preset, cmd.model, cmd.train)
+        request.settings["fit_width"] = False
+        request.asked = request.chosen() | {"fit_width"}
+        resolution = resolve_training(request, corpus)
+        config, model_config = resolution.config, resolution.model_config
         self._cancel_kind("lr-find")  # type: ignore[attr-defined]
 
         def work(job: Job) -> None:

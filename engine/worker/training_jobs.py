@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,34 +22,31 @@ class TrainingHandlers:
     """Train, pause, resume, stop, save, load and list runs."""
 
     def on_Train(self, cmd: p.Train) -> None:
-        from engine.models import make_config
-        from engine.training.config import TrainConfig
-        from engine.training.presets import preset
+        from engine.training.request import form_request, resolve_training
 
         if self.training:
             raise UserError("training is already running: stop it first")
         corpus = self.corpus
         if corpus is None:
             raise UserError("no corpus loaded yet: pick one in the Corpus tab first")
-        model_values, train_values = preset(cmd.model_type, cmd.preset)
-        model_values.update(cmd.model)
-        train_values.update(cmd.train)
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(train_values) - known)
-        if unknown:
-            raise ConfigError(f"unknown training setting {', '.join(unknown)}")
-        config = TrainConfig.from_dict(train_values)
-        if config.conditional:
-            if self.labelled is None:
-                raise UserError(f"'{corpus.name}' has no labels to train a conditional model on")
-            corpus = self.labelled
-            if "batching" not in cmd.train:  # a preset's stateful streams would cross labels
-                config.batching = "random"
-        config.validate()
-        model_config = None
+        saved = None
         if cmd.resume:
             if self.loaded is None:
                 raise UserError("nothing to continue: load a checkpoint first")
+            saved = {
+                "model": self.loaded.model.config.as_dict(),
+                "train": self.loaded.meta.get("train") or {},
+            }
+        if cmd.train.get("conditional") or (saved and saved["train"].get("conditional")):
+            if self.labelled is None:
+                raise UserError(f"'{corpus.name}' has no labels to train a conditional model on")
+            corpus = self.labelled
+        # The same resolution as `charlm-tui train` (engine/training/request.py): every
+        # refusal before a run directory exists, and the reasons said at the start.
+        request = form_request(cmd.model_type, cmd.preset, cmd.model, cmd.train, saved)
+        resolution = resolve_training(request, corpus)
+        config, model_config = resolution.config, resolution.model_config
+        if cmd.resume:
             out_dir = self._run_dir_of(self.loaded.path)
             from engine.data.words import char_vocab
 
@@ -58,20 +55,22 @@ class TrainingHandlers:
                     f"the checkpoint was trained on another vocabulary than '{corpus.name}': "
                     "load its corpus first"
                 )
+            model_config = None  # the checkpoint's own
         else:
-            model_config = make_config(cmd.model_type, **model_values)
             out_dir = new_run_dir(corpus.name, cmd.model_type)
         self.train_stop.clear()
         self.trainer_paused.clear()
         self.train_thread = threading.Thread(
             target=self._train,
-            args=(cmd, corpus, model_config, config, out_dir),
+            args=(cmd, corpus, model_config, config, out_dir, resolution.reasons),
             name="train",
             daemon=True,
         )
         self.train_thread.start()
 
-    def _train(self, cmd: p.Train, corpus: Corpus, model_config, config, out_dir: Path) -> None:
+    def _train(
+        self, cmd: p.Train, corpus: Corpus, model_config, config, out_dir: Path, reasons: list
+    ) -> None:
         board = None
 
         def run() -> None:
@@ -124,6 +123,7 @@ class TrainingHandlers:
                     history=list(trainer.history),
                     metrics=self._metrics_of(out_dir, trainer.step) if cmd.resume else [],
                     labels=list(corpus.labels) if config.conditional else [],
+                    reasons=[*reasons, *trainer.setup_notes],
                 )
             )
             if self.train_stop.is_set():

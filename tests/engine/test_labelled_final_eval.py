@@ -9,13 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _styles(tmp_path: Path) -> Path:
-    folder = tmp_path / "styles"
-    folder.mkdir()
-    (folder / "code.txt").write_text("def f(x):\n    return x + 1\n" * 80, encoding="utf-8")
-    (folder / "prose.txt").write_text("The cat sat on the mat. It was warm.\n" * 60, "utf-8")
-    return folder
+from tests.helpers import write_styles
 
 
 def test_labelled_evaluation_stops_at_its_deadline_and_reports_progress(tmp_path: Path) -> None:
@@ -23,7 +17,7 @@ def test_labelled_evaluation_stops_at_its_deadline_and_reports_progress(tmp_path
     from engine.training.evaluate import evaluate_labelled
     from tests.helpers import tiny_model
 
-    corpus = load_labelled_corpus(str(_styles(tmp_path)))
+    corpus = load_labelled_corpus(str(write_styles(tmp_path)))
     model = tiny_model("lstm", vocab_size=len(corpus.vocab), num_labels=2)
     ids, segments = np.asarray(corpus.ids), corpus.segments
     whole, _ = evaluate_labelled(model, ids, segments, corpus.labels, with_label=True)
@@ -49,7 +43,7 @@ def test_a_conditional_run_scoring_its_whole_split_is_not_partial(tmp_path: Path
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 
-    corpus = load_labelled_corpus(str(_styles(tmp_path)))
+    corpus = load_labelled_corpus(str(write_styles(tmp_path)))
     config = TrainConfig(
         batch_size=4, seq_len=16, max_steps=4, eval_interval=4, eval_chars=256,
         conditional=True, batching="random", time_budget=60, device="cpu",
@@ -68,7 +62,7 @@ def test_train_conditional_with_a_budget_scores_the_whole_split(cli_main, tmp_pa
 
     out = tmp_path / "run"
     proc = cli_main(
-        "train", "--corpus", _styles(tmp_path), "--out", out, "--conditional", "--preset",
+        "train", "--corpus", write_styles(tmp_path), "--out", out, "--conditional", "--preset",
         "tiny", "--max-steps", "4", "--time-budget", "60", "--json",
     )  # fmt: skip
     result = cli_json(proc)

@@ -18,6 +18,7 @@ from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.training import TrainingPane
 from engine.worker import protocol as p
+from tests.helpers import write_styles
 from tests.tui.waiting import text_of, wait_until
 
 SIZE = (120, 36)
@@ -26,11 +27,7 @@ SIZE = (120, 36)
 @pytest.fixture
 def styles(tmp_path: Path) -> Path:
     """A labelled folder: one file per label."""
-    folder = tmp_path / "styles"
-    folder.mkdir()
-    (folder / "code.txt").write_text("def f(x):\n    return x + 1\n" * 150, encoding="utf-8")
-    (folder / "prose.txt").write_text("The cat sat on the mat. It was warm.\n" * 120, "utf-8")
-    return folder
+    return write_styles(tmp_path)
 
 
 def _app(**kwargs) -> CharLMApp:

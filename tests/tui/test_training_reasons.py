@@ -1,0 +1,34 @@
+"""The training form trains what `charlm-tui train` would from the same choices, and shows
+the resolution's reasons (engine/training/request.py) under its fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from charlm_tui.app import CharLMApp
+from charlm_tui.panes.corpus import CorpusPane
+from charlm_tui.panes.training import TrainingPane
+from tests.tui.waiting import text_of, wait_until
+
+
+async def test_the_cpu_preset_is_fitted_in_the_app_too_and_the_form_says_why() -> None:
+    app = CharLMApp(engine_mode="thread", corpus="markov")
+    async with app.run_test(size=(120, 36)) as pilot:
+        corpus = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: corpus.loaded_name == "markov", what="the corpus")
+        await pilot.press("f3")
+        app.query_one("#preset").value = "cpu"
+        await pilot.pause()
+        assert app.query_one("#f-width").value == "512"
+        app.query_one("#f-time_budget").value = "4"
+        await pilot.press("f5")
+        pane = app.query_one(TrainingPane)
+        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 120, "training to end")
+        assert pane.state == "done"
+        shown = text_of(app, "#form-error")
+        assert "width and regularisation: fitted at the start to the 4 s budget" in shown
+        assert "width 256: a " in shown  # 4 s is too short for the preset's 512
+        assert "epochs of" in shown
+        state = json.loads((Path(pane.run_dir) / "last" / "state.json").read_text("utf-8"))
+        assert state["model"]["hidden_size"] == 256, "the width `train` would have trained"
