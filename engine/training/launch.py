@@ -55,15 +55,11 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StopOnSignals:
-    """While entered: SIGINT, SIGTERM and SIGHUP stop `trainer` at the next step boundary.
-
-    The trainer then saves a checkpoint at the stop, with no final evaluation (a
-    closing terminal or a service manager's grace period does not wait for one).
-    `signum` is the first signal received (the CLI exits 128 + it). After the first,
-    a Ctrl-C goes back to its old handler (twice aborts: the user insists, and the
-    checkpoint write is atomic), while a repeated SIGTERM or SIGHUP changes nothing,
-    since a closing terminal or a service manager may send several. SIGHUP means the
-    terminal is gone: stdout and stderr that were that terminal now write to
+    """While entered: SIGINT, SIGTERM and SIGHUP stop `trainer` at the next step boundary,
+    where it saves, with no final evaluation. `signum` is the first signal (the CLI exits
+    128 + it). Then Ctrl-C gets its old handler back (twice aborts; the checkpoint write
+    is atomic), while more SIGTERMs or SIGHUPs (a closing terminal sends several) change
+    nothing. After SIGHUP, stdout and stderr that were the gone terminal write to
     /dev/null. Outside the main thread (no signal handlers there) it does nothing.
     """
 
@@ -296,6 +292,29 @@ def launch(
         join=False,
         start_method="spawn",
     )
+    # A SIGTERM or SIGHUP sent to this launcher alone goes on to the ranks: none trains on.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def forward(signum: int, frame: object) -> None:
+            for process in context.processes:
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signum)
+
+        previous = {n: signal.signal(n, forward) for n in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        received = _join_ranks(context, queue)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    outcomes = [item for item in received if isinstance(item, RankOutcome)]
+    return sorted(outcomes, key=lambda outcome: outcome.rank)
+
+
+def _join_ranks(context, queue) -> list[object]:
+    """Wait for every rank (a Ctrl-C reaches them too: wait on); what they sent back."""
+    import torch.multiprocessing as mp
+
     received: list[object] = []
     interrupted = False
     while True:
@@ -319,8 +338,7 @@ def launch(
             break
     while not queue.empty():
         received.append(queue.get())
-    outcomes = [item for item in received if isinstance(item, RankOutcome)]
-    return sorted(outcomes, key=lambda outcome: outcome.rank)
+    return received
 
 
 def run_distributed(

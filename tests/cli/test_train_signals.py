@@ -26,12 +26,12 @@ def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train_then_signal(
-    corpus: Path, out: Path, signals: list[int], *extra: str
+    corpus: Path, out: Path, signals: list[int], *extra: str, launcher: list[str] | None = None
 ) -> tuple[int, dict, str]:
     """Start an endless tiny run, send `signals` once it has saved once; (code, JSON, stderr)."""
     args = train_args(corpus, out, "--max-steps", "1000000", "--set", "eval_interval=25", *extra)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "charlm_tui", *map(str, args), "--json"],
+        [*(launcher or [sys.executable]), "-m", "charlm_tui", *map(str, args), "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -55,7 +55,10 @@ def _train_then_signal(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert "Traceback" not in stderr, stderr
+    if launcher is None:
+        assert "Traceback" not in stderr, stderr
+    else:  # torchrun prints a traceback of its own for its SIGTERM: none from our code
+        assert "charlm_tui/" not in stderr and "/engine/" not in stderr, stderr
     assert stdout.strip(), f"no JSON (exit {proc.returncode}): {stderr}"
     return proc.returncode, json.loads(stdout), stderr
 
@@ -95,6 +98,23 @@ def test_ddp_on_one_device_saves_on_a_signal_too(
     code, result, stderr = _train_then_signal(corpus_file, out, [number], "--ddp")
     assert "one process" in stderr
     assert code == 128 + number
+    _assert_saved_at_the_stop(out, result)
+
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed")
+def test_torchrun_ranks_save_when_torchrun_gets_sigterm(corpus_file: Path, tmp_path: Path) -> None:
+    """torchrun passes SIGTERM on to its ranks: they stop at one agreed step, rank 0 saves."""
+    out = tmp_path / "run"
+    launcher = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2"]
+    code, result, _ = _train_then_signal(
+        corpus_file, out, [signal.SIGTERM], "--ddp", launcher=launcher
+    )
+    assert code != 0  # torchrun reports its own SIGTERM however its ranks ended
+    assert result["stop_signal"] == "SIGTERM"
     _assert_saved_at_the_stop(out, result)
 
 
