@@ -16,9 +16,10 @@ Each corpus is trained by the real command, `charlm-tui train --time-budget S
 loss, steps, epochs (training chars seen / training split), and the size chosen
 with its reason (whatever keys of that kind the train JSON has). For styles,
 `generate --condition L --guidance G` draws --samples samples per label at
-guidance 1 and 2, and an independent classifier (multinomial naive Bayes over
-character 3- and 4-grams, add-0.5 smoothing, uniform prior, built from each
-label's training split) assigns each sample to a label; its accuracy on pieces
+guidance 1 and 2, and an independent classifier (naive Bayes over a character
+4-gram language model per label, Witten-Bell interpolated, uniform prior, built
+from the same amount of each label's training split: the smallest label's)
+assigns each sample to a label; its accuracy on pieces
 of the same length of real held-out text of each label is the ceiling. Target:
 the share assigned to the asked label >= 90% of that accuracy at guidance <= 2.
 
@@ -160,27 +161,45 @@ def build(work: Path, args: argparse.Namespace) -> dict[str, Path]:
 
 
 class NgramClassifier:
-    """Multinomial naive Bayes over character 3- and 4-grams, add-0.5, uniform prior."""
+    """Naive Bayes with a character 4-gram language model per label (Peng & Schuurmans'
+    n-gram naive Bayes): P(text | label) is the product of P(c | previous 3 chars), each
+    Witten-Bell interpolated with the 2-, 1- and 0-char contexts down to an add-one
+    unigram over every label's characters; uniform prior. Interpolation, not a flat
+    floor for unseen n-grams, so text no label has seen is not given to the smallest."""
 
-    ORDERS = (3, 4)
-    SMOOTH = 0.5
+    ORDER = 4
 
     def __init__(self, texts: dict[str, str]) -> None:
-        self.counts = {name: Counter(self.grams(text)) for name, text in texts.items()}
-        self.totals = {name: sum(c.values()) for name, c in self.counts.items()}
-        self.kinds = len(set().union(*self.counts.values())) + 1  # +1: an unseen n-gram
+        self.chars = len(set("".join(texts.values()))) + 1  # +1: an unseen character
+        self.models = {name: self._counts(text) for name, text in texts.items()}
 
-    def grams(self, text: str) -> list[str]:
-        return [text[i : i + n] for n in self.ORDERS for i in range(len(text) - n + 1)]
+    def _counts(self, text: str) -> dict[str, Counter]:
+        follows: dict[str, Counter] = defaultdict(Counter)
+        for i, char in enumerate(text):
+            for k in range(self.ORDER):
+                if i >= k:
+                    follows[text[i - k : i]][char] += 1
+        return dict(follows)
+
+    def _prob(self, model: dict[str, Counter], history: str, char: str) -> float:
+        seen = model[""]
+        p = (seen[char] + 1) / (seen.total() + self.chars)
+        for k in range(1, min(len(history), self.ORDER - 1) + 1):
+            after = model.get(history[-k:])
+            if after is None:
+                break
+            total, kinds = after.total(), len(after)
+            p = (after[char] + kinds * p) / (total + kinds)
+        return p
+
+    def log_likelihood(self, text: str, name: str) -> float:
+        model = self.models[name]
+        return sum(
+            math.log(self._prob(model, text[max(0, i - 3) : i], c)) for i, c in enumerate(text)
+        )
 
     def classify(self, text: str) -> str:
-        grams = Counter(self.grams(text))
-
-        def score(name: str) -> float:
-            counts, norm = self.counts[name], self.totals[name] + self.SMOOTH * self.kinds
-            return sum(k * math.log((counts[g] + self.SMOOTH) / norm) for g, k in grams.items())
-
-        return max(self.counts, key=score)
+        return max(self.models, key=lambda name: self.log_likelihood(text, name))
 
 
 def cli(*command: str) -> dict:
@@ -254,7 +273,10 @@ def styles_report(folder: Path, run: Path, args: argparse.Namespace) -> dict:
     """Conditioned samples by label and guidance, classified, beside the classifier's ceiling."""
     texts = {p.stem: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))}
     cut = {name: int(len(text) * (1 - VAL_FRACTION)) for name, text in texts.items()}
-    classifier = NgramClassifier({name: text[: cut[name]] for name, text in texts.items()})
+    # As much training text of every label (the smallest's): a label with less text would
+    # otherwise smooth more and win whatever text none of them has seen.
+    same = min(cut.values())
+    classifier = NgramClassifier({name: text[:same] for name, text in texts.items()})
     length = args.length
     ceiling = {}
     for name, text in texts.items():
