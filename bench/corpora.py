@@ -152,7 +152,7 @@ def build(work: Path, args: argparse.Namespace) -> dict[str, Path]:
     for label, text, size in (
         ("shakespeare", shakespeare, big),
         ("code", stdlib_code(args.code_kb * 1000 + big)[args.code_kb * 1000 :], big // 2),
-        ("names", names[::-1].split("\n", 1)[1][::-1], big // 4),  # the list's tail first
+        ("names", names, big // 4),
         ("verse", verse, big // 10),
     ):
         (styles / f"{label}.txt").write_text(text[:size], encoding="utf-8")
