@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from engine.training.checkpoint import MODEL_FILE, STATE_FILE, load_checkpoint
 from engine.training.metrics_log import METRICS_FILE, read_metrics
 from tests.cli.test_promises_cli import TINY, fails_after_progress, train
+from tests.engine.test_run_links import assert_untouched, plant_link
 from tests.helpers import REPO, assert_user_error, cli_env, cli_json, run_cli, write_markov
 
 
@@ -64,17 +65,10 @@ def test_train_refuses_a_run_dir_with_a_planted_link(
     cli_main, corpus_file: Path, tmp_path: Path, name: str, target_exists: bool
 ) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    victim = tmp_path / "victim.txt"
-    if target_exists:
-        victim.write_text("precious\n", encoding="utf-8")
-    (out / name).symlink_to(victim)
+    victim = plant_link(out, name, target_exists)
     proc = train(cli_main, corpus_file, out, "--max-steps", "3")
     fails_after_progress(proc, name, "symbolic link")
-    if target_exists:
-        assert victim.read_text(encoding="utf-8") == "precious\n"
-    else:
-        assert not victim.exists()
+    assert_untouched(victim, target_exists)
 
 
 def test_resume_refuses_a_link_planted_beside_a_run(

@@ -225,6 +225,24 @@ def test_weights_without_permission_are_not_called_missing(tmp_path: Path) -> No
 # ----- the engine never writes through a planted link ------------------------------------
 
 
+def plant_link(run: Path, name: str, target_exists: bool) -> Path:
+    """A fresh run directory with `name` linked to a victim file beside it (or to where
+    one would be); returns the victim."""
+    run.mkdir()
+    victim = run.parent / "victim.txt"
+    if target_exists:
+        victim.write_text("precious\n", encoding="utf-8")
+    (run / name).symlink_to(victim)
+    return victim
+
+
+def assert_untouched(victim: Path, target_exists: bool) -> None:
+    if target_exists:
+        assert victim.read_text(encoding="utf-8") == "precious\n"
+    else:
+        assert not victim.exists(), "a dangling link's target was created"
+
+
 @pytest.mark.parametrize("name", [".lock", "metrics.jsonl", ".metrics.jsonl.tmp"])
 @pytest.mark.parametrize("target_exists", [True, False])
 def test_a_link_planted_in_the_run_is_refused_and_never_written_through(
@@ -233,19 +251,12 @@ def test_a_link_planted_in_the_run_is_refused_and_never_written_through(
     path, _ = write_markov(tmp_path / "markov.txt", 6_000)
     corpus = load_corpus(str(path))
     run = tmp_path / "run"
-    run.mkdir()
-    victim = tmp_path / "victim.txt"
-    if target_exists:
-        victim.write_text("precious\n", encoding="utf-8")
-    (run / name).symlink_to(victim)
+    victim = plant_link(run, name, target_exists)
     config = TrainConfig(batch_size=2, seq_len=8, max_steps=3, eval_interval=2, device="cpu")
     with pytest.raises(CheckpointError) as info:
         Trainer(corpus, tiny_config("lstm"), config, out_dir=run).run()
     assert_one_line(info.value, name, "link")
-    if target_exists:
-        assert victim.read_text(encoding="utf-8") == "precious\n"
-    else:
-        assert not victim.exists()
+    assert_untouched(victim, target_exists)
 
 
 def test_the_precision_cache_is_never_written_through_a_link(tmp_path: Path) -> None:
