@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.validation import Number
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
+from charlm_tui.widgets.tick_box import TickBox
 from engine.training.presets import PRESET_NAMES, PRESETS, preset
 from engine.worker import protocol as p
 
@@ -91,6 +92,9 @@ class TrainForm(VerticalScroll):
                 compact=True,
                 id=select_id,
             )
+        # What kind of run, above the numbers (a long form scrolls: these must show).
+        yield TickBox("continue this run", id="resume", compact=True)
+        yield TickBox("conditional (labels)", id="conditional", compact=True)
         for field in FIELDS:
             with Horizontal(classes="field"):
                 yield Label(field.label, classes="field-label")
@@ -116,11 +120,9 @@ class TrainForm(VerticalScroll):
                     compact=True,
                     id=f"f-{field.name}",
                 )
-        yield Checkbox("one item per line", id="items", compact=True)
-        yield Checkbox("word tokens", id="words", compact=True)
-        yield Checkbox("TensorBoard log", id="tensorboard", compact=True)
-        yield Checkbox("continue this run", id="resume", compact=True)
-        yield Checkbox("conditional: learn the labels", id="conditional", compact=True)
+        yield TickBox("one item per line", id="items", compact=True)
+        yield TickBox("word tokens", id="words", compact=True)
+        yield TickBox("TensorBoard log", id="tensorboard", compact=True)
         yield Static(id="form-error")
 
     def on_mount(self) -> None:

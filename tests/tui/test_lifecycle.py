@@ -169,3 +169,23 @@ async def test_ctrl_l_goes_to_the_saved_runs_from_anywhere() -> None:
         await pilot.press("ctrl+l")  # from a text field too
         assert app.query_one("#tabs").active == "training"
         assert app.focused is app.query_one("#runs")
+
+
+async def test_the_conditional_switch_shows_whole_and_ticks_show_in_the_glyph(
+    styles: Path,
+) -> None:
+    app = _app(corpus=str(styles))
+    async with app.run_test(size=(80, 24)) as pilot:
+        corpus = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: corpus.loaded_name == "styles", 30, "the folder")
+        await pilot.press("f3")
+        box = app.query_one("#conditional")
+        await wait_until(pilot, lambda: box.display, 30, "the conditional switch")
+        await pilot.pause(0.2)
+        form = app.query_one("#train-form")
+        assert box.region.y + 1 <= form.region.bottom, "visible without scrolling"
+        assert "conditional (labels)" in str(box.render()), "its label whole"
+        off = str(box.render())
+        box.value = True
+        await pilot.pause()
+        assert "✓" in str(box.render()) and "✓" not in off
