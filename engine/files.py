@@ -49,11 +49,16 @@ def show_path(path: str | os.PathLike[str]) -> str:
 
 
 def _size_text(size: int) -> str:
+    if size >= 1 << 30:
+        return f"{size / (1 << 30):.1f} GB"
     if size >= MIB:
         return f"{size / MIB:.1f} MB"
     if size >= KIB:
         return f"{size / KIB:.0f} KB"
     return f"{size} bytes"
+
+
+size_text = _size_text  # for callers that state a cap of their own in the same words
 
 
 def _kind(mode: int) -> str:

@@ -6,6 +6,15 @@ fixes the vocabulary and the cache key); pass 2 maps characters to ids and
 appends them to a file in the cache, which later loads are memory-mapped from.
 Small inputs skip the second read by keeping their decoded chunks from pass 1.
 Reading the files in pieces (and the byte fast path) is `engine.data.reading`.
+
+The cache is keyed on what was actually encoded, never on what a file held at
+some other moment: the key hashes the bytes pass 1 read; pass 2 hashes the bytes
+it reads again and the entry is discarded unless every file's hash matches pass
+1's; and the stat signature (the index from paths to a key) is taken before and
+after, so a file changed in place while it is encoded (even with its mtime put
+back) is a one-line CorpusError and leaves nothing behind, never ids of new
+content under the old content's key. Cache files are read through
+`engine.files` (bounded, regular files only) and written atomically.
 """
 
 from __future__ import annotations
@@ -17,12 +26,14 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 
+from engine.data import reading
 from engine.data.reading import (
     Piece,
     grow_counts,
@@ -31,11 +42,13 @@ from engine.data.reading import (
     looks_binary,
     text_codec_name,
 )
-from engine.errors import CorpusError, EngineWarning
+from engine.errors import CorpusError, EngineWarning, UserError
+from engine.files import read_json, show_path, size_text, write_atomic
 from engine.paths import cache_dir
 
 KEEP_IN_MEMORY_BYTES = 48 << 20
 CACHE_FORMAT = 2
+INDEX_MAX_BYTES = 1 << 20  # one by-stat index file: a key and the file list
 
 ProgressFn = Callable[[int, int], None]
 
@@ -53,6 +66,19 @@ class EncodedText:
     content_key: str
 
 
+@dataclass
+class _Scan:
+    """What pass 1 found: counts, the files kept and what each one's bytes hashed to."""
+
+    counts: np.ndarray
+    accepted: list[Path]
+    digests: list[bytes]
+    skipped_binary: int
+    skipped_undecodable: int
+    key: str
+    kept: list[Piece] | None
+
+
 def _scan(
     files: Sequence[Path],
     encoding: str,
@@ -60,28 +86,29 @@ def _scan(
     keep_points: bool,
     progress: ProgressFn | None,
     total_bytes: int,
-) -> tuple[np.ndarray, list[Path], int, int, str, list[Piece] | None]:
+) -> _Scan:
     """Pass 1: hash, validate, count, and (for small inputs) keep the decoded chunks."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"format={CACHE_FORMAT};encoding={encoding}".encode())
     counts = np.zeros(256, dtype=np.int64)
     accepted: list[Path] = []
+    digests: list[bytes] = []
     kept: list[Piece] | None = [] if keep_points else None
     skipped_binary = skipped_undecodable = 0
     done_bytes = 0
     check_binary = text_codec_name(encoding) in ("utf-8", "utf-8-sig", "ascii")
     for path in files:
         size = path.stat().st_size
-        if check_binary and looks_binary(path):
-            if strict:
-                raise CorpusError(f"{path}: looks like a binary file, not text")
-            skipped_binary += 1
-            done_bytes += size
-            continue
         file_counts = np.zeros(256, dtype=np.int64)
         file_points: list[Piece] = []
         file_digest = hashlib.blake2b(digest_size=16)
         try:
+            if check_binary and looks_binary(path):
+                if strict:
+                    raise CorpusError(f"{show_path(path)}: looks like a binary file, not text")
+                skipped_binary += 1
+                done_bytes += size
+                continue
             for piece in iter_pieces(path, encoding, on_raw=file_digest.update):
                 file_counts = piece.add_counts(file_counts)
                 if kept is not None:
@@ -100,13 +127,16 @@ def _scan(
         counts = grow_counts(counts, file_counts.size)
         counts[: file_counts.size] += file_counts
         accepted.append(path)
-        digest.update(file_digest.digest())
+        digests.append(file_digest.digest())
+        digest.update(digests[-1])
         if kept is not None:
             kept.extend(file_points)
         done_bytes += size
         if progress:
             progress(done_bytes, total_bytes)
-    return counts, accepted, skipped_binary, skipped_undecodable, digest.hexdigest(), kept
+    return _Scan(
+        counts, accepted, digests, skipped_binary, skipped_undecodable, digest.hexdigest(), kept
+    )
 
 
 def _stat_signature(files: Sequence[Path], encoding: str) -> str:
@@ -131,20 +161,21 @@ def _encoded_root() -> Path:
 def _load_cached(key: str) -> EncodedText | None:
     try:
         entry = _encoded_root() / key
-        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("format") != CACHE_FORMAT:
+        meta = read_json(entry / "meta.json", what="encoding cache entry")
+        if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
             return None
         dtype = np.dtype(meta["dtype"])
         ids_path = entry / "ids.bin"
         length = int(meta["length"])
-        if ids_path.stat().st_size != length * dtype.itemsize:
+        stat = ids_path.stat()
+        if not S_ISREG(stat.st_mode) or stat.st_size != length * dtype.itemsize:
             return None
         ids = (
             np.memmap(ids_path, dtype=dtype, mode="r", shape=(length,))
             if length
             else np.zeros(0, dtype)
         )
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, UserError):
         return None
     return EncodedText(
         chars=list(meta["chars"]),
@@ -167,12 +198,12 @@ def _write_index(signature: str, key: str, encoded: EncodedText) -> None:
         "skipped_binary": encoded.skipped_binary,
         "skipped_undecodable": encoded.skipped_undecodable,
     }
-    _atomic_write_text(index_dir / signature, json.dumps(sources, ensure_ascii=False))
+    write_atomic(index_dir / signature, json.dumps(sources, ensure_ascii=False), durable=False)
 
 
 def _load_indexed(index: Path) -> EncodedText | None:
     try:
-        sources = json.loads(index.read_text(encoding="utf-8"))
+        sources = read_json(index, INDEX_MAX_BYTES, "encoding cache index")
         cached = _load_cached(str(sources["key"]))
         if cached is None:
             return None
@@ -182,7 +213,7 @@ def _load_indexed(index: Path) -> EncodedText | None:
             int(sources["skipped_binary"]),
             int(sources["skipped_undecodable"]),
         )
-    except (OSError, ValueError, KeyError, TypeError):  # an index from an older release
+    except (OSError, ValueError, KeyError, TypeError, UserError):  # older or damaged
         return None
 
 
@@ -194,13 +225,6 @@ def _with_sources(
     cached.skipped_binary = skipped_binary
     cached.skipped_undecodable = skipped_undecodable
     return cached
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def encode_files(
@@ -226,10 +250,22 @@ def encode_files(
             return cached
 
     total_bytes = sum(p.stat().st_size for p in files)
+    if total_bytes > reading.MAX_CORPUS_BYTES:
+        raise CorpusError(
+            f"the corpus is too large ({size_text(total_bytes)} in {len(files)} files; at most "
+            f"{size_text(reading.MAX_CORPUS_BYTES)})"
+        )
     keep = total_bytes <= KEEP_IN_MEMORY_BYTES
-    counts, accepted, skipped_bin, skipped_dec, key, kept = _scan(
-        files, encoding, strict, keep, progress, total_bytes
+    scan = _scan(files, encoding, strict, keep, progress, total_bytes)
+    counts, accepted, skipped_bin, skipped_dec, key, kept = (
+        scan.counts,
+        scan.accepted,
+        scan.skipped_binary,
+        scan.skipped_undecodable,
+        scan.key,
+        scan.kept,
     )
+    _same_signature(files, encoding, signature)  # nothing changed while pass 1 read
     if not accepted:
         raise CorpusError(
             f"no readable text found (skipped {skipped_bin} binary and "
@@ -254,16 +290,11 @@ def encode_files(
     table = byte_table.tobytes()
 
     def chunks() -> Iterator[np.ndarray]:
-        pieces: Iterable[Piece] = (
-            kept
-            if kept is not None
-            else (piece for path in accepted for piece in iter_pieces(path, encoding))
-        )
-        for piece in pieces:
+        for piece in kept if kept is not None else _reread(scan, encoding):
             try:
                 yield piece.to_ids(lookup, table)
             except IndexError:  # a character pass 1 did not see
-                raise CorpusError("a corpus file changed while it was being encoded") from None
+                raise CorpusError(CHANGED) from None
 
     length = int(counts.sum())
     meta = {
@@ -297,6 +328,28 @@ def encode_files(
     with contextlib.suppress(OSError):  # the index only saves a rescan next time
         _write_index(signature, key, cached)
     return cached
+
+
+CHANGED = "a corpus file changed while it was being encoded: nothing was cached (load it again)"
+
+
+def _reread(scan: _Scan, encoding: str) -> Iterator[Piece]:
+    """Pass 2 over the files pass 1 accepted; the bytes must hash as they did in pass 1."""
+    for path, expected in zip(scan.accepted, scan.digests, strict=True):
+        digest = hashlib.blake2b(digest_size=16)
+        yield from iter_pieces(path, encoding, on_raw=digest.update)
+        if digest.digest() != expected:
+            raise CorpusError(f"{show_path(path)}: {CHANGED}")
+
+
+def _same_signature(files: Sequence[Path], encoding: str, before: str) -> None:
+    """Raise unless the files' stat signature is still `before`."""
+    try:
+        after = _stat_signature(files, encoding)
+    except OSError:
+        after = ""
+    if after != before:
+        raise CorpusError(CHANGED)
 
 
 def _write_cache(

@@ -18,7 +18,9 @@ must be able to name it); anything else is a CorpusError.
 Plain (unlabelled) corpora do not come through here: reading a corpus as
 labelled is asked for (`train --conditional`, `corpus info --labels`, a
 conditional checkpoint), never guessed, so they work exactly as before. The
-labelled text is held in memory (a concatenation of the labels' encodings).
+labelled text is held in memory (a concatenation of the labels' encodings), so a
+label<TAB>text file may be at most `MAX_TSV_BYTES` (1 GB); its files are opened as
+every corpus file is (`engine.data.reading`: regular files only, never waited on).
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ import numpy as np
 
 from engine.data.corpus import Corpus, Vocab, load_corpus
 from engine.data.encoding import EncodedText, encode_files, ids_dtype
-from engine.data.reading import iter_text_chunks
+from engine.data.reading import iter_text_chunks, open_corpus_file
 from engine.errors import CorpusError
+from engine.files import show_path, size_text
+
+MAX_TSV_BYTES = 1 << 30  # a label<TAB>text file is held whole in memory
+SNIFF_BYTES = 1 << 20  # looks_labelled reads at most this much of a file
 
 
 def _check_name(name: str, where: str) -> None:
@@ -85,16 +91,26 @@ def looks_labelled(spec: str) -> bool:
         if path.is_dir():
             return sum(1 for p in path.iterdir() if not p.name.startswith(".")) >= 2
         if path.is_file():
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                head = [handle.readline() for _ in range(5)]
-            lines = [line for line in head if line.strip()]
-            return bool(lines) and all("\t" in line.split("\n")[0][1:] for line in lines)
-    except OSError:
+            with open_corpus_file(path) as handle:
+                raw = handle.read(SNIFF_BYTES)
+            whole = raw.decode("utf-8", "replace").split("\n")
+            if len(raw) == SNIFF_BYTES:
+                whole.pop()  # a line the head cuts is not judged
+            lines = [line for line in whole[:5] if line.strip()]
+            return bool(lines) and all("\t" in line[1:] for line in lines)
+    except (OSError, CorpusError):
         return False
     return False
 
 
 def _read_tsv(path: Path, encoding: str) -> dict[str, list[str]]:
+    size = path.stat().st_size
+    if size > MAX_TSV_BYTES:
+        raise CorpusError(
+            f"{show_path(path)}: a label<TAB>text file is held in memory and this one is too "
+            f"large ({size_text(size)}; at most {size_text(MAX_TSV_BYTES)}): use a directory "
+            "with one entry per label"
+        )
     items: dict[str, list[str]] = {}
     text = "".join(iter_text_chunks(path, encoding))
     for number, line in enumerate(text.split("\n"), start=1):

@@ -4,21 +4,32 @@ A corpus can be far larger than memory, so text is decoded in chunks and never
 held whole. UTF-8, ASCII and Latin-1 text is never turned into str at all (see
 "the fast path" below): that is what takes encoding from ~40 MB/s to well over
 100 MB/s. `engine.data.encoding` builds the id arrays and the cache from these pieces.
+
+Every corpus file is opened through `engine.files.open_regular`: without blocking
+(a named pipe swapped in for a file is refused at once, never waited on), checked
+to be a regular file on the open descriptor (a link to a device is refused), and
+at most `MAX_CORPUS_BYTES` (32 GB, all files of a corpus together: generous, since
+the ids are memory-mapped from the cache and never held whole, yet a sparse
+terabyte file is refused instead of read). Each is a one-line CorpusError.
 """
 
 from __future__ import annotations
 
 import codecs
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from engine.errors import CorpusError
+from engine.files import open_regular
 
 CHUNK_BYTES = 4 << 20  # measured: smaller chunks keep numpy temporaries in cache
 BINARY_SNIFF_BYTES = 8192
+MAX_CORPUS_BYTES = 32 << 30  # all files of one corpus together
 
 
 def ids_dtype(vocab_size: int) -> np.dtype:
@@ -41,9 +52,15 @@ def text_codec_name(encoding: str) -> str:
     return info.name
 
 
+def open_corpus_file(path: Path) -> BinaryIO:
+    """A corpus file opened for reading: a regular file of at most MAX_CORPUS_BYTES."""
+    fd, _ = open_regular(path, MAX_CORPUS_BYTES, "corpus file", CorpusError)
+    return os.fdopen(fd, "rb")
+
+
 def looks_binary(path: Path) -> bool:
     """NUL bytes do not occur in text encoded as UTF-8 or latin-1."""
-    with open(path, "rb") as handle:
+    with open_corpus_file(path) as handle:
         return b"\x00" in handle.read(BINARY_SNIFF_BYTES)
 
 
@@ -51,7 +68,7 @@ def _raw_chunks(
     path: Path, chunk_bytes: int, on_raw: Callable[[bytes], object] | None
 ) -> Iterator[bytes]:
     """The file's bytes chunk by chunk (each shown to `on_raw`), then b"": the final call."""
-    with open(path, "rb") as handle:
+    with open_corpus_file(path) as handle:
         while raw := handle.read(chunk_bytes):
             if on_raw is not None:
                 on_raw(raw)
