@@ -256,6 +256,8 @@ class CharLMApp(RunLifecycle, App[None]):
 
     def _got_StatusEvent(self, event: p.StatusEvent) -> None:
         self.engine_state = event.state if event.state not in ("done", "failed") else "ready"
+        if event.state == "starting":  # a run is starting: the engine itself is up
+            self.engine_state = "starting a run"
         if event.state in ("stopped",):
             self.engine_state = "ready"
 

@@ -246,8 +246,8 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         self.query_one(TrainForm).show_reasons(event.reasons)
 
     def _got_StepEvent(self, event: p.StepEvent) -> None:
-        total = f"/{event.max_steps:,}" if event.max_steps else ""
         self.model_step = event.step
+        total = f"/{event.max_steps:,}" if event.max_steps else ""
         self._metrics().set(
             step=f"{event.step:,}{total}",
             train=fmt_loss(event.loss),
@@ -335,25 +335,25 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         preset_name = run_note(event.run_dir).get("preset", "")
         form.fill_from_checkpoint(event.model_type, event.model, event.train, preset_name)
         form.show_resume(event.vocab_matches_corpus)
-        self._set_state(
         room = ""
         if event.vocab_matches_corpus:
             room = self._room_to_continue(form, self.model_step, event.train)
+        self._set_state(
             "idle", f"loaded a checkpoint: step {event.step:,}, {event.parameters:,} params"
         )
         run = _escape(Path(event.run_dir).name)
         if event.vocab_matches_corpus:
             hint = f"run {run}: F5 continues it (untick “continue this run” to start a new one)."
-        else:
             hint += room
+        else:
             hint = (
                 f"run {run} was trained on {_escape(event.corpus or 'another corpus')}, not on "
                 f"{_escape(self.corpus or 'the loaded corpus')}: F5 starts a new run on "
                 "the loaded corpus (asks first); open its corpus to continue it."
             )
         self.query_one("#train-sample", Static).update(f"[dim]{hint}[/]")
-
         self._loaded_to_continue(event.run_dir, event.vocab_matches_corpus)
+
     def _got_RunsListed(self, event: p.RunsListed) -> None:
         self.runs = list(event.runs)
         runs = self.query_one("#runs", OptionList)
@@ -429,7 +429,8 @@ def _scored(result: dict) -> str:
     """What the final val figure covers: the whole split only when every char was scored."""
     chars, whole = result.get("val_chars"), result.get("val_split_chars")
     if result.get("partial_eval") or (chars is not None and whole is not None and chars < whole):
-        return f"{chars or 0:,} of {whole or 0:,} held-out chars (time limit)"
+        why = "cut short by Stop" if result.get("stopped_by") == "stop" else "time limit"
+        return f"{chars or 0:,} of {whole or 0:,} held-out chars ({why})"
     return "the whole held-out split"
 
 

@@ -189,3 +189,29 @@ async def test_the_conditional_switch_shows_whole_and_ticks_show_in_the_glyph(
         box.value = True
         await pilot.pause()
         assert "✓" in str(box.render()) and "✓" not in off
+
+
+async def test_a_partial_evaluation_after_stop_does_not_blame_a_time_limit() -> None:
+    app = _app(corpus="markov")
+    async with app.run_test(size=SIZE) as pilot:
+        corpus = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: corpus.loaded_name == "markov", 30, "markov")
+        result = {"val_loss": 2.0, "val_chars": 1408, "val_split_chars": 1440}
+        app._handle_engine_event(p.TrainFinished({**result, "stopped_by": "stop"}))
+        await pilot.pause()
+        state = text_of(app, "#train-state")
+        assert "1,408 of 1,440" in state and "Stop" in state and "time limit" not in state
+        app._handle_engine_event(p.TrainFinished({**result, "stopped_by": "time_budget"}))
+        await pilot.pause()
+        assert "(time limit)" in text_of(app, "#train-state")
+
+
+async def test_a_run_starting_is_not_the_engine_starting() -> None:
+    app = _app(corpus="markov")
+    async with app.run_test(size=SIZE) as pilot:
+        corpus = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: corpus.loaded_name == "markov", 30, "markov")
+        app._handle_engine_event(p.StatusEvent("starting", "building the model"))
+        assert "engine starting…" not in app.sub_title
+        app._send_command(p.Generate("a", {"length": 3}))  # sent now, not queued for a start-up
+        assert not app._waiting
