@@ -124,11 +124,23 @@ def test_a_small_list_read_many_times_is_regularised_and_says_so(tmp_path: Path,
     names.write_text("\n".join(synthetic_names(300, seed=2)) + "\n", encoding="utf-8")
     proc = cli_main(*train_args(names, tmp_path / "run", "--max-steps", "60", "--json"))
     result = cli_json(proc)
-    assert result["model"]["dropout"] == 0.2 and result["train"]["weight_decay"] == 0.1
-    assert "dropout 0.2, weight decay 0.1 for " in proc.stderr
+    assert result["model"]["dropout"] == 0.1 and result["train"]["weight_decay"] == 0.1
+    assert "dropout 0.1, weight decay 0.1 for " in proc.stderr
     state = json.loads((tmp_path / "run" / "last" / "state.json").read_text(encoding="utf-8"))
-    assert state["model"]["dropout"] == 0.2, "the resolved config is the one saved"
+    assert state["model"]["dropout"] == 0.1, "the resolved config is the one saved"
     # An asked dropout is kept.
     kept = cli_json(cli_main(*train_args(names, tmp_path / "kept", "--max-steps", "60",
                                          "--set", "dropout=0.05", "--json")))  # fmt: skip
     assert kept["model"]["dropout"] == 0.05 and kept["train"]["weight_decay"] == 0.0
+
+
+def test_lr_find_resolves_as_train_does(corpus_file: Path, cli_main) -> None:
+    """`lr-find` takes the same resolution: an ignored setting is refused, and the
+    regularisation `train` would pick is the one swept (and said)."""
+    base = ["lr-find", "--corpus", corpus_file, "--preset", "tiny", "--device", "cpu",
+            "--precision", "fp32", "--steps", "5"]  # fmt: skip
+    assert_user_error(cli_main(*base, "--set", "precision=int8"), "--precision")
+    assert_user_error(cli_main(*base, "--set", "num_labels=3"), "num_labels")
+    proc = cli_main(*base)
+    assert proc.returncode == 0, proc.stderr
+    assert "regularisation: the preset's" in proc.stderr
