@@ -13,7 +13,11 @@ planned from measurements, never from guesses:
   with it) would eat into the time the final evaluation, the save and the exit
   need;
 - the final evaluation itself gets a hard deadline (the save and exit still fit
-  after it), so an estimate that was wrong makes it partial, never late.
+  after it), so an estimate that was wrong makes it partial, never late;
+- once the val curve has turned up (the latest evaluation is not the best), the
+  end also keeps time for one more periodic evaluation: the last weights are
+  estimated before the final evaluation picks the best model
+  (engine/training/best_model.py).
 
 The whole split is scored whenever it fits in FINAL_EVAL_SHARE of the budget;
 a split too big for that (100 MB in two minutes) is scored on its first
@@ -70,6 +74,8 @@ class TimeBudget:
         self.train_rate: float | None = None  # recent training chars/s
         self.save_s = 0.5
         self.periodic_s = 0.0  # the last periodic evaluation's seconds
+        # The val curve turned up: the end estimates the last weights first (periodic_s).
+        self.estimate_last = False
         self.steps_seen = 0
         self.recent_rates: list[float] = []  # chars/s of the last RECENT_STEPS steps
         self.slowest_rate: float | None = None
@@ -137,6 +143,8 @@ class TimeBudget:
     def reserve_s(self) -> float:
         """Seconds to keep for the final evaluation, the save and the exit."""
         keep = self.save_s + self.exit_s()
+        if self.estimate_last:
+            keep += self.periodic_s
         if not self.final_eval:
             return keep
         rate = self.final_rate()

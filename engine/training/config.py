@@ -53,6 +53,9 @@ class TrainConfig:
     final_eval: bool = True
     # Early stopping: stop after this many evaluations without a new best val loss.
     patience: int | None = None
+    # Without a patience, a time-budgeted run stops once its val loss has clearly risen
+    # past its best for as long as it took to reach it (engine/training/best_model.py).
+    stop_past_best: bool = True
     # Line-per-item corpus: training windows start at item boundaries (newlines).
     items: bool = False
     # A conditional run (engine/models/conditioning.py) on a labelled corpus.
@@ -110,6 +113,7 @@ class TrainConfig:
         check_bool("final_eval", self.final_eval)
         if self.patience is not None:
             check_int("patience (evaluations without a new best before stopping)", self.patience, 1)
+        check_bool("stop_past_best", self.stop_past_best)
         check_bool("items", self.items)
         check_bool("fit_width", self.fit_width)
         check_bool("fit_data", self.fit_data)

@@ -23,6 +23,7 @@ STOP_REASONS = (
     "max_steps",
     "time_budget",
     "early_stop",
+    "overfitting",
     "stop",
 )  # all-reduced as MAX: later wins
 

@@ -4,6 +4,12 @@ A mixin of engine.training.trainer.Trainer (it uses the trainer's model, splits,
 history, budget and events): kept apart because what is scored at the end of a
 run, how, and what the result reports change for reasons of their own (time
 budgets, labels, word tokens) that the training loop does not share.
+
+The result is the run's best model (engine/training/best_model.py): when the val
+curve turned up, the last weights are estimated once more, and the final
+whole-split evaluation scores the best evaluation's weights, so `val_loss` is the
+figure of the model `best` names (and `generate` / `eval` load); `last_val_loss`
+is the last weights' estimate and `reported` says which model `val_loss` scores.
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.training.best_model import (
+    BestWeights,
+    best_checkpoint,
+    best_record,
+    past_best_stop,
+    turned_up,
+)
 from engine.training.evaluate import evaluate_labelled, evaluate_split, evaluate_windows
 from engine.training.events import EvalEvent, EvalProgressEvent, StatusEvent, TrainResult
 
@@ -60,6 +73,31 @@ class EvaluationSteps:
             since_best += 1
         return max(self.config.patience - since_best, 0)
 
+    def eval_stop_reason(self) -> str | None:
+        """Why the evaluations so far stop the run: `early_stop` (patience ran out),
+        `overfitting` (the default stop of a budgeted run without a patience,
+        engine/training/best_model.py) or None; `stop_note` says it in a sentence."""
+        if self.evals_left() == 0:
+            best = best_record(self.history)
+            where = f" since step {best['step']:,}" if best else ""
+            self.stop_note = (
+                f"no new best val loss in {self.config.patience} evaluations{where}: "
+                "stopped early, the best model is the result"
+            )
+            return "early_stop"
+        cfg = self.config
+        if cfg.patience is None and cfg.time_budget is not None and cfg.stop_past_best:
+            note = past_best_stop(self.history)
+            if note is not None:
+                self.stop_note = note
+                return "overfitting"
+        return None
+
+    def _best_weights(self) -> BestWeights:
+        if "_best" not in self.__dict__:
+            self._best = BestWeights()
+        return self._best
+
     def _periodic_eval(self, train_loss: float) -> None:
         if not self.is_main:  # under DDP rank 0 alone evaluates; the others wait for it
             return
@@ -77,6 +115,10 @@ class EvaluationSteps:
         best = self.best_val_loss is None or loss < self.best_val_loss
         if best:
             self.best_val_loss = loss
+            self._best_weights().capture(self.model, self.step)
+        budget = getattr(self, "budget", None)
+        if budget is not None:  # the curve turned up: the end estimates the last weights
+            budget.estimate_last = not best
         elapsed = time.monotonic() - self.started
         self.history.append(
             {
@@ -107,46 +149,15 @@ class EvaluationSteps:
         cfg = self.config
         train_loss = self._loss_ema if self._loss_ema is not None else float("nan")
         unrecorded = not self.history or (self.history[-1]["step"] != self.step and self.step > 0)
+        if unrecorded and self.evaluate_at_end and self.is_main and turned_up(self.history):
+            # The curve turned up: estimate the last weights too (they may be a new best),
+            # so that the result is the best of every model the run had.
+            self._periodic_eval(train_loss)
+            unrecorded = False
+        model, best = self._result_model()
         full = None
         if cfg.final_eval and self.evaluate_at_end and self.is_main:
-            chars = self.budget.final_chars_at(time.monotonic())
-            scored = self.val_ids[: chars + 1]
-            self._emit(
-                StatusEvent(
-                    "evaluating",
-                    "scoring the whole held-out split"
-                    if chars == self.budget.split_chars
-                    else f"scoring the first {chars:,} of {self.budget.split_chars:,} "
-                    f"{'chars' if self.token_chars is None else 'tokens'} "
-                    "of the held-out split (time budget)",
-                )
-            )
-            # Scored in fp32 whatever the training precision: the headline figure is exact.
-            # The deadline keeps the save and the exit inside the budget: an evaluation
-            # slower than planned is cut short (and reported as partial), never late.
-            if self.val_segments is not None:
-                full, per_label = evaluate_labelled(
-                    self.model,
-                    self.val_ids,
-                    self.val_segments,
-                    self.corpus.labels,
-                    self.device,
-                    with_label=True,
-                    limit=len(scored),
-                    deadline=self.budget.final_eval_deadline(),
-                    progress=self._final_eval_progress(),
-                )
-                self.label_losses = {name: r.loss for name, r in per_label.items()}
-            else:
-                full = evaluate_split(
-                    self.model,
-                    scored,
-                    self.device,
-                    None,
-                    deadline=self.budget.final_eval_deadline(),
-                    progress=self._final_eval_progress(),
-                    token_chars=self.token_chars,
-                )
+            full = self._final_eval(model, best)
             if unrecorded and full.chars:  # the closing point of the history is this figure
                 self._record_eval(full.loss, full.chars, train_loss)
                 unrecorded = False
@@ -161,17 +172,23 @@ class EvaluationSteps:
         checkpoint = None
         if self.out_dir is not None and self.is_main:
             self._emit(StatusEvent("saving"))
-            extra = {"final_val": full.as_dict("val_") if full else None}
+            # final_val describes the weights saved here: the last ones, when they are the result.
+            extra = {"final_val": full.as_dict("val_") if full and best is None else None}
             checkpoint = str(self.save(tags=self._tags_for_latest(), extra=extra))
         elapsed = time.monotonic() - self.started
         latest = self.history[-1] if self.history else {}
-        loss = full.loss if full else float(latest.get("val_loss", float("nan")))
-        chars = full.chars if full else int(latest.get("val_chars", 0))
+        source = best or latest
+        loss = full.loss if full else float(source.get("val_loss", float("nan")))
+        chars = full.chars if full else int(source.get("val_chars", 0))
+        last_loss = latest.get("val_loss")
+        if full is not None and best is None:
+            last_loss = full.loss  # the last weights were scored on the split
         split_chars = self._split_chars()
         whole = len(self.val_ids) - 1  # positions (a word model's tokens)
         if self.val_segments is not None:  # each label's span loses its first position
             whole = split_chars
         partial = full.positions < whole if full else chars < split_chars
+        best_at = best_record(self.history) if self.is_main else None
         self._emit(StatusEvent("stopped" if stopped_by == "stop" else "done"))
         return TrainResult(
             val_loss=loss,
@@ -187,6 +204,11 @@ class EvaluationSteps:
             chars_per_s=self._chars_per_s(),
             checkpoint=checkpoint,
             best_val_loss=self.best_val_loss,
+            best_step=int(best_at["step"]) if best_at else None,
+            last_val_loss=None if last_loss is None else float(last_loss),
+            reported="best" if best is not None else "last",
+            best_checkpoint=best_checkpoint(self.out_dir) if self.is_main else None,
+            stop_note=getattr(self, "stop_note", None),
             stopped_by=stopped_by,
             device=str(self.device),
             precision=self.precision.name,
@@ -203,6 +225,65 @@ class EvaluationSteps:
             val_loss_per_token=full.loss_per_token if full else None,
             val_tokens=full.tokens_scored if full else None,
             vocab_size=len(self.corpus.vocab),
+        )
+
+    def _result_model(self) -> tuple[Any, dict | None]:
+        """(the model the run reports, the best record when that is the best's weights).
+
+        The best evaluation's weights when the curve turned up after it (from memory, or
+        the run's `best` checkpoint when an earlier process recorded it), else the last.
+        """
+        self.result_model = None
+        if not self.is_main or not turned_up(self.history):
+            return self.model, None
+        best = best_record(self.history)
+        assert best is not None
+        weights = self._best_weights()
+        model = weights.model_at(self.model, int(best["step"]), self.out_dir)
+        if model is None:
+            return self.model, None
+        self.result_model = model
+        return model, best
+
+    def _final_eval(self, model: Any, best: dict | None) -> Any:
+        """The whole held-out split (or as much as the budget allows), scored in fp32."""
+        chars = self.budget.final_chars_at(time.monotonic())
+        scored = self.val_ids[: chars + 1]
+        unit = "chars" if self.token_chars is None else "tokens"
+        what = (
+            "the whole held-out split"
+            if chars == self.budget.split_chars
+            else f"the first {chars:,} of {self.budget.split_chars:,} {unit} "
+            "of the held-out split (time budget)"
+        )
+        if best is not None:
+            what = f"the best model (step {int(best['step']):,}) on {what}"
+        self._emit(StatusEvent("evaluating", f"scoring {what}"))
+        # Scored in fp32 whatever the training precision: the headline figure is exact.
+        # The deadline keeps the save and the exit inside the budget: an evaluation
+        # slower than planned is cut short (and reported as partial), never late.
+        if self.val_segments is not None:
+            full, per_label = evaluate_labelled(
+                model,
+                self.val_ids,
+                self.val_segments,
+                self.corpus.labels,
+                self.device,
+                with_label=True,
+                limit=len(scored),
+                deadline=self.budget.final_eval_deadline(),
+                progress=self._final_eval_progress(),
+            )
+            self.label_losses = {name: r.loss for name, r in per_label.items()}
+            return full
+        return evaluate_split(
+            model,
+            scored,
+            self.device,
+            None,
+            deadline=self.budget.final_eval_deadline(),
+            progress=self._final_eval_progress(),
+            token_chars=self.token_chars,
         )
 
     def _split_chars(self) -> int:

@@ -81,8 +81,10 @@ class TrainResult:
     train_s: float
     chars_per_s: float
     checkpoint: str | None
-    best_val_loss: float | None
-    stopped_by: str  # "max_steps", "time_budget", "early_stop", "stop"
+    best_val_loss: float | None  # the best periodic estimate
+    # "max_steps", "time_budget", "early_stop" (patience), "overfitting" (the default stop
+    # of a budgeted run, engine/training/best_model.py), "stop"
+    stopped_by: str
     device: str
     precision: str  # "fp32" or "bf16" (autocast); the final evaluation is always fp32
     precision_reason: str  # why: "1.9x faster here", "no native bf16 on this CPU", ...
@@ -102,6 +104,15 @@ class TrainResult:
     val_loss_per_token: float | None = None
     val_tokens: int | None = None
     vocab_size: int | None = None
+    # The result is the best model: `val_loss` scores `reported` ("best" when the val
+    # curve turned up after the best evaluation, else "last"); `best_step` is that
+    # evaluation's step, `last_val_loss` the last weights' held-out loss (their estimate
+    # when the best is reported), `best_checkpoint` the `best` tag's checkpoint.
+    best_step: int | None = None
+    last_val_loss: float | None = None
+    reported: str = "last"
+    best_checkpoint: str | None = None
+    stop_note: str | None = None  # why the run stopped early, one sentence
     # With stopped_by "stop": the signal that stopped the run ("SIGTERM", ...), if one did.
     stop_signal: str | None = None
 

@@ -165,9 +165,10 @@ class Trainer(SetupSteps, EvaluationSteps):
         return self._pause.is_set()
 
     def snapshot(self) -> CharLM:
-        """A copy of the current weights in eval mode, for generating while training."""
+        """A copy of the current weights in eval mode, for generating while training; once
+        the run is over, of its result (the best model, engine/training/best_model.py)."""
         with self.weights_lock:
-            model = copy.deepcopy(self.model)
+            model = copy.deepcopy(getattr(self, "result_model", None) or self.model)
         return model.eval()
 
     # ----- the loop -----------------------------------------------------------------
@@ -328,8 +329,8 @@ class Trainer(SetupSteps, EvaluationSteps):
                 stopped_by = "max_steps"
                 break
             reason = "stop" if self._stop.is_set() else None
-            if reason is None and self.evals_left() == 0:
-                reason = "early_stop"  # rank 0 alone evaluates; DDP agrees on it below
+            if reason is None:  # patience, or the default stop past the best
+                reason = self.eval_stop_reason()  # rank 0 alone evaluates; DDP agrees below
             if reason is None and self._pause.is_set():
                 self._emit(StatusEvent("paused"))
                 paused_at = time.monotonic()
