@@ -205,6 +205,26 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def remove_dead_temps(path: Path) -> None:
+    """Remove the temporaries of `path` (`temp_name`'s) whose writer is dead: a killed
+    process leaves its partial file behind, and the next writer clears it."""
+    prefix = f".{path.name}.tmp-"
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            pid = entry.name[len(prefix) :].split("-", 1)[0]
+            if not entry.name.startswith(prefix) or not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # a live writer's (or another user's: PermissionError)
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OverflowError):
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()  # a file or a link; never a directory
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename in `directory` durable (ignored where directories cannot be fsynced)."""
     try:
