@@ -156,6 +156,38 @@ class _TrainDisplay:
         return False
 
 
+def _check_options(
+    tokens: str | None,
+    word_vocab: int | None,
+    time_budget: float | None,
+    max_steps: int | None,
+    patience: int | None,
+    tensorboard: Path | None,
+) -> None:
+    from engine.errors import ConfigError
+
+    if tokens is not None and tokens not in ("char", "word"):
+        raise ConfigError(f"--tokens must be char or word, got '{tokens}'")
+    if word_vocab is not None:
+        if tokens != "word":
+            raise ConfigError("--word-vocab sizes a word vocabulary: use it with --tokens word")
+        from engine.data.words import check_word_count
+
+        check_word_count(word_vocab)
+    if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
+        raise ConfigError("--time-budget must be a positive number of seconds")
+    if max_steps is not None and max_steps < 0:
+        raise ConfigError("--max-steps must not be negative")
+    if tensorboard is not None:
+        from charlm_tui.cli_tensorboard import require_tensorboard
+
+        require_tensorboard()
+    if patience is not None and patience < 1:
+        raise ConfigError(
+            "--patience must be at least 1 (evaluations without a new best before stopping)"
+        )
+
+
 def train(
     corpus: str = typer.Option(..., "--corpus", help="Sample name, text file or directory."),
     out_text: str = typer.Option(..., "--out", help="Run directory for checkpoints (last, best)."),
@@ -228,28 +260,8 @@ def train(
     """Train a model; prints val_loss (nats/char on the held-out split), steps, speed."""
     from engine.errors import ConfigError
 
-    if tokens is not None and tokens not in ("char", "word"):
-        raise ConfigError(f"--tokens must be char or word, got '{tokens}'")
-    if word_vocab is not None:
-        if tokens != "word":
-            raise ConfigError("--word-vocab sizes a word vocabulary: use it with --tokens word")
-        from engine.data.words import check_word_count
-
-        check_word_count(word_vocab)
-
-    if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
-        raise ConfigError("--time-budget must be a positive number of seconds")
-    if max_steps is not None and max_steps < 0:
-        raise ConfigError("--max-steps must not be negative")
-    if tensorboard is not None:
-        from charlm_tui.cli_tensorboard import require_tensorboard
-
-        require_tensorboard()
-    if patience is not None and patience < 1:
-        raise ConfigError(
-            "--patience must be at least 1 (evaluations without a new best before stopping)"
-        )
-
+    # Options checked before torch loads: bad input answers at once.
+    _check_options(tokens, word_vocab, time_budget, max_steps, patience, tensorboard)
     from engine.data.labels import load_corpus_as
     from engine.training.request import (
         TrainRequest,
