@@ -8,7 +8,6 @@ ends), a sparse file far over the cap (read whole it would take gigabytes).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from engine.data.corpus import Vocab
 from engine.training.checkpoint import save_checkpoint
 from tests.helpers import assert_user_error, cli_env, run_cli, tiny_model
+from tests.hostile import HOSTILE
 
 
 @pytest.fixture(scope="module")
@@ -25,25 +25,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bounded-run")
     save_checkpoint(out, model=tiny_model("lstm", len(vocab)), vocab=vocab, meta={"step": 1})
     return out
-
-
-def _fifo(path: Path) -> Path:
-    os.mkfifo(path)
-    return path
-
-
-def _zero(path: Path) -> Path:
-    path.symlink_to("/dev/zero")
-    return path
-
-
-def _sparse(path: Path) -> Path:
-    with open(path, "wb") as handle:
-        handle.truncate(3 << 30)
-    return path
-
-
-HOSTILE = {"fifo": (_fifo, "named pipe"), "zero": (_zero, "device"), "sparse": (_sparse, "large")}
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))

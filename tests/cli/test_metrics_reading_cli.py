@@ -6,7 +6,6 @@ line and exit 2, never a hang or an unbounded read."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from engine.training.metrics_log import METRICS_FILE, read_metrics
 from tests.helpers import assert_user_error, cli_json, run_cli, write_markov
+from tests.hostile import HOSTILE
 
 
 @pytest.fixture(scope="module")
@@ -64,25 +64,11 @@ def test_a_line_nested_100000_deep_is_skipped_like_any_damaged_line(run: Path) -
     assert [r["step"] for r in read_metrics(path)] == [json.loads(x)["step"] for x in lines]
 
 
-def _fifo(path: Path) -> None:
-    os.mkfifo(path)
-
-
-def _zero(path: Path) -> None:
-    path.symlink_to("/dev/zero")
-
-
-def _sparse(path: Path) -> None:
-    with open(path, "wb") as handle:
-        handle.truncate(2 << 30)
-
-
-@pytest.mark.parametrize(
-    ("make", "fragment"), [(_fifo, "named pipe"), (_zero, "device"), (_sparse, "too large")]
-)
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
 def test_a_metrics_file_that_is_not_a_bounded_regular_file_is_one_line(
-    run: Path, make, fragment: str
+    run: Path, kind: str
 ) -> None:
+    make, fragment = HOSTILE[kind]
     path = run / METRICS_FILE
     path.unlink()
     make(path)

@@ -11,28 +11,16 @@ import pytest
 import torch
 
 from engine.training.precision import CpuFacts, choose_precision
+from tests.hostile import link_to_zero, make_sparse, write_deep
 
 ZEN4 = CpuFacts("AMD EPYC 9R14", frozenset({"avx2", "avx512f", "avx512_bf16"}))
-
-
-def _deep(path: Path) -> None:
-    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
-
-
-def _zero(path: Path) -> None:
-    path.symlink_to("/dev/zero")
-
-
-def _sparse(path: Path) -> None:
-    with open(path, "wb") as handle:
-        handle.truncate(2 << 30)
 
 
 def _list(path: Path) -> None:
     path.write_text("[1, 2]", encoding="utf-8")
 
 
-@pytest.mark.parametrize("make", [_deep, _zero, _sparse, _list])
+@pytest.mark.parametrize("make", [write_deep, link_to_zero, make_sparse, _list])
 def test_a_hostile_precision_cache_counts_as_empty(tmp_path: Path, make) -> None:
     cache = tmp_path / "precision.json"
     make(cache)

@@ -6,52 +6,25 @@ sparse file, or JSON nested 100,000 levels deep.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from charlm_tui.app import CharLMApp
 from charlm_tui.panes.corpus import CorpusPane
+from tests.hostile import HOSTILE_JSON
 from tests.tui.waiting import wait_until
 
 SIZE = (120, 36)
-DEEP = "[" * 100_000 + "]" * 100_000
-
-
-def _fifo(path: Path) -> None:
-    os.mkfifo(path)
-
-
-def _zero_link(path: Path) -> None:
-    path.symlink_to("/dev/zero")
-
-
-def _sparse(path: Path) -> None:
-    with open(path, "wb") as handle:
-        handle.truncate(2 << 30)
-
-
-def _deep(path: Path) -> None:
-    path.write_text(DEEP, encoding="utf-8")
-
-
-HOSTILE: dict[str, tuple[Callable[[Path], None], str]] = {
-    "fifo": (_fifo, "named pipe"),
-    "zero-link": (_zero_link, "device"),
-    "sparse": (_sparse, "too large"),
-    "deep": (_deep, "nested too deeply"),
-}
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", ["app-state.json", "recent.json"])
-@pytest.mark.parametrize("kind", sorted(HOSTILE))
+@pytest.mark.parametrize("kind", sorted(HOSTILE_JSON))
 async def test_a_hostile_state_file_opens_the_app_with_one_notice(
     kind: str, name: str, data_dir: Path
 ) -> None:
-    make, fragment = HOSTILE[kind]
+    make, fragment = HOSTILE_JSON[kind]
     data_dir.mkdir(parents=True, exist_ok=True)
     make(data_dir / name)
     app = CharLMApp(engine_mode="thread")
