@@ -32,15 +32,17 @@ SMALL = {"embed_dim": 16, "hidden_size": 32, "num_layers": 1, "dropout": 0.0}
 
 @pytest.fixture(scope="module")
 def markov(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    """200,000 chars of an order-2 chain over 12 letters: each pair allows 3 next letters."""
+    """300,000 chars of an order-2 chain over 20 letters, each pair allowing 4 next ones:
+    400 contexts a small model learns one by one, its val loss falling all through."""
     rng = np.random.default_rng(1)
-    letters = list("abcdefghijkl")
-    table = {(a, b): rng.choice(letters, 3, replace=False) for a in letters for b in letters}
-    text = ["a", "b"]
-    for _ in range(200_000):
-        text.append(str(rng.choice(table[(text[-2], text[-1])])))
+    letters = np.array(list("abcdefghijklmnopqrst"))
+    n = len(letters)
+    table = np.array([rng.choice(n, 4, replace=False) for _ in range(n * n)])
+    ids = [0, 1]
+    for draw in rng.integers(0, 4, 300_000).tolist():
+        ids.append(int(table[ids[-2] * n + ids[-1], draw]))
     path = tmp_path_factory.mktemp("markov") / "markov.txt"
-    path.write_text("".join(text), encoding="utf-8")
+    path.write_text("".join(letters[ids]), encoding="utf-8")
     return load_corpus(str(path))
 
 
@@ -112,7 +114,7 @@ def test_a_run_still_improving_is_never_stopped(markov: Corpus) -> None:
     assert result.reported == "last" and result.best_step == trainer.history[-1]["step"]
     assert result.last_val_loss == result.val_loss
     assert len(trainer.history) >= 5
-    assert trainer.history[-1]["val_loss"] < trainer.history[0]["val_loss"] - 0.2
+    assert trainer.history[-1]["val_loss"] < trainer.history[0]["val_loss"] - 0.3
 
 
 def record(step: int, loss: float, best: bool) -> dict:
