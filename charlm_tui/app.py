@@ -37,6 +37,7 @@ from charlm_tui.palette import CharLMCommands
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.inspect import InspectPane
+from charlm_tui.panes.run_choice import StartChoiceAsked
 from charlm_tui.panes.training import RUNNING, TrainingPane
 from charlm_tui.panes.training_form import TrainForm
 from charlm_tui.state.app_state import AppState, load_state, save_state
@@ -423,6 +424,13 @@ class CharLMApp(RunLifecycle, App[None]):
     @on(CorpusPane.OpenFileRequested)
     def _open_file(self, message: CorpusPane.OpenFileRequested) -> None:
         self.action_open_file()
+
+    @on(StartChoiceAsked)
+    def _ask_how_to_start(self, message: StartChoiceAsked) -> None:
+        from charlm_tui.screens.start_choice import StartChoiceScreen
+
+        screen = StartChoiceScreen(message.question, message.continue_label, message.new_label)
+        self.push_screen(screen, message.answered)
 
     @on(InspectPane.PasteRequested)
     def _paste(self, message: InspectPane.PasteRequested) -> None:

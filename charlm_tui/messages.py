@@ -76,3 +76,7 @@ class EngineEventHandler:
 
     def on_engine_event(self, message: EngineEvent) -> None:
         dispatch_engine_event(self, message.event)
+
+
+# The answers of the start-choice screen (F5 over a model); None cancels.
+CONTINUE, NEW = "continue", "new"

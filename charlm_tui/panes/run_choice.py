@@ -9,12 +9,34 @@ loaded, so that F5 has steps to take; the pane says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from textual.message import Message
 from textual.widgets import Checkbox, Input
 
+from charlm_tui.messages import CONTINUE, NEW
 from charlm_tui.panes.training_form import TrainForm
-from charlm_tui.screens.start_choice import CONTINUE, NEW, StartChoiceScreen
+
+
+class StartChoiceAsked(Message):
+    """The pane needs a continue / new run / cancel answer: the app shows the screen.
+
+    Panes never push screens themselves (the layering keeps panes and screens apart).
+    """
+
+    def __init__(
+        self,
+        question: str,
+        continue_label: str | None,
+        new_label: str,
+        answered: Callable[[str | None], None],
+    ) -> None:
+        super().__init__()
+        self.question = question
+        self.continue_label = continue_label
+        self.new_label = new_label
+        self.answered = answered
 
 
 def _same_run(a: str, b: str) -> bool:
@@ -43,13 +65,13 @@ class RunChoice:
                 "The model here was trained on another corpus, so it cannot continue on this "
                 f"one. Start a new run from step 0{where}? (The old run stays in the list.)"
             )
-        self.app.push_screen(  # type: ignore[attr-defined]
-            StartChoiceScreen(
+        self.post_message(  # type: ignore[attr-defined]
+            StartChoiceAsked(
                 question,
                 "Continue the run" if can_continue else None,
                 "New run from step 0",
-            ),
-            self._chosen,
+                self._chosen,
+            )
         )
 
     def _chosen(self, answer: str | None) -> None:

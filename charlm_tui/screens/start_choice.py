@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-CONTINUE, NEW = "continue", "new"
+from charlm_tui.messages import CONTINUE, NEW
 
 
 class StartChoiceScreen(ModalScreen[str | None]):
