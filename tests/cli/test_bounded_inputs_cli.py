@@ -64,6 +64,8 @@ def test_endless_stdin_prompt_is_cut_at_the_stated_cap(run: Path) -> None:
         (("inspect", "units", "--width", "0"), "--width", "greater than or equal to 1"),
         (("inspect", "units", "--width", "-5"), "--width", "greater than or equal to 1"),
         (("inspect", "find", "--pattern", "a", "--width", "1000001"), "--width", "1000"),
+        (("inspect", "saliency", "--show", "-1"), "--show", "greater than or equal to 1"),
+        (("inspect", "attention", "--show", "0"), "--show", "greater than or equal to 1"),
         (("generate", "--items", "1000000000"), "--items", "less than or equal to 10000"),
         (("generate", "--items", "0"), "--items", "greater than or equal to 1"),
         (("generate", "--prompt", "a", "--items", "-3"), "--items", "1"),
