@@ -75,6 +75,20 @@ def _human_bytes(count: float) -> str:
     return f"{count:.1f} GB"
 
 
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _label_source(stats: dict) -> str:
+    return "from label<TAB>text lines" if stats.get("files", 0) <= 1 else "one per folder entry"
+
+
+def _next_step(labelled: bool) -> Content:
+    """The hint under a loaded corpus: what to do with it."""
+    then = ", tick 'conditional' to learn the labels" if labelled else ": train a model on it"
+    return Content.assemble(("next: ", "dim"), ("F3", "bold"), f" Training{then}")
+
+
 class CorpusPane(EngineEventHandler, Horizontal):
     """Sample and recent corpora, a path input; stats, common characters and a preview."""
 
@@ -109,6 +123,7 @@ class CorpusPane(EngineEventHandler, Horizontal):
             with Horizontal(id="corpus-facts"):
                 yield Static(id="corpus-stats")
                 yield Static(id="corpus-common")
+            yield Static(id="corpus-next")
             yield Label("preview", classes="section")
             with VerticalScroll(id="corpus-preview-box"):
                 yield Static(id="corpus-preview", markup=False)
@@ -264,6 +279,10 @@ class CorpusPane(EngineEventHandler, Horizontal):
                     f"{items['duplicates']:,} duplicates",
                 )
             )
+        sizes = stats.get("label_sizes") or []
+        if len(sizes) >= 2:
+            lines.append(("labels", f"{len(sizes)}, {_label_source(stats)}"))
+            lines += [(f"  {_clip(row['name'], 9)}", f"{row['chars']:,} chars") for row in sizes]
         if skipped:
             lines.append(
                 (
@@ -291,3 +310,4 @@ class CorpusPane(EngineEventHandler, Horizontal):
             )
         self.query_one("#corpus-common", Static).update(Content("\n").join(rows))
         self.query_one("#corpus-preview", Static).update(stats.get("preview", ""))
+        self.query_one("#corpus-next", Static).update(_next_step(len(sizes) >= 2))

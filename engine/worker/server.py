@@ -174,6 +174,7 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
 
             corpus = load_corpus(cmd.spec, cmd.encoding or "utf-8", download_progress=progress)
             from engine.data.items import corpus_item_info
+            from engine.data.labels import label_sizes
 
             stats = {
                 **corpus.stats().as_dict(),
@@ -181,6 +182,7 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
             }
             labelled = _labelled(cmd.spec, cmd.encoding or "utf-8")
             stats["labels"] = list(labelled.labels) if labelled is not None else []
+            stats["label_sizes"] = label_sizes(labelled) if labelled is not None else []
             with self.lock:
                 if self.corpus_req != cmd.req:
                     return  # a later load replaced this one
