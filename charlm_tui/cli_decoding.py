@@ -157,6 +157,12 @@ def check_prompt(generator: Generator, prompt: str, drop_unknown: bool) -> None:
 def decoder_fields(decoder: Decoder) -> dict:
     """What a JSON result says about the model: checkpoint(s), blend, condition."""
     fields: dict = {"checkpoint": str(decoder.checkpoints[0].path)}
+    from pathlib import Path
+
+    from engine.training.best_model import best_note
+
+    if len(decoder.checkpoints) == 1 and (note := best_note(Path(decoder.checkpoints[0].path))):
+        fields["model_note"] = note  # the run's best, not its last weights
     if len(decoder.checkpoints) > 1:
         fields["checkpoints"] = [str(c.path) for c in decoder.checkpoints]
         fields["weights"] = decoder.weights

@@ -89,6 +89,8 @@ def evaluate(
         emit_json(payload)
         return
     stderr.print(line, markup=False)
+    if payload.get("model_note"):
+        stderr.print(payload["model_note"], markup=False)
     if quality is not None:
         scores = payload["quality"]
         stderr.print(
@@ -156,6 +158,10 @@ def _evaluate_one(loaded, corpus: str, encoding: str, split: str, labels: bool, 
     use_val, val_fraction = _pick_split(loaded, text, split)
     where = "val" if use_val else "all"
     base = {"split": where, "checkpoint": str(loaded.path), "step": loaded.step}
+    from engine.training.best_model import best_note
+
+    if note := best_note(Path(loaded.path)):  # the run's best, not its last: say so
+        base["model_note"] = note
     if text.segments is None:
         ids = text.split(val_fraction)[1] if use_val else text.ids
         _need_two(len(ids), corpus, where)

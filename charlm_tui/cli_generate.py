@@ -154,6 +154,8 @@ def generate(
         f"[dim]{chars:,} chars in {seconds:.2f}s ({payload['chars_per_s']:,.0f} chars/s), "
         f"seed {seed}[/]"
     )
+    if payload.get("model_note"):
+        stderr.print(payload["model_note"], markup=False)
 
 
 def _generate_items(

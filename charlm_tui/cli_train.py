@@ -381,10 +381,16 @@ def train(
                 f"{result.val_loss_per_token:.4f} nats/token on {result.val_tokens:,} tokens; "
                 "the losses above are per character of text"
             )
-        if result.stopped_by == "early_stop":
+        if result.stop_note:  # early_stop (patience) or overfitting (the default stop)
+            stderr.print(f"stopped at step {result.steps:,}: {result.stop_note}", markup=False)
+        if result.reported == "best":
             stderr.print(
-                f"stopped early: no new best in {config.patience} evaluations; "
-                f"the best (val {result.best_val_loss:.4f}) is kept as {out / 'best'}"
+                f"the result is the best model (best at step {result.best_step:,}, "
+                f"{result.best_checkpoint or out / 'best'}): val_loss above is its figure, "
+                "and generate / eval load it; the last weights (step "
+                f"{result.steps:,}, val estimate {result.last_val_loss:.4f}) stay in "
+                f"{out / 'last'} for --resume",
+                markup=False,
             )
     if result.stopped_by == "stop":  # 128 + the signal's number, as a shell reports it
         raise typer.Exit(128 + signal.Signals[result.stop_signal or "SIGINT"])

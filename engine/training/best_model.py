@@ -18,7 +18,8 @@ Contracts (engine/training/evaluation_steps.py applies them):
   PAST_BEST_SHARE of the steps so far, at least MIN_EVALS_PAST evaluations
   came after it, and the latest MIN_EVALS_PAST of them are all more than
   RISE above the best (relative). A run still improving makes new bests, so it
-  is never stopped; a flat, noisy plateau is not a clear rise either.
+  is never stopped; a flat, noisy plateau is not a clear rise either. A resumed
+  run counts only its own evaluations past the best: resuming continues it.
 """
 
 from __future__ import annotations
@@ -46,14 +47,17 @@ def turned_up(history: list[dict]) -> bool:
     return best is not None and history[-1] is not best
 
 
-def past_best_stop(history: list[dict]) -> str | None:
-    """Why a budgeted run should stop now (one sentence), or None: see the module docstring."""
+def past_best_stop(history: list[dict], since_step: int = 0) -> str | None:
+    """Why a budgeted run should stop now (one sentence), or None: see the module docstring.
+
+    Only evaluations after `since_step` (where this process resumed) count as the ones
+    past the best: a run resumed on purpose trains on before it can stop again."""
     best = best_record(history)
     if best is None:
         return None
     index = max(i for i, record in enumerate(history) if record is best)
     after = history[index + 1 :]
-    if len(after) < MIN_EVALS_PAST:
+    if sum(int(record["step"]) > since_step for record in after) < MIN_EVALS_PAST:
         return None
     best_step, step = int(best["step"]), int(history[-1]["step"])
     best_loss = float(best["val_loss"])
@@ -115,3 +119,24 @@ def best_checkpoint(run_dir: Path | None) -> str | None:
         return None
     name = tag_target(run_dir, "best")
     return str(run_dir / name) if name else None
+
+
+def best_note(path: Path) -> str | None:
+    """'best at step N ...' when `path` is a run's `best` checkpoint and the run went on
+    past it (its `last` is later): what `generate` and `eval` loaded, said in a line."""
+    from engine.training.run_tags import tag_target
+
+    run = path.parent
+    if not path.name.startswith("step-") or tag_target(run, "best") != path.name:
+        return None
+    last = tag_target(run, "last")
+    if last is None or last == path.name:
+        return None
+    try:
+        step, last_step = int(path.name.split("-")[1]), int(last.split("-")[1])
+    except (IndexError, ValueError):
+        return None
+    return (
+        f"the run's best model: best at step {step:,} "
+        f"(its last weights, step {last_step:,}, stay in last for --resume)"
+    )

@@ -87,7 +87,9 @@ class EvaluationSteps:
             return "early_stop"
         cfg = self.config
         if cfg.patience is None and cfg.time_budget is not None and cfg.stop_past_best:
-            note = past_best_stop(self.history)
+            # The first call comes before this process's first step: where it resumed.
+            since = self.__dict__.setdefault("_resumed_at_step", self.step)
+            note = past_best_stop(self.history, since)
             if note is not None:
                 self.stop_note = note
                 return "overfitting"

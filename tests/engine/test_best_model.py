@@ -147,3 +147,10 @@ def test_the_default_stop_rule() -> None:
     # A flat plateau with noise never stops either.
     flat = history_of(list(1.5 + rng.normal(0, 0.005, 60)))
     assert all(past_best_stop(flat[:i]) is None for i in range(1, len(flat) + 1))
+
+
+def test_a_resumed_run_counts_only_its_own_evaluations_past_the_best() -> None:
+    history = history_of([2.00, 2.05, 2.10])
+    assert past_best_stop(history, since_step=750) is None
+    assert past_best_stop([*history, record(1000, 2.2, False)], since_step=750) is None
+    assert past_best_stop(history_of([2.00, 2.05, 2.10, 2.2, 2.2]), since_step=750) is not None
