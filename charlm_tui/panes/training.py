@@ -300,12 +300,19 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         reasons = {
             "max_steps": "max steps · ",
             "time_budget": "time limit · ",
-            "early_stop": "stopped early, best kept · ",
+            "early_stop": "stopped early (patience), best kept · ",
+            "overfitting": "stopped early: val loss rose past its best · ",
         }
         reason = reasons.get(result.get("stopped_by", ""), "")
+        which = ""
+        if result.get("reported") == "best":  # the result is the best model (its figure)
+            which = (
+                f" · best at step {result.get('best_step', 0):,} (the last weights: "
+                f"val {fmt_loss(result.get('last_val_loss'))}, kept to continue)"
+            )
         self._set_state(
             "stopped" if result.get("stopped_by") == "stop" else "done",
-            f"{reason}val {fmt_loss(loss)} on {_scored(result)}",
+            f"{reason}val {fmt_loss(loss)} on {_scored(result)}{which}",
         )
         if result.get("stopped_by") != "stop":
             self.query_one("#train-progress", ProgressBar).update(progress=1.0)
