@@ -6,7 +6,9 @@ up/down move between units, a sparkline of the unit over the text), `attention`
 the layer and head), `saliency` (how much each earlier character mattered for
 the one under the cursor, any model) and `map` (the character map: embeddings in
 2-D, neighbours of the character under the cursor). `v` cycles the views, `/`
-types a regex whose best-tracking units are listed at the side; `e` takes an
+types a regex whose best-tracking units are listed at the side (then up/down walk
+that ranked list; an empty search goes back to every unit; the list and the
+sparkline show in the units view only); `e` takes an
 excerpt of the held-out split, `g` the generation pane's text, `p` opens a box
 for any pasted or typed text (the app opens screens/paste.py), `u` recomputes
 with the latest weights. Everything comes from the engine through the worker
@@ -28,8 +30,9 @@ from textual.widgets import ContentSwitcher, Input, OptionList, Sparkline, Stati
 from textual.widgets.option_list import Option
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
+from charlm_tui.panes.inspect_lines import detail_lines, finished_info, status_line
 from charlm_tui.widgets.char_map import CharMapPlot
-from charlm_tui.widgets.inspect_render import map_label, window_values
+from charlm_tui.widgets.inspect_render import window_values
 from charlm_tui.widgets.token_view import TokenView
 from charlm_tui.widgets.value_text import ValueText, value_legend
 from engine.worker import protocol as p
@@ -70,6 +73,7 @@ class InspectPane(EngineEventHandler, Vertical):
         self.has_corpus = False  # an excerpt needs the corpus, which may load after the model
         self.is_front = False
         self.model_type = ""
+        self.training_type = ""  # the model type of the run in training, once it started
         self.model_info = "no model yet"
         self.source = ""
         self.text = ""
@@ -97,7 +101,7 @@ class InspectPane(EngineEventHandler, Vertical):
                 yield ValueText(id="inspect-text")
                 yield CharMapPlot(id="inspect-map")
             with Vertical(id="inspect-side"):
-                yield Static("top units (r)", classes="section")
+                yield Static("top units (r)", classes="section", id="inspect-units-title")
                 yield OptionList(id="inspect-units")
                 yield Static(id="inspect-detail")
                 yield Static(id="inspect-legend")
@@ -110,11 +114,12 @@ class InspectPane(EngineEventHandler, Vertical):
     def labels(self) -> list[str]:
         return [f"{name}.{i}" for name, size in self.groups for i in range(size)]
 
-    def _unit_index(self) -> int:
-        labels = self.labels()
-        return labels.index(self.unit) if self.unit in labels else -1
+    def ranked_units(self) -> list[str]:
+        """After a regex search, the units ↑↓ walk: its ranked list (while the unit is in it)."""
+        ranked = [unit for unit, _ in self.found]
+        return ranked if self.unit in ranked else []
 
-    def _heads(self) -> list[tuple[int, int]]:
+    def heads(self) -> list[tuple[int, int]]:
         if self.attention is None:
             return []
         weights = self.attention[2]
@@ -158,19 +163,22 @@ class InspectPane(EngineEventHandler, Vertical):
 
     def action_unit(self, delta: int) -> None:
         if self.view == "attention":
-            heads = self._heads()
+            heads = self.heads()
             if heads:
                 self.head = (self.head + delta) % len(heads)
                 self._paint()
             return
-        labels = self.labels()
+        labels = self.ranked_units() or self.labels()
         if not labels:
             return
-        index = (max(self._unit_index(), 0) + delta) % len(labels)
-        self.select_unit(labels[index])
+        index = labels.index(self.unit) if self.unit in labels else 0
+        self.select_unit(labels[(index + delta) % len(labels)])
 
     def select_unit(self, unit: str) -> None:
         self.unit = unit
+        ranked = self.ranked_units()
+        if ranked:
+            self.query_one("#inspect-units", OptionList).highlighted = ranked.index(unit)
         if self.view != "units":
             self.view = "units"
             self._switch()
@@ -190,6 +198,8 @@ class InspectPane(EngineEventHandler, Vertical):
 
     def _switch(self) -> None:
         on_map = self.view == "map"
+        for selector in ("#inspect-spark", "#inspect-units-title", "#inspect-units"):
+            self.query_one(selector).display = self.view == "units"
         self.query_one(ContentSwitcher).current = "inspect-map" if on_map else "inspect-text"
         if not self.query_one("#inspect-find", Input).has_focus:
             (self.query_one(CharMapPlot) if on_map else self.query_one(ValueText)).focus()
@@ -237,6 +247,10 @@ class InspectPane(EngineEventHandler, Vertical):
     def _find(self, event: Input.Submitted) -> None:
         event.stop()
         pattern = event.value
+        if not pattern:  # an empty search: ↑↓ walk every unit again
+            self.found, self.pattern, self.note = [], "", ""
+            self._show_found()
+            self._show()
         if not pattern or not self.text:
             return
         self.pattern = pattern
@@ -287,7 +301,7 @@ class InspectPane(EngineEventHandler, Vertical):
             view.set_values(self.values, "diverging")
             spark.data = self.values or [0.0]
         elif self.view == "attention":
-            heads = self._heads()
+            heads = self.heads()
             row: list[float] = []
             start = 0
             if self.attention is not None and heads:
@@ -305,58 +319,21 @@ class InspectPane(EngineEventHandler, Vertical):
         for name in VIEWS:
             tabs.append((f" {name} ", "reverse bold" if name == self.view else "dim"))
         self.query_one("#inspect-views", Static).update(Content.assemble(*tabs, (" v", "dim")))
-        self.query_one("#inspect-status", Static).update(Content(self._status()))
+        self.query_one("#inspect-status", Static).update(Content(status_line(self)))
         view = self.query_one(ValueText)
         mode = {"units": "diverging", "attention": "weights", "saliency": "weights"}.get(self.view)
         self.query_one("#inspect-legend", Static).update(value_legend(mode, view.scale))
         self._show_detail()
 
-    def _status(self) -> str:
-        if not self.has_model:
-            return "no model yet: train one (Training tab) or load a checkpoint"
-        parts = []
-        if self.view == "units" and self.unit:
-            index = self._unit_index()
-            parts.append(f"unit {self.unit} ({index + 1}/{len(self.labels())}, ↑↓)")
-        elif self.view == "attention":
-            heads = self._heads()
-            if self.model_type != "transformer":
-                parts.append("attention: Transformers only (saliency works for every model)")
-            elif heads:
-                layer, head = heads[self.head % len(heads)]
-                parts.append(f"layer {layer} head {head} (↑↓)")
-            else:
-                parts.append("attention: move the cursor")
-        elif self.view == "saliency":
-            parts.append("saliency: gradient x input, shares sum to 1")
-        if self.text:
-            parts.append(f"{len(self.text):,} chars, {self.source}")
-        parts.append(self.model_info)
-        if self.note:
-            parts.append(self.note)
-        return " · ".join(parts)
-
     def _show_detail(self) -> None:
         detail = self.query_one("#inspect-detail", Static)
-        cursor = self.query_one(ValueText).cursor
-        char = self._cursor_char()
-        if char is None:
+        view = self.query_one(ValueText)
+        if self._cursor_char() is None:
             detail.update("")
             return
-        lines = [f"cursor {cursor}: {map_label(char)!r}"]
-        if self.view == "units" and self.values and cursor < len(self.values):
-            lines.append(f"{self.unit} = {self.values[cursor]:+.3f}")
-        elif self.view == "saliency" and self.saliency is not None:
-            position, _, _, logprob = self.saliency
-            lines.append(f"log p({map_label(self.text[position])!r}) = {logprob:.2f} at {position}")
-        elif self.view == "attention" and self.attention is not None:
-            value = self.query_one(ValueText).value_at(cursor)
-            if value is not None:
-                lines.append(f"attended {value:.3f}")
-        elif self.view == "map" and self.char_map is not None and char in self.char_map.chars:
-            near = self.char_map.neighbours[self.char_map.chars.index(char)]
-            lines.append("nearest: " + " ".join(f"{map_label(c)} {s:.2f}" for c, s in near))
-        detail.update(Content("\n".join(lines)))
+        detail.update(
+            Content("\n".join(detail_lines(self, view.cursor, view.value_at(view.cursor))))
+        )
 
     def _show_found(self) -> None:
         options = self.query_one("#inspect-units", OptionList)
@@ -381,6 +358,9 @@ class InspectPane(EngineEventHandler, Vertical):
         self.query_one(ValueText).set_text(self.text)
         self._paint()
         self._after_cursor()
+        if self.pattern:  # the ranked list is of this text
+            pattern = self.pattern
+            self._request("find", lambda req: p.FindUnits(pattern, 10, req=req))
 
     def _got_UnitValues(self, event: p.UnitValues) -> None:
         if self._current("unit", event.req):
@@ -434,9 +414,16 @@ class InspectPane(EngineEventHandler, Vertical):
         self._excerpt_if_ready()
 
     def _got_TrainStarted(self, event: p.TrainStarted) -> None:
+        self.training_type = event.model_type
         self._model_changed(f"{event.model_type} in training (u: latest weights)")
 
+    def _got_TrainFinished(self, event: p.TrainFinished) -> None:
+        if self.training_type:
+            self.model_info = finished_info(self.training_type, event.result)
+            self._show()
+
     def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
+        self.training_type = ""
         self._model_changed(f"{event.model_type} checkpoint, step {event.step}")
         if self.text:
             self.inspect_text("text", self.text)
