@@ -174,8 +174,12 @@ class EvaluationSteps:
         checkpoint = None
         if self.out_dir is not None and self.is_main:
             self._emit(StatusEvent("saving"))
-            # final_val describes the weights saved here: the last ones, when they are the result.
-            extra = {"final_val": full.as_dict("val_") if full and best is None else None}
+            # final_val is the result's figure; val_model_step says whose (the best's or these).
+            final_val = None
+            if full is not None:
+                scored_step = int(best["step"]) if best else self.step
+                final_val = {**full.as_dict("val_"), "val_model_step": scored_step}
+            extra = {"final_val": final_val}
             checkpoint = str(self.save(tags=self._tags_for_latest(), extra=extra))
         elapsed = time.monotonic() - self.started
         latest = self.history[-1] if self.history else {}

@@ -87,7 +87,9 @@ def test_an_overfitting_budgeted_run_stops_and_reports_its_best_model(
     # The last weights stay for --resume, which continues from them.
     last_state = json.loads((out / "last" / "state.json").read_text(encoding="utf-8"))
     assert last_state["step"] == result.steps
-    assert last_state["final_val"] is None  # the final figure is the best's, not theirs
+    # The final figure saved with them is the best's, and says so.
+    assert last_state["final_val"]["val_loss"] == pytest.approx(result.val_loss)
+    assert last_state["final_val"]["val_model_step"] == best["step"]
     resumed = Trainer(noise, None, config(time_budget=None, max_steps=result.steps + 5),
                       out_dir=out, resume=True)  # fmt: skip
     assert resumed.step == result.steps
@@ -99,6 +101,8 @@ def test_the_same_run_without_the_default_stop_trains_to_its_end(noise: Corpus) 
     trainer = Trainer(noise, make_config("lstm", **BIG), cfg)
     result = trainer.run()
     assert result.stopped_by == "time_budget"
+    # The closing estimate of the last weights and the best's final evaluation fit the budget.
+    assert result.elapsed_s <= 4.0 + 1.0
     # Without a run directory the best weights come from memory.
     assert result.reported == "best" and result.best_step < result.steps
     assert result.val_loss < result.last_val_loss
