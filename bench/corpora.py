@@ -14,7 +14,8 @@ machine has (nothing is downloaded or committed):
 Each corpus is trained by the real command, `charlm-tui train --time-budget S
 --json` (with `--conditional` for styles), and reported: the final and best val
 loss, steps, epochs (training chars seen / training split), and the size chosen
-with its reason (whatever keys of that kind the train JSON has). For styles,
+with its reason (whatever keys of that kind the train JSON has, and what the
+command said on stderr before training: `said_at_start`). For styles,
 `generate --condition L --guidance G` draws --samples samples per label at
 guidance 1 and 2, and an independent classifier (naive Bayes over a character
 4-gram language model per label, Witten-Bell interpolated, uniform prior, built
@@ -212,12 +213,17 @@ def cli(*command: str) -> dict:
     )
     if done.returncode != 0:
         sys.exit(f"{command[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout)
+    result = json.loads(done.stdout)
+    # What the command said before training (the size, regularisation, balance chosen and
+    # why): the lines before the first evaluation, joined where the terminal wrapped them.
+    said = " ".join(done.stderr.split("\nstep ")[0].split())
+    return {**result, "_said_at_start": said}
 
 
 def sizing(result: dict) -> dict:
     """The size chosen and why, from whichever keys the train JSON has."""
     words = ("reason", "sizing", "chosen", "choice", "regular", "note", "best_step", "epochs")
+    words += ("reported", "last_val_loss")
     picked = {k: v for k, v in result.items() if any(w in k for w in words)}
     model = result.get("model") or {}
     picked["model_shape"] = {
@@ -261,6 +267,7 @@ def train(corpus: Path, out: Path, args: argparse.Namespace, extra: list[str]) -
         "partial_eval": result.get("partial_eval"),
         "label_val_loss": result.get("label_val_loss") or None,
         **sizing(result),
+        "said_at_start": result.get("_said_at_start"),
     }
 
 
