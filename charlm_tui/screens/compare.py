@@ -2,11 +2,16 @@
 
 The table holds the statistics of each strategy (engine/decoding/compare.py, the seed
 notebook's Part 6 plus distinct-n, repetition, self-perplexity and novelty);
-below it each strategy's first sample sits in its own column. Rows arrive one
-by one as the engine finishes them. When the true continuation of the prompt is
-known (`h` cuts the prompt from the held-out split; a typed prompt found there
-works too) a chrF column scores each strategy against it, and the true text gets
-its own card (engine/decoding/references.py).
+below it each strategy's samples (all of them: a line-per-item model's items one a
+line) sit in a card of their own. Rows arrive one by one as the engine finishes
+them. The cards share the width in as many rows as leave each a readable height
+(all eight and the true text fit at 160x48); where they do not, they scroll
+sideways: up/down pick a strategy and bring its card into view, pageup/pagedown
+scroll the picked card. When the true continuation of the prompt is known (`h`
+cuts the prompt from the held-out split; a typed prompt found there works too) a
+chrF column scores each strategy against it, and the true text gets its own card
+(engine/decoding/references.py); without the optional sacrebleu the prompt and the
+true text still show, and the title says chrF needs it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import HorizontalScroll, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
@@ -42,6 +48,7 @@ CHRF_COLUMN = ("chrf", "chrF")
 
 
 MIN_CARD = 24  # columns: a sample card narrower than this is hard to read
+MIN_CARD_LINES = 8  # lines: cards go in rows only while each keeps this height
 
 
 def _cell(key: str, value: object) -> str:
@@ -65,6 +72,9 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         Binding("escape", "close", "Back"),
         Binding("r", "rerun", "New seed"),
         Binding("h", "held_out", "Held-out prompt"),
+        # before the table's own page keys: it holds eight rows, the cards hold the text
+        Binding("pagedown", "scroll_card(1)", "Scroll card", show=False, priority=True),
+        Binding("pageup", "scroll_card(-1)", show=False, priority=True),
     ]
 
     def __init__(
@@ -91,6 +101,8 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         self.reference: str | None = None
         self.reference_offset = -1
         self.note = ""
+        self.items = False  # a line-per-item model: samples are whole items
+        self.sample_count = 3  # samples per strategy, as the engine made them
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-box"):
@@ -133,15 +145,21 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         if self.held_out and self.reference is None and not self.note:
             prompt = "from the held-out split"
         state = "" if self.done else " · [yellow]generating…[/]"
+        warning = f" · [yellow]{_escape(self.note)}[/]" if self.note else ""
         if self.reference is not None:
             where = f"held-out split, char {self.reference_offset:,}"
-            note = f" · chrF against the true continuation ({where}){note}"
-        elif self.note:
-            note = f" · [yellow]{_escape(self.note)}[/]{note}"
+            scored = "chrF against the true continuation" if not self.note else "true continuation"
+            note = f" · {scored} ({where}){warning}{note}"
+        else:
+            note = f"{warning}{note}"
+        plural = "s" if self.sample_count != 1 else ""
+        made = f"{self.sample_count} sample{plural} × {self.length} chars"
+        if self.items:
+            made = f"{self.sample_count} items per strategy (beam: its width)"
         self.query_one("#compare-title", Static).update(
             f"[b]{'Compare labels' if self.by_label else 'Compare strategies'}[/]"
             f"{_escape(self._condition_note())} · prompt {_escape(prompt)} · seed {self.seed} · "
-            f"3 samples × {self.length} chars{state}{note}"
+            f"{made}{state}{note}"
         )
 
     def _condition_note(self) -> str:
@@ -170,6 +188,13 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         if self.by_label:
             self.notify("chrF compares strategies: not available for labels", timeout=4)
             return
+        if self.items:
+            self.notify(
+                "a line-per-item model starts each item afresh: no held-out prompt to continue "
+                "(the 'new items' columns compare with the training and held-out items)",
+                timeout=6,
+            )
+            return
         if not self.done:
             self.post_message(EngineCommand(p.Cancel(self.req)))
         self.held_out = not self.held_out
@@ -181,6 +206,9 @@ class CompareScreen(EngineEventHandler, Screen[None]):
             self.prompt = event.prompt
             self.reference, self.reference_offset = event.reference, event.reference_offset
             self.note = event.note
+            self.items = event.items
+            counts = [len(row.get("samples") or []) for row in event.rows]
+            self.sample_count = max(counts, default=self.sample_count)
             self._show(event.rows)
             self.done = event.done
             if self.done and self.reference is not None:
@@ -211,10 +239,10 @@ class CompareScreen(EngineEventHandler, Screen[None]):
                 cells.append(_cell(CHRF_COLUMN[0], row.get(CHRF_COLUMN[0])))
             table.add_row(*cells, key=row["strategy"])
             column = VerticalScroll(
-                Static(row["samples"][0] if row.get("samples") else "", markup=False),
-                classes="compare-column",
+                Static(_card_text(row.get("samples") or [], self.items)), classes="compare-column"
             )
             column.border_title = row["strategy"]
+            column.set_class(table.row_count - 1 == table.cursor_row, "-highlight")
             samples.mount(column)
         self.call_after_refresh(self._fit_columns)
 
@@ -229,14 +257,36 @@ class CompareScreen(EngineEventHandler, Screen[None]):
         self.call_after_refresh(self._fit_columns)
 
     def _fit_columns(self) -> None:
-        """Cards share the width; below MIN_CARD columns each, the row scrolls sideways."""
+        """Cards share the width, in rows while each keeps MIN_CARD_LINES; where even that
+        leaves them narrower than MIN_CARD columns, one row scrolls sideways."""
         columns = list(self.query(".compare-column"))
         if not columns:
             return
-        width = self.query_one("#compare-samples").size.width
-        fitting = max(1, min(len(columns), width // MIN_CARD))
+        box = self.query_one("#compare-samples")
+        width, height = box.size
+        across = max(1, min(len(columns), width // MIN_CARD))
+        rows = -(-len(columns) // across)
+        if rows > 1 and height // rows >= MIN_CARD_LINES:
+            across = -(-len(columns) // rows)  # as even as the rows allow
+            box.styles.layout = "grid"
+            box.styles.grid_size_columns, box.styles.grid_size_rows = across, rows
+            for column in columns:
+                column.styles.width = "1fr"
+            return
+        box.styles.layout = "horizontal"
         for column in columns:
-            column.styles.width = max(MIN_CARD, width // fitting)
+            column.styles.width = max(MIN_CARD, width // across)
+
+    def _picked_card(self) -> VerticalScroll | None:
+        cards = list(self.query(".compare-column").results(VerticalScroll))
+        row = self.query_one(DataTable).cursor_row
+        return cards[row] if 0 <= row < len(cards) else None
+
+    def action_scroll_card(self, pages: int) -> None:
+        """Page the picked strategy's card (its samples), the table keeping its row."""
+        card = self._picked_card()
+        if card is not None:
+            (card.scroll_page_down if pages > 0 else card.scroll_page_up)()
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -245,6 +295,18 @@ class CompareScreen(EngineEventHandler, Screen[None]):
             column.set_class(index == event.cursor_row, "-highlight")
         if 0 <= event.cursor_row < len(columns):
             self.query_one("#compare-samples").scroll_to_widget(columns[event.cursor_row])
+
+
+def _card_text(samples: list[str], items: bool) -> Content:
+    """A card's text: every item on its own line, or every sample under a dim rule."""
+    if items:
+        return Content("\n".join(samples))
+    parts: list[Content] = []
+    for index, sample in enumerate(samples):
+        if index:
+            parts.append(Content.styled(f"\n── sample {index + 1} ──\n", "dim"))
+        parts.append(Content(sample))
+    return Content.assemble(*parts)
 
 
 def _escape(text: str) -> str:

@@ -182,6 +182,7 @@ class CompareResult:
     reference: str | None = None  # the true continuation the rows' chrF is against
     reference_offset: int = -1  # where the prompt is in the held-out split
     note: str = ""  # why there is no chrF column, when one was asked for
+    items: bool = False  # a line-per-item model: each row's samples are whole items
 
 
 @dataclass

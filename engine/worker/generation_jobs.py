@@ -225,6 +225,7 @@ class GenerationHandlers:
                     reference=found.text if found is not None else None,
                     reference_offset=found.offset if found is not None else -1,
                     note=note,
+                    items=items,
                 )
 
             def on_row(row: Any) -> None:
@@ -264,7 +265,7 @@ class GenerationHandlers:
                     num_samples=max(cmd.num_samples, 20) if items else cmd.num_samples,
                     items=items,
                     item_sets=item_sets,
-                    reference=found.text if found is not None else None,
+                    reference=found.text if found is not None and not note else None,
                     **common,
                 )
             self.out.send(result(True))
@@ -329,7 +330,8 @@ _words_cache: dict[str, frozenset[str]] = {}
 def _compare_reference(
     cmd: p.Compare, corpus: Corpus | None, val_fraction: float
 ) -> tuple[Any, str]:
-    """(engine.decoding.references.Reference or None, why there is none when one was asked for)."""
+    """(engine.decoding.references.Reference or None, why there is none when one was asked
+    for, or why it has no chrF: then the reference still comes, to show, and scores nothing)."""
     from engine.decoding.quality import chrf
     from engine.decoding.references import held_out_prompt, held_out_text, reference_after
 
@@ -347,7 +349,7 @@ def _compare_reference(
     try:
         chrf(["a"], ["a"])  # sacrebleu is an optional extra
     except UserError as exc:
-        return None, str(exc)
+        return found, f"no chrF: {exc}"  # the prompt and the true text still show
     return found, ""
 
 
