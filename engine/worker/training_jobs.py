@@ -195,11 +195,19 @@ class TrainingHandlers:
 
     @staticmethod
     def _metrics_of(run_dir: Path, up_to_step: int) -> list[dict]:
-        """The run's metrics.jsonl up to a checkpoint's step, thinned for the UI's plots."""
+        """The run's metrics.jsonl up to a checkpoint's step, thinned for the UI's plots.
+
+        The plots are a nicety: a metrics file that cannot be read (a pipe, a link to a
+        device, a huge file) leaves them empty instead of refusing a loadable model.
+        """
         from engine.training.runs import run_history, thin
 
-        records = [r for r in run_history(Path(run_dir)) if r["step"] <= up_to_step]
-        return thin(records)
+        try:
+            history = run_history(Path(run_dir))
+        except UserError as exc:
+            log_exception(f"metrics of {run_dir} not shown: {exc}")
+            return []
+        return thin([r for r in history if r["step"] <= up_to_step])
 
     def _require_training(self) -> Trainer:
         if not self.training or self.trainer is None:

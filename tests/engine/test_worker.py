@@ -364,3 +364,34 @@ async def test_evaluate_uses_the_models_own_validation_split(tmp_path: Path) -> 
     held_out = len(corpus.split(0.3)[1])
     assert held_out != len(corpus.split(0.1)[1])
     assert evaluated.chars in (held_out, held_out - 1)
+
+
+async def test_a_run_whose_metrics_file_is_a_pipe_still_loads(tmp_path: Path) -> None:
+    """Issue 19: a metrics.jsonl planted as a named pipe costs the plots, never the model
+    (and never a hang): the run loads, with no history to plot."""
+    from engine.data.corpus import load_corpus
+    from engine.training.config import TrainConfig
+    from engine.training.trainer import Trainer
+    from tests.helpers import tiny_config
+
+    config = TrainConfig(
+        batch_size=4, seq_len=16, max_steps=3, eval_interval=3, eval_chars=256,
+        device="cpu", precision="fp32", final_eval=False,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    Trainer(load_corpus("markov"), tiny_config("lstm"), config, out_dir=run).run()
+    (run / "metrics.jsonl").unlink()
+    os.mkfifo(run / "metrics.jsonl")
+    client = EngineClient("thread")
+    await client.start()
+    events = Events(client)
+    try:
+        client.send(p.LoadCheckpoint(str(run), req=1))
+        loaded = await events.until(
+            lambda e: isinstance(e, (p.CheckpointLoaded, p.ErrorEvent)), timeout=20
+        )
+    finally:
+        await client.stop()
+    assert isinstance(loaded, p.CheckpointLoaded), loaded
+    assert loaded.step == 3
+    assert loaded.metrics == []
