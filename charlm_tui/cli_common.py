@@ -93,6 +93,24 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def pipe_may_close(func: F) -> F:
+    """A reader that stops early (`| head -2`) ends the output, not in an error: the
+    command stops there and exits 0 quietly (stdout then points at /dev/null, so the
+    interpreter's last flush finds no broken pipe either)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
 def checkpoint_paths(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Every `--checkpoint` as a path: a path that exists, else a saved run's name (the
     names `runs list` shows), else a one-line error naming both places looked in."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from charlm_tui.cli_common import emit_json, stderr, task_progress, user_errors
+from charlm_tui.cli_common import emit_json, pipe_may_close, stderr, task_progress, user_errors
 from charlm_tui.cli_decoding import (
     BLEND_OPTION,
     CHECKPOINT_OPTION,
@@ -293,4 +293,4 @@ def _print_table(rows: list, seed: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("compare")(user_errors(compare))
+    app.command("compare")(user_errors(pipe_may_close(compare)))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from charlm_tui.cli_common import emit_json, stderr, user_errors
+from charlm_tui.cli_common import emit_json, pipe_may_close, stderr, user_errors
 from charlm_tui.cli_decoding import (
     BLEND_OPTION,
     CHECKPOINT_OPTION,
@@ -273,4 +273,4 @@ def _sample_chars(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(user_errors(generate))
+    app.command("generate")(user_errors(pipe_may_close(generate)))
