@@ -56,6 +56,9 @@ TABS = ("corpus", "training", "generate", "inspect")
 # training pane's actions, so Inspect takes F10), and alt+N for the Nth pane: a new pane
 # adds its tab to TABS (alt+5, ...) and, for an F-key, takes F11 onwards.
 PANE_KEYS = {"corpus": "f2", "training": "f3", "generate": "f4", "inspect": "f10"}
+# Where alt is sent as esc + key (tmux, xterm), Textual reads esc+1..4 as the characters
+# macOS types with option+1..4: those switch panes too, outside text fields (there they type).
+ESC_DIGIT_KEYS = ("inverted_exclamation_mark", "trade_mark_sign", "pound_sign", "cent_sign")
 
 
 class CharLMApp(RunLifecycle, App[None]):
@@ -77,6 +80,10 @@ class CharLMApp(RunLifecycle, App[None]):
         *[
             Binding(f"alt+{n}", f"tab('{tab}')", show=False, priority=True)
             for n, tab in enumerate(TABS, start=1)
+        ],
+        *[
+            Binding(k, f"tab('{t}')", show=False)
+            for k, t in zip(ESC_DIGIT_KEYS, TABS, strict=False)
         ],
         Binding("ctrl+l", "runs", "Saved runs", show=False, priority=True),
         Binding("escape", "leave_input", show=False),

@@ -95,10 +95,10 @@ class GenerationPane(BranchActions, EngineEventHandler, Vertical):
         Binding("escape", "escape", "Stop/leave prompt", show=False),
         *[Binding(str(n), f"pick({n})", f"alternative {n}", show=False) for n in range(1, 10)],
         Binding("left_square_bracket", "sibling(-1)", "prev branch", show=False),
-        Binding("right_square_bracket", "sibling(1)", "Branches", key_display="[ ]"),
+        Binding("right_square_bracket", "sibling(1)", "Branch", key_display="[ ]"),
         Binding("u", "parent", "parent branch", show=False),
         Binding("y", "child", "back to child branch", show=False),
-        Binding("x", "export('text')", "Export", key_display="x/X"),
+        Binding("x", "export('text')", "Export", key_display="x"),  # X: the tree (help)
         Binding("X", "export('tree')", "export tree", show=False),
         Binding("ctrl+s", "export('text')", "save text", show=False),
     ]

@@ -41,7 +41,7 @@ STATE_LABELS = {
     "lr-find": ("finding a learning rate", "cyan"),
 }
 RUNNING = ("starting", "training", "paused", "evaluating", "saving")
-AFTER_A_RUN = "F5: continue this run or start a new one (asks)"
+AFTER_A_RUN = "F5: continue this run or start a new one (asks) · F4: write with it"
 
 
 class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
@@ -404,7 +404,10 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
     def _got_Evaluated(self, event: p.Evaluated) -> None:
         self._eval_req = 0
         self.query_one("#train-progress", ProgressBar).update(total=1.0, progress=1.0)
-        self.query_one("#train-eta", Static).update("")
+        self.query_one("#train-eta", Static).update(
+            f"[dim]val is F8's score of the current model: the whole held-out split "
+            f"({event.chars:,} chars)[/]"
+        )
         self._metrics().set(
             val=fmt_loss(event.loss), bpc=f"{event.bpc:.3f}", ppl=f"{event.perplexity:.2f}"
         )

@@ -18,7 +18,7 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         "Everywhere (in text fields too: there, letters and digits type)",
         (
             ("F2 F3 F4 F10", "Corpus, Training, Generate, Inspect"),
-            ("alt+1 … alt+4", "the same, where the terminal sends alt (not tmux)"),
+            ("alt+1 … alt+4", "the same (in tmux: outside text fields)"),
             ("ctrl+l", "saved runs: Enter loads one with its corpus and form"),
             ("esc", "leave a text field"),
             ("ctrl+p", "command palette: every action by name"),

@@ -143,6 +143,8 @@ class GenerationHandlers:
             if vocab.missing(cmd.prefix):
                 raise UserError("the text to continue has characters outside the vocabulary")
             full = cmd.prompt + cmd.prefix
+            if not full and self._items_model()[0]:
+                full = "\n"  # a line-per-item model: an empty prompt starts a fresh item
             self.out.send(
                 p.GenerationStarted(
                     cmd.prompt, _plain(params.as_dict()), dropped, cmd.req, cmd.prefix
