@@ -34,6 +34,7 @@ from charlm_tui.messages import (
     dispatch_engine_event,
 )
 from charlm_tui.palette import CharLMCommands
+from charlm_tui.pane_keys import pane_bindings
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.inspect import InspectPane
@@ -51,14 +52,6 @@ from engine.worker.client import EngineClient
 # Quitting during training waits this long for the engine to save the run.
 QUIT_SAVE_TIMEOUT_S = 120.0
 AUTO_RESTART_AFTER_S = 10.0  # a crash sooner than this after a start waits for ctrl+r
-TABS = ("corpus", "training", "generate", "inspect")
-# Pane keys work from anywhere, inputs included: F2-F4 for the first panes (F5-F9 are the
-# training pane's actions, so Inspect takes F10), and alt+N for the Nth pane: a new pane
-# adds its tab to TABS (alt+5, ...) and, for an F-key, takes F11 onwards.
-PANE_KEYS = {"corpus": "f2", "training": "f3", "generate": "f4", "inspect": "f10"}
-# Where alt is sent as esc + key (tmux, xterm), Textual reads esc+1..4 as the characters
-# macOS types with option+1..4: those switch panes too, outside text fields (there they type).
-ESC_DIGIT_KEYS = ("inverted_exclamation_mark", "trade_mark_sign", "pound_sign", "cent_sign")
 
 
 class CharLMApp(RunLifecycle, App[None]):
@@ -73,18 +66,7 @@ class CharLMApp(RunLifecycle, App[None]):
         Binding("ctrl+q", "quit", "Quit", key_display="^q", priority=True),
         Binding("f1", "help", "Help"),
         Binding("question_mark", "help", "Help", show=False),
-        *[
-            Binding(key, f"tab('{tab}')", tab.capitalize(), show=False, priority=True)
-            for tab, key in PANE_KEYS.items()
-        ],
-        *[
-            Binding(f"alt+{n}", f"tab('{tab}')", show=False, priority=True)
-            for n, tab in enumerate(TABS, start=1)
-        ],
-        *[
-            Binding(k, f"tab('{t}')", show=False)
-            for k, t in zip(ESC_DIGIT_KEYS, TABS, strict=False)
-        ],
+        *pane_bindings(),
         Binding("ctrl+l", "runs", "Saved runs", show=False, priority=True),
         Binding("escape", "leave_input", show=False),
         Binding("ctrl+r", "restart_engine", "Restart engine", show=False),
