@@ -94,6 +94,10 @@ class StopOnSignals:
 
     def __exit__(self, *exc: object) -> None:
         for number, previous in self._previous.items():
+            if self.signum is not None and number != signal.SIGINT:
+                # Stopping: the command exits next, and a repeated SIGTERM or SIGHUP arriving
+                # after training returned must not kill it with its default action.
+                previous = signal.SIG_IGN
             signal.signal(number, previous)  # type: ignore[arg-type]
         self._previous.clear()
 
