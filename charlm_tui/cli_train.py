@@ -19,19 +19,24 @@ COMMAND_STARTED = time.monotonic()
 INTERPRETER_STARTUP_S = 0.7
 
 
-def process_started() -> float:
-    """time.monotonic() when this process started: /proc on Linux, else an estimate.
+def command_started(entered: float) -> float:
+    """time.monotonic() when this command started: the process's start (/proc on Linux,
+    else an estimate) when the process is charlm-tui, else `entered`.
 
     The interpreter and its imports before this module (typer, rich) take from a
     fraction of a second to several on a busy machine, and they are part of the command.
+    Called inside another program (tests, scripts), the command starts when `train` is
+    entered: this module's import time may be minutes earlier.
     """
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
+    # sys.orig_argv is what started the process (a caller may have set sys.argv).
+    script = sys.orig_argv[1] if len(sys.orig_argv) > 1 else ""
     ours = (spec is not None and spec.name == "charlm_tui.__main__") or Path(
-        sys.argv[0]
+        script
     ).name.startswith("charlm-tui")
-    if not ours:  # called inside another program (tests): the command starts now
-        return COMMAND_STARTED - INTERPRETER_STARTUP_S
+    if not ours:
+        return entered
     try:
         with open("/proc/self/stat", encoding="ascii") as handle:
             after_name = handle.read().rsplit(")", 1)[1].split()
@@ -258,6 +263,7 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Train a model; prints val_loss (nats/char on the held-out split), steps, speed."""
+    entered = time.monotonic()
     from engine.errors import ConfigError
 
     # Options checked before torch loads: bad input answers at once.
@@ -307,7 +313,7 @@ def train(
 
     deadline = None
     if time_budget is not None:
-        deadline = process_started() + time_budget
+        deadline = command_started(entered) + time_budget
 
     from engine.training.ddp import launched_by_torchrun
 

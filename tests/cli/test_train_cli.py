@@ -131,6 +131,22 @@ def test_time_budget_covers_the_whole_command(corpus_file: Path, tmp_path: Path)
     assert Path(result["checkpoint"]).is_dir()
 
 
+def test_a_budget_counts_from_the_call_inside_another_program(
+    corpus_file: Path, tmp_path: Path, cli_main, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Called in-process (a script, a test run) long after charlm_tui was imported, the
+    budget starts at the call: it once started at the import and the run stopped at step 0."""
+    import charlm_tui.cli_train as cli_train
+
+    monkeypatch.setattr(cli_train, "COMMAND_STARTED", time.monotonic() - 3600.0)
+    monkeypatch.setattr(sys, "argv", ["charlm-tui", "train"])  # as cli_main sets it
+    assert cli_train.command_started(entered=123.0) == 123.0
+    args = train_args(corpus_file, tmp_path / "run", "--max-steps", "3", "--time-budget", "60")
+    result = cli_json(cli_main(*args, "--json"))
+    assert result["steps"] == 3 and result["stopped_by"] == "max_steps"
+    assert result["partial_eval"] is False
+
+
 @pytest.mark.slow
 def test_the_cpu_preset_width_follows_the_budget(corpus_file: Path, tmp_path: Path) -> None:
     """A budget far too short for the 512-wide preset gets the narrowest candidate, and says

@@ -52,9 +52,7 @@ def test_an_unwritable_xdg_data_home(tmp_path: Path) -> None:
     assert_user_error(proc, "/sys/charlm-tui", "permission denied or read-only")
 
 
-def test_train_with_an_unusable_cache_uses_a_temporary_one(
-    blocker: Path, tmp_path: Path
-) -> None:
+def test_train_with_an_unusable_cache_uses_a_temporary_one(blocker: Path, tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text("abcde fghij\n" * 400, encoding="utf-8")
     env = _env_without_overrides(
