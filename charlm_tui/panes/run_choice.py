@@ -4,7 +4,9 @@ The current model is the run trained last or the run loaded last. Continuing a r
 that was loaded on its own corpus is the form's "continue this run"; continuing the
 run just trained here loads it first (the engine continues loaded runs), then starts.
 A run already at its max steps gets its max steps raised by as many again when it is
-loaded, so that F5 has steps to take; the pane says so.
+loaded, so that F5 has steps to take; the pane says so. Continuing the run trained here
+keeps what the form says (a time limit typed before F5): the load fills the form from
+the checkpoint, and the typed fields are put back over it before the run starts.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class RunChoice:
     model_step: int = 0
     model_on_corpus: bool = False  # the current model's run can continue on the loaded corpus
     _continue_after_load: str = ""  # a run being loaded to be continued at once
+    _typed_before_load: dict | None = None  # the form's fields when "continue" was chosen
 
     def ask_how_to_start(self) -> None:
         run = Path(self.model_run).name if self.model_run else ""
@@ -86,6 +89,7 @@ class RunChoice:
                 self._start_training()  # type: ignore[attr-defined]
             else:  # the run trained here: load it, then continue (see _loaded_to_continue)
                 self._continue_after_load = self.model_run
+                self._typed_before_load = form.values()
                 self.load_run(self.model_run)  # type: ignore[attr-defined]
         else:
             self._set_state(self.state, "cancelled: nothing started")  # type: ignore[attr-defined]
@@ -93,7 +97,12 @@ class RunChoice:
     def _loaded_to_continue(self, run_dir: str, matches: bool) -> None:
         """After a load: continue it now if that is what the load was for."""
         pending, self._continue_after_load = self._continue_after_load, ""
+        typed, self._typed_before_load = self._typed_before_load, None
         if pending and _same_run(pending, run_dir) and matches:
+            form = self.query_one(TrainForm)  # type: ignore[attr-defined]
+            if typed is not None:
+                form.restore_fields(typed)
+                self._room_to_continue(form, self.model_step, {"max_steps": form.max_steps()})
             self._start_training()  # type: ignore[attr-defined]
 
     def _room_to_continue(self, form: TrainForm, step: int, train: dict) -> str:

@@ -217,6 +217,18 @@ class TrainForm(VerticalScroll):
             **{f.name: self.query_one(f"#f-{f.name}", Input).value for f in FIELDS},
         }
 
+    def restore_fields(self, values: dict) -> None:
+        """Put the fields of saved `values()` back, leaving model type and preset alone."""
+        for f in FIELDS:
+            text = values.get(f.name)
+            if isinstance(text, str):
+                self.query_one(f"#f-{f.name}", Input).value = text
+
+    def max_steps(self) -> int | None:
+        """The max steps field as a number (None when empty or not a whole number)."""
+        text = self.query_one("#f-max_steps", Input).value.strip()
+        return int(text) if text.isdigit() else None
+
     def restore(self, values: dict) -> None:
         """Put saved `values()` back; unknown names and values are left at their defaults."""
         model_type, preset_name = values.get("model_type"), values.get("preset")
@@ -226,10 +238,7 @@ class TrainForm(VerticalScroll):
             if preset_name in PRESET_NAMES:
                 self.query_one("#preset", Select).value = preset_name
         self.fill_from_preset()
-        for f in FIELDS:
-            text = values.get(f.name)
-            if isinstance(text, str):
-                self.query_one(f"#f-{f.name}", Input).value = text
+        self.restore_fields(values)
 
     def show_resume(self, available: bool) -> None:
         box = self.query_one("#resume", Checkbox)

@@ -215,3 +215,56 @@ async def test_a_run_starting_is_not_the_engine_starting() -> None:
         assert "engine starting…" not in app.sub_title
         app._send_command(p.Generate("a", {"length": 3}))  # sent now, not queued for a start-up
         assert not app._waiting
+
+
+async def test_a_time_limit_typed_for_a_conditional_run_is_kept(styles: Path) -> None:
+    """The form's time limit holds for a conditional run: the run ends by it, and the field
+    still reads what was typed (it once read "no limit" while the run went on for 20 min)."""
+    import time
+
+    app = _app(corpus=str(styles))
+    async with app.run_test(size=SIZE) as pilot:
+        seen = _spy(app)
+        corpus = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: corpus.loaded_name == "styles", what="the labelled folder")
+        await pilot.press("f3")
+        app.query_one("#preset").value = "tiny"
+        await pilot.pause()
+        box = app.query_one("#conditional")
+        await wait_until(pilot, lambda: box.display, 30, "the conditional switch")
+        box.value = True
+        app.query_one("#f-max_steps").value = ""
+        app.query_one("#f-time_budget").value = "6"
+        started = time.monotonic()
+        await pilot.press("f5")
+        pane = app.query_one(TrainingPane)
+        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 60, "training to end")
+        assert pane.state == "done", text_of(app, "#form-error")
+        assert time.monotonic() - started < 6 + 10
+        begun = [e for e in seen if isinstance(e, p.TrainStarted)]
+        assert begun and begun[-1].train["time_budget"] == 6
+        assert begun[-1].train["conditional"] is True
+        assert app.query_one("#f-time_budget").value == "6"
+
+
+async def test_a_time_limit_typed_to_continue_a_conditional_run_is_kept(styles: Path) -> None:
+    """Continuing a run with a time limit typed in the form: the run ends by it."""
+    import time
+
+    app = _app(corpus=str(styles))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _train_conditional(pilot)
+        seen = _spy(app)
+        app.query_one("#f-max_steps").value = ""
+        app.query_one("#f-time_budget").value = "6"
+        started = time.monotonic()
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+        await pilot.press("c")  # continue the run trained just now
+        await wait_until(pilot, lambda: pane.state != "done", 10, "F5 to start")
+        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 60, "training to end")
+        assert pane.state == "done", text_of(app, "#form-error")
+        assert time.monotonic() - started < 6 + 10
+        begun = [e for e in seen if isinstance(e, p.TrainStarted)]
+        assert begun and begun[-1].train["time_budget"] == 6 and begun[-1].step == 20
+        assert app.query_one("#f-time_budget").value == "6"
