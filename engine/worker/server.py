@@ -56,6 +56,9 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
         self.train_thread: threading.Thread | None = None
         self.train_stop = threading.Event()
         self.trainer_paused = threading.Event()
+        # Set as the run's last message is sent: the thread may live a moment longer
+        # (closing files), but the next command after TrainFinished finds no training.
+        self.train_over = threading.Event()
         self.last_saved: tuple[int, str] | None = None
         self.loaded: Checkpoint | None = None
         self.blend: list[Checkpoint] = []  # extra members of the generation blend
@@ -156,7 +159,8 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
 
     @property
     def training(self) -> bool:
-        return self.train_thread is not None and self.train_thread.is_alive()
+        thread = self.train_thread
+        return thread is not None and thread.is_alive() and not self.train_over.is_set()
 
     # ----- corpus ------------------------------------------------------------------
 

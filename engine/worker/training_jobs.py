@@ -60,6 +60,7 @@ class TrainingHandlers:
             out_dir = new_run_dir(corpus.name, cmd.model_type)
         self.train_stop.clear()
         self.trainer_paused.clear()
+        self.train_over.clear()
         self.train_thread = threading.Thread(
             target=self._train,
             args=(cmd, corpus, model_config, config, out_dir, resolution.reasons),
@@ -134,6 +135,7 @@ class TrainingHandlers:
             if board is not None:  # closed before the UI hears training is over
                 board.close()
                 board = None
+            self._end_training()
             self.out.send(p.TrainFinished(result.as_dict()))
 
         finished = False
@@ -148,9 +150,14 @@ class TrainingHandlers:
         finally:
             if board is not None:
                 board.close()
-            self.trainer_paused.clear()
             if not finished:
+                self._end_training()
                 self.out.send(p.StatusEvent("failed", "training failed"))
+
+    def _end_training(self) -> None:
+        """Training is over for every command from now on (sent before its last event)."""
+        self.trainer_paused.clear()
+        self.train_over.set()
 
     def _on_train_event(self, event: object, cmd: p.Train) -> None:
         if isinstance(event, p.StepEvent):
