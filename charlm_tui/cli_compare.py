@@ -42,7 +42,7 @@ def compare(
     num_samples: int | None = typer.Option(
         None,
         "--num-samples",
-        help="Samples per strategy, 1 to 1,024 (3; items models: 20 items).",
+        help=f"Samples per strategy, 1 to {MAX_SAMPLES:,} (3; items models: 20 items).",
     ),
     seed: int | None = SEED_OPTION,
     corpus: str | None = typer.Option(
@@ -75,7 +75,7 @@ def compare(
     from engine.decoding.params import SamplingParams
     from engine.errors import ConfigError
 
-    SamplingParams(length=length, seed=seed).validate()
+    SamplingParams(length=length, seed=seed)  # checks them before a model loads
     if reference is not None:
         from engine.decoding.quality import _sacrebleu
 

@@ -46,7 +46,7 @@ PROMPT_FILE_OPTION = typer.Option(
     None,
     "--prompt-file",
     help="Read the prompt from this UTF-8 file ('-': standard input), a regular file of at "
-    "most 4 MB; for prompts longer than a command line holds (Linux caps one argument "
+    f"most {MAX_PROMPT_BYTES >> 20} MB; for prompts longer than a command line holds (Linux caps one argument "
     "at 128 KiB).",
 )
 DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")

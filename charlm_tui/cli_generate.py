@@ -32,11 +32,19 @@ from charlm_tui.cli_decoding import (
     read_prompt,
     unescape,
 )
+from engine.decoding.params import (
+    MAX_BEAM_WIDTH,
+    MAX_LENGTH,
+    MAX_LENGTH_PENALTY,
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    STRATEGIES,
+    SamplingParams,
+)
 
 if TYPE_CHECKING:
     from engine.decoding.generator import Generator
     from engine.decoding.loading import Decoder
-    from engine.decoding.params import SamplingParams
 
 # A streamed JSON chunk is flushed at least this often (seconds), so a reader sees
 # text arrive smoothly without one line per character.
@@ -48,11 +56,15 @@ def generate(
     prompt: str = PROMPT_OPTION,
     prompt_file: Path | None = PROMPT_FILE_OPTION,
     length: int = typer.Option(
-        200, "--length", help="Characters to generate per sample (0 to 1,000,000)."
+        200, "--length", help=f"Characters to generate per sample (0 to {MAX_LENGTH:,})."
     ),
-    strategy: str = typer.Option("sample", "--strategy", help="greedy, sample or beam."),
+    strategy: str = typer.Option(
+        "sample", "--strategy", help=f"{', '.join(STRATEGIES[:-1])} or {STRATEGIES[-1]}."
+    ),
     temperature: float = typer.Option(
-        1.0, "--temperature", help="<= 0 means greedy; otherwise in [0.0001, 100]."
+        1.0,
+        "--temperature",
+        help=f"<= 0 means greedy; otherwise in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}].",
     ),
     top_k: int | None = typer.Option(None, "--top-k", help="Keep the k most likely (0: off)."),
     top_p: float | None = typer.Option(None, "--top-p", help="Nucleus mass in (0, 1]."),
@@ -63,12 +75,17 @@ def generate(
     repetition_window: int = typer.Option(
         64, "--repetition-window", help="How many recent characters the penalty looks at."
     ),
-    beam_width: int = typer.Option(5, "--beam-width", help="Beams kept by beam search (1 to 256)."),
+    beam_width: int = typer.Option(
+        5, "--beam-width", help=f"Beams kept by beam search (1 to {MAX_BEAM_WIDTH})."
+    ),
     length_penalty: float = typer.Option(
-        1.0, "--length-penalty", help="Beam score = logprob / length**A, A in [-10, 10]."
+        1.0,
+        "--length-penalty",
+        help="Beam score = logprob / length**A, "
+        f"A in [{-MAX_LENGTH_PENALTY:g}, {MAX_LENGTH_PENALTY:g}].",
     ),
     num_samples: int = typer.Option(
-        1, "--num-samples", help="Samples, 1 to 1,024 (best beams for beam)."
+        1, "--num-samples", help=f"Samples, 1 to {MAX_SAMPLES:,} (best beams for beam)."
     ),
     seed: int | None = SEED_OPTION,
     stop: list[str] = typer.Option(
@@ -93,7 +110,6 @@ def generate(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Continue a prompt; samples go to stdout (with --json: `samples`, `chars_per_s`)."""
-    from engine.decoding.params import SamplingParams
     from engine.errors import ConfigError
 
     if seed is None:
@@ -112,7 +128,6 @@ def generate(
         seed=seed,
         stop=tuple(unescape(s) for s in stop),
     )
-    params.validate()
     prompt = read_prompt(prompt, prompt_file, drop_unknown)
     if items is not None:
         decoder, generator = load_decoder(checkpoint, device, condition, guidance, weights, blend)

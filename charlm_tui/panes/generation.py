@@ -34,7 +34,6 @@ from charlm_tui.widgets.knobs import (
     CONDITION_KEY,
     GUIDANCE_KNOB,
     KNOB_BY_NAME,
-    STRATEGIES,
     KnobBar,
     condition_cycle,
     condition_of,
@@ -45,6 +44,7 @@ from charlm_tui.widgets.knobs import (
 from charlm_tui.widgets.next_char import NextCharPanel
 from charlm_tui.widgets.prompt_input import PROMPT_MAX_CHARS, PromptInput
 from charlm_tui.widgets.token_view import TokenView, prob_hex
+from engine.decoding.params import STRATEGIES
 from engine.worker import protocol as p
 
 AUTO_REGENERATE_S = 0.3

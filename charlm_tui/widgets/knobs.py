@@ -17,7 +17,10 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
-STRATEGIES = ("greedy", "sample", "beam")
+from engine.decoding.condition_spec import describe_condition, parse_condition
+from engine.decoding.params import STRATEGIES
+from engine.errors import ConfigError
+
 SAMPLING_KNOBS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
 
 
@@ -158,18 +161,15 @@ def condition_cycle(labels: tuple[str, ...]) -> list[str]:
     return steps
 
 
-def describe_condition(spec: str) -> str:
-    """`none`, `verse`, or `code 50% + verse 50%` for an `a=w,b=w` mix."""
+def condition_words(spec: str, labels: tuple[str, ...]) -> str:
+    """`none`, `verse`, or `code 50% + verse 50%`: the engine's own description of the
+    condition a Generate will ask for (the spec itself while it names no label of `labels`)."""
     if not spec:
-        return "none"
-    parts = [part.partition("=") for part in spec.split(",")]
-    if len(parts) == 1:
-        return parts[0][0]
-    weights = [float(w or 1) for _, _, w in parts]
-    total = sum(weights) or 1.0
-    return " + ".join(
-        f"{name} {w / total:.0%}" for (name, _, _), w in zip(parts, weights, strict=True)
-    )
+        return describe_condition(None)
+    try:
+        return describe_condition(parse_condition(spec, labels))
+    except ConfigError:
+        return spec
 
 
 def condition_of(values: dict) -> tuple[str | None, float | None]:
@@ -265,7 +265,7 @@ class KnobBar(Widget):
                     (CONDITION_KEY, "bold $accent"),
                     ("\u00a0label\u00a0", "dim"),
                     (
-                        describe_condition(spec).replace(" ", "\u00a0"),
+                        condition_words(spec, self.labels).replace(" ", "\u00a0"),
                         lit if self.changed == "condition" else "bold",
                     ),
                 )

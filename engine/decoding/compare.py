@@ -91,7 +91,6 @@ def compare_strategies(
     if seed is None:
         seed = secrets.randbelow(2**31)
     base = SamplingParams(length=length, seed=seed)
-    base.validate()
     prompt_ids = generator.vocab.encode(prompt, drop_unknown=drop_unknown)
     items = items or item_sets is not None
     rows = []

@@ -126,7 +126,6 @@ class Generator:
         with, and keeps states along this one (see engine/decoding/snapshots.py):
         the output is the same, only the priming is shorter.
         """
-        params.validate()
         if params.strategy == "beam":
             yield from self._stream_beam(prompt, params, drop_unknown, cancel)
             return
@@ -184,7 +183,6 @@ class Generator:
         per prompt (all its beams batched) and returns the `num_samples` best
         beams, so it needs num_samples <= beam_width.
         """
-        params.validate()
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompt_list:
             return []
@@ -220,7 +218,6 @@ class Generator:
         drop_unknown: bool = False,
     ) -> list[BeamResult]:
         """The `num_return` best continuations by length-normalised log-probability."""
-        params.validate()
         if not is_int(num_return) or not 1 <= num_return <= params.beam_width:
             raise ConfigError(
                 f"beam search returns between 1 and beam-width ({params.beam_width}) "

@@ -24,12 +24,8 @@ import torch
 
 from engine.data.corpus import Vocab
 from engine.decoding.blend import BLENDS, BlendedModel, check_weights, merged_unigram
-from engine.decoding.conditioned import (
-    ConditionedLM,
-    condition_mix,
-    describe_condition,
-    parse_condition,
-)
+from engine.decoding.condition_spec import describe_condition, parse_condition
+from engine.decoding.conditioned import ConditionedLM, condition_mix
 from engine.errors import ConfigError
 from engine.models import CharLM
 from engine.training.checkpoint import Checkpoint, load_checkpoint

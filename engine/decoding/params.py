@@ -2,25 +2,30 @@
 
 The generator, beam search and the UI's knobs all read these types; keeping
 them here lets every decoding module import one way only (as Hugging Face keeps
-its generation config apart from its decoding loops).
+its generation config apart from its decoding loops). The module imports no torch
+(the types it names are for type checkers only), so the UI process and the CLI's
+`--help` read STRATEGIES and the bounds below from here without loading torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import torch
-
-from engine.data.corpus import Vocab
-from engine.decoding.processors import LogitsPipeline
 from engine.errors import ConfigError
-from engine.models import CharLM
 from engine.validation import check_choice, check_int, check_number
 
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+
+    from engine.data.corpus import Vocab
+    from engine.decoding.processors import LogitsPipeline
+    from engine.models import CharLM
+
 STRATEGIES = ("greedy", "sample", "beam")
+SEED_LIMIT = 2**63 - 1
 MAX_LENGTH = 1_000_000
 MIN_TEMPERATURE = 1e-4
 MAX_TEMPERATURE = 100.0
@@ -29,9 +34,15 @@ MAX_BEAM_WIDTH = 256
 MAX_LENGTH_PENALTY = 10.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingParams:
-    """Everything that decides what gets generated; see engine/decoding/processors.py for exact meanings."""
+    """Everything that decides what gets generated; see engine/decoding/processors.py for exact meanings.
+
+    An instance is valid by construction: `__post_init__` checks every field once
+    (a one-line ConfigError otherwise), and the class is frozen, so the decoding
+    entry points trust any SamplingParams they are given; `dataclasses.replace`
+    checks the new copy again.
+    """
 
     strategy: str = "sample"  # "greedy" | "sample" | "beam"
     temperature: float = 1.0
@@ -46,7 +57,18 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
 
-    def validate(self) -> None:
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any]) -> SamplingParams:
+        """Parameters from plain field values (a command's dict): unknown names are a ConfigError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown sampling parameter {', '.join(unknown)}")
+        if "stop" in values:
+            values = {**values, "stop": tuple(values["stop"] or ())}
+        return cls(**values)
+
+    def __post_init__(self) -> None:
         """Raise ConfigError (one line) for any setting out of range.
 
         The bounds are stated in `generate --help`: a temperature below
@@ -79,12 +101,20 @@ class SamplingParams:
         check_number("length penalty", self.length_penalty, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY)
         check_int("length", self.length, 0, MAX_LENGTH)
         if self.seed is not None:
-            check_int("seed", self.seed, 0, 2**63 - 1)
-        if isinstance(self.stop, str) or any(not isinstance(s, str) or not s for s in self.stop):
+            check_int("seed", self.seed, 0, SEED_LIMIT)
+        stop = self.stop
+        if (
+            isinstance(stop, str)
+            or not isinstance(stop, Sequence)
+            or any(not isinstance(s, str) or not s for s in stop)
+        ):
             raise ConfigError("stop strings must be a list of non-empty strings")
+        object.__setattr__(self, "stop", tuple(stop))  # a list (from JSON) is kept as a tuple
 
     def pipeline(self) -> LogitsPipeline:
         """The logits processors these settings describe (greedy is temperature 0)."""
+        from engine.decoding.processors import LogitsPipeline  # torch: the engine side only
+
         return LogitsPipeline(
             temperature=0.0 if self.strategy == "greedy" else self.temperature,
             top_k=self.top_k,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import ConfigError, UserError
+from engine.errors import UserError
 from engine.worker import protocol as p
 from engine.worker.jobs import Job
 
@@ -96,18 +96,11 @@ class GenerationHandlers:
         self.out.send(p.BlendChanged(names, description, req))
 
     def _params(self, overrides: dict) -> Any:
+        """The settings as SamplingParams, checked once (here, on construction) and
+        trusted by the generator."""
         from engine.decoding.params import SamplingParams
 
-        values = {**self.sampling, **overrides}
-        known = {f.name for f in fields(SamplingParams)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown sampling parameter {', '.join(unknown)}")
-        if "stop" in values:
-            values["stop"] = tuple(values["stop"] or ())
-        params = SamplingParams(**values)
-        params.validate()
-        return params
+        return SamplingParams.from_fields({**self.sampling, **overrides})
 
     def on_SetSampling(self, cmd: p.SetSampling) -> None:
         params = self._params(cmd.params)
@@ -126,7 +119,7 @@ class GenerationHandlers:
     def on_Generate(self, cmd: p.Generate) -> None:
         params = self._params(cmd.params)
         if params.seed is None:
-            params.seed = random.randrange(1 << 31)
+            params = replace(params, seed=random.randrange(1 << 31))
         self._cancel_kind("generate")
 
         def work(job: Job) -> None:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from engine.data.corpus import Vocab
-from engine.decoding.conditioned import ConditionedLM, condition_mix, parse_condition
+from engine.decoding.condition_spec import parse_condition
+from engine.decoding.conditioned import ConditionedLM, condition_mix
 from engine.decoding.generator import Generator
 from engine.decoding.params import SamplingParams
 from engine.errors import ConfigError
