@@ -1,7 +1,8 @@
 """The trainer's evaluations: periodic ones, the final one, and the result they close with.
 
-A mixin of engine.training.trainer.Trainer (it uses the trainer's model, splits,
-history, budget and events): kept apart because what is scored at the end of a
+A base of engine.training.trainer.Trainer, whose `__init__` declares every attribute
+these methods read or set (the loop's budget and counts are in `self.loop`,
+engine/training/loop.py): kept apart because what is scored at the end of a
 run, how, and what the result reports change for reasons of their own (time
 budgets, labels, word tokens) that the training loop does not share.
 
@@ -32,6 +33,7 @@ from engine.training.best_model import (
 )
 from engine.training.evaluate import evaluate_labelled, evaluate_split, evaluate_windows
 from engine.training.events import EvalEvent, EvalProgressEvent, StatusEvent, TrainResult
+from engine.training.loop import LoopState, tags_for_latest
 
 PROGRESS_EVERY_S = 0.25  # final-evaluation progress events, at most this often
 
@@ -39,11 +41,13 @@ PROGRESS_EVERY_S = 0.25  # final-evaluation progress events, at most this often
 class EvaluationSteps:
     """Evaluation, early-stopping count and the final result of a Trainer."""
 
-    # Set by Trainer (declared for readers and type checkers).
+    # Set by Trainer.__init__ (declared for readers and type checkers).
     config: Any
     history: list[dict]
     model: Any
     device: torch.device
+    loop: LoopState | None
+    best_weights: BestWeights
 
     def _final_eval_progress(self) -> Callable[[int, int], None]:
         """EvalProgressEvents at most every PROGRESS_EVERY_S, and always the last one."""
@@ -54,7 +58,7 @@ class EvaluationSteps:
             if done >= total or now - last[0] >= PROGRESS_EVERY_S:
                 last[0] = now
                 unit = "chars" if self.token_chars is None else "tokens"
-                self._emit(EvalProgressEvent(done, total, unit))
+                self.emit(EvalProgressEvent(done, total, unit))
 
         return report
 
@@ -88,28 +92,22 @@ class EvaluationSteps:
         cfg = self.config
         if cfg.patience is None and cfg.time_budget is not None and cfg.stop_past_best:
             # The first call comes before this process's first step: where it resumed.
-            since = self.__dict__.setdefault("_resumed_at_step", self.step)
-            note = past_best_stop(self.history, since)
+            note = past_best_stop(self.history, self.resumed_at_step)
             if note is not None:
                 self.stop_note = note
                 return "overfitting"
         return None
 
-    def _best_weights(self) -> BestWeights:
-        if "_best" not in self.__dict__:
-            self._best = BestWeights()
-        return self._best
-
-    def _periodic_eval(self, train_loss: float) -> None:
+    def periodic_eval(self, train_loss: float) -> None:
         if not self.is_main:  # under DDP rank 0 alone evaluates; the others wait for it
             return
-        self._emit(StatusEvent("evaluating"))
+        self.emit(StatusEvent("evaluating"))
         result = evaluate_windows(
             self.model, self.eval_windows, self.amp, token_chars=self.token_chars
         )
         self._record_eval(result.loss, result.chars, train_loss)
         self.model.train()
-        self._emit(StatusEvent("training", self._training_label()))
+        self.emit(StatusEvent("training", self.training_label()))
 
     def _record_eval(self, loss: float, chars: int, train_loss: float) -> None:
         """One point of the validation history (and its event); `best` tags the checkpoint."""
@@ -117,10 +115,9 @@ class EvaluationSteps:
         best = self.best_val_loss is None or loss < self.best_val_loss
         if best:
             self.best_val_loss = loss
-            self._best_weights().capture(self.model, self.step)
-        budget = getattr(self, "budget", None)
-        if budget is not None:  # the curve turned up: the end estimates the last weights
-            budget.estimate_last = not best
+            self.best_weights.capture(self.model, self.step)
+        if self.loop is not None:  # the curve turned up: the end estimates the last weights
+            self.loop.budget.estimate_last = not best
         elapsed = time.monotonic() - self.started
         self.history.append(
             {
@@ -133,7 +130,7 @@ class EvaluationSteps:
                 "best": best,
             }
         )
-        self._emit(
+        self.emit(
             EvalEvent(
                 step=self.step,
                 val_loss=loss,
@@ -149,12 +146,14 @@ class EvaluationSteps:
 
     def _finish(self, stopped_by: str) -> TrainResult:
         cfg = self.config
-        train_loss = self._loss_ema if self._loss_ema is not None else float("nan")
+        loop = self.loop
+        assert loop is not None
+        train_loss = loop.loss_ema if loop.loss_ema is not None else float("nan")
         unrecorded = not self.history or (self.history[-1]["step"] != self.step and self.step > 0)
         if unrecorded and self.evaluate_at_end and self.is_main and turned_up(self.history):
             # The curve turned up: estimate the last weights too (they may be a new best),
             # so that the result is the best of every model the run had.
-            self._periodic_eval(train_loss)
+            self.periodic_eval(train_loss)
             unrecorded = False
         model, best = self._result_model()
         full = None
@@ -170,17 +169,17 @@ class EvaluationSteps:
         if unrecorded and full is None and self.evaluate_at_end:
             # No final evaluation: a periodic one closes the history (not when quitting:
             # the save below must not wait for an evaluation).
-            self._periodic_eval(train_loss)
+            self.periodic_eval(train_loss)
         checkpoint = None
         if self.out_dir is not None and self.is_main:
-            self._emit(StatusEvent("saving"))
+            self.emit(StatusEvent("saving"))
             # final_val is the result's figure; val_model_step says whose (the best's or these).
             final_val = None
             if full is not None:
                 scored_step = int(best["step"]) if best else self.step
                 final_val = {**full.as_dict("val_"), "val_model_step": scored_step}
             extra = {"final_val": final_val}
-            checkpoint = str(self.save(tags=self._tags_for_latest(), extra=extra))
+            checkpoint = str(self.save(tags=tags_for_latest(self.history), extra=extra))
         elapsed = time.monotonic() - self.started
         latest = self.history[-1] if self.history else {}
         source = best or latest
@@ -195,7 +194,7 @@ class EvaluationSteps:
             whole = split_chars
         partial = full.positions < whole if full else chars < split_chars
         best_at = best_record(self.history) if self.is_main else None
-        self._emit(StatusEvent("stopped" if stopped_by == "stop" else "done"))
+        self.emit(StatusEvent("stopped" if stopped_by == "stop" else "done"))
         return TrainResult(
             val_loss=loss,
             val_bpc=loss / math.log(2),
@@ -204,17 +203,17 @@ class EvaluationSteps:
             val_split_chars=split_chars,
             partial_eval=partial,
             steps=self.step,
-            startup_s=self._startup_s(),
+            startup_s=_startup_s(self.deadline, loop.paused_s, cfg.time_budget, self.started),
             elapsed_s=elapsed,
-            train_s=self.train_seconds_this_run,
-            chars_per_s=self._chars_per_s(),
+            train_s=loop.train_seconds,
+            chars_per_s=loop.chars_per_s(),
             checkpoint=checkpoint,
             best_val_loss=self.best_val_loss,
             best_step=int(best_at["step"]) if best_at else None,
             last_val_loss=None if last_loss is None else float(last_loss),
             reported="best" if best is not None else "last",
             best_checkpoint=best_checkpoint(self.out_dir) if self.is_main else None,
-            stop_note=getattr(self, "stop_note", None),
+            stop_note=self.stop_note,
             stopped_by=stopped_by,
             device=str(self.device),
             precision=self.precision.name,
@@ -225,7 +224,7 @@ class EvaluationSteps:
             model=self.model_config.as_dict(),
             train=asdict(cfg),
             labels=list(self.corpus.labels) if self.train_segments is not None else [],
-            label_val_loss=dict(getattr(self, "label_losses", {})),
+            label_val_loss=dict(self.label_losses),
             tokens=self.config.tokens,
             val_bits_per_char=loss / math.log(2),
             val_loss_per_token=full.loss_per_token if full else None,
@@ -244,8 +243,7 @@ class EvaluationSteps:
             return self.model, None
         best = best_record(self.history)
         assert best is not None
-        weights = self._best_weights()
-        model = weights.model_at(self.model, int(best["step"]), self.out_dir)
+        model = self.best_weights.model_at(self.model, int(best["step"]), self.out_dir)
         if model is None:
             return self.model, None
         self.result_model = model
@@ -253,18 +251,20 @@ class EvaluationSteps:
 
     def _final_eval(self, model: Any, best: dict | None) -> Any:
         """The whole held-out split (or as much as the budget allows), scored in fp32."""
-        chars = self.budget.final_chars_at(time.monotonic())
+        assert self.loop is not None
+        budget = self.loop.budget
+        chars = budget.final_chars_at(time.monotonic())
         scored = self.val_ids[: chars + 1]
         unit = "chars" if self.token_chars is None else "tokens"
         what = (
             "the whole held-out split"
-            if chars == self.budget.split_chars
-            else f"the first {chars:,} of {self.budget.split_chars:,} {unit} "
+            if chars == budget.split_chars
+            else f"the first {chars:,} of {budget.split_chars:,} {unit} "
             "of the held-out split (time budget)"
         )
         if best is not None:
             what = f"the best model (step {int(best['step']):,}) on {what}"
-        self._emit(StatusEvent("evaluating", f"scoring {what}"))
+        self.emit(StatusEvent("evaluating", f"scoring {what}"))
         # Scored in fp32 whatever the training precision: the headline figure is exact.
         # The deadline keeps the save and the exit inside the budget: an evaluation
         # slower than planned is cut short (and reported as partial), never late.
@@ -277,7 +277,7 @@ class EvaluationSteps:
                 self.device,
                 with_label=True,
                 limit=len(scored),
-                deadline=self.budget.final_eval_deadline(),
+                deadline=budget.final_eval_deadline(),
                 progress=self._final_eval_progress(),
             )
             self.label_losses = {name: r.loss for name, r in per_label.items()}
@@ -287,7 +287,7 @@ class EvaluationSteps:
             scored,
             self.device,
             None,
-            deadline=self.budget.final_eval_deadline(),
+            deadline=budget.final_eval_deadline(),
             progress=self._final_eval_progress(),
             token_chars=self.token_chars,
         )
@@ -302,9 +302,12 @@ class EvaluationSteps:
         ids = torch.as_tensor(np.asarray(self.val_ids[1:]).astype(np.int64))
         return int(self.token_chars.cpu()[ids].sum())
 
-    def _startup_s(self) -> float:
-        """Seconds between the budget's start (the command's) and this trainer's start."""
-        if self.deadline is None or self.config.time_budget is None:
-            return 0.0
-        command_started = self.deadline - self._paused_s - self.config.time_budget
-        return max(0.0, self.started - command_started)
+
+def _startup_s(
+    deadline: float | None, paused_s: float, time_budget: float | None, started: float
+) -> float:
+    """Seconds between the budget's start (the command's) and the trainer's start."""
+    if deadline is None or time_budget is None:
+        return 0.0
+    command_started = deadline - paused_s - time_budget
+    return max(0.0, started - command_started)

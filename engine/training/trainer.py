@@ -23,38 +23,51 @@ from torch.nn import functional as F
 
 from engine.data.corpus import Corpus
 from engine.device import autocast, enable_fast_math, resolve_device
-from engine.errors import TrainingDiverged
+from engine.errors import first_line
 from engine.models import CharLM, ModelConfig
-from engine.training.budget import TimeBudget, probe_final_eval_rate
-from engine.training.checkpoint import first_non_finite
+from engine.training.best_model import BestWeights
 from engine.training.config import TrainConfig
 from engine.training.evaluation_steps import EvaluationSteps
-from engine.training.events import CheckpointEvent, StatusEvent, StepEvent, TrainResult
+from engine.training.events import CheckpointEvent, StatusEvent, TrainResult
+from engine.training.loop import (
+    LoopState,
+    detach_state,
+    thread_governor,
+    training_label,
+)
+from engine.training.loop_steps import (
+    after_step,
+    emit_step,
+    evaluate_and_save,
+    read_back_loss,
+    reason_to_stop,
+    start_loop,
+    take_step,
+)
 from engine.training.metrics_log import MetricsLog
 from engine.training.run_state import restore_run, save_run
 from engine.training.schedule import lr_at
-from engine.training.setup_steps import SetupSteps
-from engine.training.threads import ThreadGovernor
+from engine.training.setup_steps import (
+    ModelSetup,
+    build_run_model,
+    choose_run_precision,
+    claim_for_run,
+    compile_failed,
+    compile_or_eager,
+    make_batches,
+    make_eval_windows,
+    make_optimizer,
+    resumable_checkpoint,
+    split_data,
+    training_module,
+)
 from engine.training.tokens import corpus_for_run
 
 EventCallback = Callable[[object], None]
-# A loss above this (nats/char) is divergence, not learning: uniform guessing over the
-# whole of Unicode costs 14.
-DIVERGED_LOSS = 1e3
 
 
-def _detach(state: object) -> object:
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()  # type: ignore[attr-defined]
-
-
-class Trainer(SetupSteps, EvaluationSteps):
+class Trainer(EvaluationSteps):
     """Trains one model on one corpus; `run()` blocks until done, stopped or out of time."""
-
-    metrics: MetricsLog | None = None  # metrics.jsonl in out_dir, open while run() runs
 
     def __init__(
         self,
@@ -87,13 +100,14 @@ class Trainer(SetupSteps, EvaluationSteps):
         enable_fast_math(self.device)
         self.started = time.monotonic()
         self.setup_notes: list[str] = []  # adjustments the set-up made, said at the start
-        self.width_choice = None  # a fitted width (engine/training/sizing.py), if any
         # Created now so that its first look at other processes' CPU use spans the set-up.
-        self.threads = self._thread_governor()
+        self.threads = thread_governor(config, self.device, world_size)
         # With a time budget the whole run (evaluation and saving included) must end by this.
         self.deadline = deadline
         if self.deadline is None and config.time_budget is not None:
             self.deadline = self.started + config.time_budget
+        self.metrics: MetricsLog | None = None  # metrics.jsonl in out_dir, open while run() runs
+        self.loop: LoopState | None = None  # the loop's state while run() runs
 
         self._pause = threading.Event()
         self._stop = threading.Event()
@@ -101,6 +115,7 @@ class Trainer(SetupSteps, EvaluationSteps):
         # Held for each step and each save: a save from another thread (the TUI's) sees
         # the weights, optimizer, RNGs and step of one moment, between two steps.
         self.state_lock = threading.RLock()
+        # What checkpoints keep (restore_run sets them from one when resuming).
         self.step = 0
         self.tokens = 0
         self.history: list[dict] = []
@@ -109,46 +124,67 @@ class Trainer(SetupSteps, EvaluationSteps):
         # Schedule progress (by time) reached before this process: a resumed budgeted run
         # continues its decay from there instead of going back to the peak rate.
         self.progress_offset = 0.0
-        self.carry: object = None
-        self._loss_ema: float | None = None
+        self.carry: object = None  # the recurrent state stateful batching carries on
+        self.grad_norm: torch.Tensor | None = None  # the last step's, before clipping
+        # What the evaluations and the result fill in (evaluation_steps.py).
+        self.best_weights = BestWeights()  # the best evaluation's weights, kept in memory
+        self.result_model: CharLM | None = None  # the best's weights when they are the result
+        self.stop_note: str | None = None  # why the evaluations stopped the run, a sentence
+        self.label_losses: dict[str, float] = {}  # a conditional run's final loss per label
         self.evaluate_at_end = True  # off when quitting: the save must not wait for scoring
 
-        self._claim = self._setup_run_dir(resume, force)
+        self._claim = claim_for_run(self.out_dir, is_main=self.is_main, resume=resume, force=force)
         try:
             self.corpus = corpus_for_run(corpus, config, self.out_dir, resume)
+            vocab = self.corpus.vocab
             # A word model's losses are per character of text: characters per token id.
             self.token_chars: torch.Tensor | None = None
-            if self.corpus.vocab.kind != "char":
-                lengths = self.corpus.vocab.token_lengths()
-                self.token_chars = torch.as_tensor(lengths, device=self.device)
-            resumed = self._setup_resume(resume, force)
-            self._setup_data()
-            self._setup_model(model_config, resumed)
-            self._setup_optimizer()
+            if vocab.kind != "char":
+                self.token_chars = torch.as_tensor(vocab.token_lengths(), device=self.device)
+            resumed = None
+            if resume:
+                resumed = resumable_checkpoint(
+                    self.out_dir, self.device, self.corpus, config, force=force, emit=self.emit
+                )
+            data = split_data(self.corpus, config, rank=rank, notes=self.setup_notes)
+            self.train_ids, self.val_ids = data.train_ids, data.val_ids
+            self.train_segments, self.val_segments = data.train_segments, data.val_segments
+            self.batches = make_batches(
+                data, self.corpus, config, self.device, rank=rank, world_size=world_size
+            )
+            self.eval_windows = make_eval_windows(data, config, self.device)
+            self.model, self.model_config, self.width_choice = build_run_model(
+                model_config,
+                resumed,
+                ModelSetup(config, self.corpus, data, self.device, rank, world_size,
+                           self._claim, self.deadline, self.threads, self.setup_notes),
+            )  # fmt: skip
+            self.optimizer = make_optimizer(self.model, config, self.device)
             if resumed is not None:
                 restore_run(self, resumed.meta, resumed.trainer_tensors)
                 if rank:  # the checkpoint holds rank 0's RNG state
                     torch.manual_seed(config.seed + rank + 7919 * self.step)
+            self.resumed_at_step = self.step  # the past-best stop looks from here on
             # Under DDP rank 0's clock drives the schedule (see _agree_with_ranks).
             self._shared_time_progress: float | None = None
-            self.eager: torch.nn.Module = self._training_module()
-            self._compiled_ok = False
-            self.compiled = self._maybe_compile()
-            self._choose_precision()
+            self.eager: torch.nn.Module = training_module(self.model, self.device, world_size)
+            self._compiled_ok = False  # a compiled step has run (later errors are real)
+            self.compiled = compile_or_eager(self.eager, config, self._fall_back_to_eager)
+            self.precision = choose_run_precision(
+                config, self.device, self.model, self.model_config, len(vocab), world_size
+            )
+            self.amp = self.precision.dtype
         except BaseException:
             if self._claim is not None:
                 self._claim.abandon()
             raise
 
-    # ----- set-up -------------------------------------------------------------------
+    # ----- control (any thread) -----------------------------------------------------
 
     def close(self) -> None:
         """Let go of the run directory (run() does this when it ends)."""
-        claim = getattr(self, "_claim", None)
-        if claim is not None:
-            claim.release()
-
-    # ----- set-up -------------------------------------------------------------------
+        if getattr(self, "_claim", None) is not None:
+            self._claim.release()
 
     def pause(self) -> None:
         self._pause.set()
@@ -164,16 +200,20 @@ class Trainer(SetupSteps, EvaluationSteps):
     def paused(self) -> bool:
         return self._pause.is_set()
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
     def snapshot(self) -> CharLM:
         """A copy of the current weights in eval mode, for generating while training; once
         the run is over, of its result (the best model, engine/training/best_model.py)."""
         with self.weights_lock:
-            model = copy.deepcopy(getattr(self, "result_model", None) or self.model)
+            model = copy.deepcopy(self.result_model or self.model)
         return model.eval()
 
-    # ----- the loop -----------------------------------------------------------------
+    # ----- schedule -----------------------------------------------------------------
 
-    def _emit(self, event: object) -> None:
+    def emit(self, event: object) -> None:
         if self.is_main:
             if self.metrics is not None:
                 self.metrics.record(event)
@@ -204,13 +244,14 @@ class Trainer(SetupSteps, EvaluationSteps):
             min_lr_ratio=cfg.min_lr_ratio,
         )
 
-    def _chars_per_s(self) -> float:
-        """Characters of text per training second (tokens per second for a char model)."""
-        return self.text_chars_this_run / max(self.train_seconds_this_run, 1e-9)
+    def schedule_progress(self) -> float:
+        """How far the schedule has come by time (0..1), saved so a resume continues it."""
+        by_time = self._shared_time_progress
+        if by_time is None:
+            by_time = self._time_progress(time.monotonic())
+        return min(1.0, max(by_time, 0.0))
 
-    def _text_chars(self, inputs: torch.Tensor) -> int:
-        assert self.token_chars is not None
-        return int(self.token_chars[inputs].sum())
+    # ----- one step -----------------------------------------------------------------
 
     def _forward_backward(
         self, inputs: torch.Tensor, targets: torch.Tensor, condition: torch.Tensor | None = None
@@ -224,7 +265,7 @@ class Trainer(SetupSteps, EvaluationSteps):
                 logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
             )
         if self.config.batching == "stateful":
-            self.carry = _detach(state)
+            self.carry = detach_state(state)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         return loss
@@ -243,7 +284,7 @@ class Trainer(SetupSteps, EvaluationSteps):
         try:
             loss = self._forward_backward(inputs, targets, condition)
         except Exception as exc:
-            if not self._compile_failed(exc):
+            if not compile_failed(exc, self.compiled, self.eager, compiled_ok=self._compiled_ok):
                 raise
             # torch.compile compiles at the first call, so that is where it fails (no C
             # compiler, an unsupported op or GPU): redo this step eagerly and carry on.
@@ -259,6 +300,15 @@ class Trainer(SetupSteps, EvaluationSteps):
         with self.weights_lock:
             self.optimizer.step()
         return loss.detach()
+
+    def _fall_back_to_eager(self, exc: BaseException) -> torch.nn.Module:
+        first = first_line(exc, type(exc).__name__)[:200]
+        self.emit(StatusEvent("training", f"torch.compile unavailable ({first}); eager mode"))
+        self.config.compile = False
+        self.compiled = self.eager
+        return self.eager
+
+    # ----- the loop -----------------------------------------------------------------
 
     def run(self) -> TrainResult:
         """Train until max_steps, the time budget or stop(); returns the final figures.
@@ -283,178 +333,43 @@ class Trainer(SetupSteps, EvaluationSteps):
                 self.metrics = None
             self.close()
 
-    def _diverged(self, what: str) -> None:
-        """Stop without saving: `last` keeps naming the last checkpoint with finite weights."""
-        where = ""
-        if self.out_dir is not None:
-            kept = (self.out_dir / "last").exists()
-            where = (
-                f"; the last good checkpoint stays in {self.out_dir}"
-                if kept
-                else "; no checkpoint was saved"
-            )
-        raise TrainingDiverged(
-            f"training diverged at step {self.step}: {what} (lower the learning rate){where}"
-        )
-
     def _run(self) -> TrainResult:
         cfg = self.config
-        self.tokens_this_run = 0
-        self.text_chars_this_run = 0
-        self.train_seconds_this_run = 0.0
-        self._paused_s = 0.0
-        self.budget = TimeBudget(
-            self.deadline, self.started, len(self.val_ids) - 1, final_eval=cfg.final_eval
-        )
-        if self.is_main and self.budget.worth_probing(time.monotonic()):
-            self.budget.measured_probe(probe_final_eval_rate(self.model, self.val_ids, self.device))
-        step_seconds = self.budget.next_step_s(cfg.batch_size * cfg.seq_len)
-        stopped_by = "max_steps"
-        self.model.train()
-        if self.config.threads is not None and self.device.type == "cpu":
-            torch.set_num_threads(self.config.threads)
-        self.threads.start()
-        for note in self.setup_notes:
-            self._emit(StatusEvent("starting", note))
-        self._emit(StatusEvent("training", self._training_label()))
-        last_loss = float("nan")
-        sync_every = 1 if self.device.type == "cpu" else 10
-        pending: list[torch.Tensor] = []
-        pending_norms: list[torch.Tensor] = []
-        first_step = self.step
-
+        loop = self.loop = start_loop(self)
         while True:
-            # max_steps first: every rank reaches it at the same step without talking.
-            if cfg.max_steps is not None and self.step >= cfg.max_steps:
-                stopped_by = "max_steps"
-                break
-            reason = "stop" if self._stop.is_set() else None
-            if reason is None:  # patience, or the default stop past the best
-                reason = self.eval_stop_reason()  # rank 0 alone evaluates; DDP agrees below
-            if reason is None and self._pause.is_set():
-                self._emit(StatusEvent("paused"))
-                paused_at = time.monotonic()
-                while self._pause.is_set() and not self._stop.is_set():
-                    time.sleep(0.02)
-                if self.deadline is not None:  # paused time does not eat the budget
-                    self._paused_s += time.monotonic() - paused_at
-                    self.deadline += time.monotonic() - paused_at
-                    self.budget.deadline = self.deadline
-                if self._stop.is_set():
-                    reason = "stop"
-                else:
-                    self._emit(StatusEvent("training", self._training_label()))
-            now = time.monotonic()
-            evaluating_next = (self.step + 1) % cfg.eval_interval == 0
-            if reason is None and self.budget.should_stop(now, step_seconds, evaluating_next):
-                reason = "time_budget"
-            if self.world_size > 1:
-                # Ranks must stop at the same step and use the same learning rate: every
-                # `sync_every` steps rank 0's decision and clock go to all (one all-reduce).
-                synced = (self.step - first_step) % sync_every == 0
-                reason = self._agree_with_ranks(reason, now) if synced else None
+            # Stop or go: max_steps, stop(), the evaluations' verdict, a pause, the time
+            # budget; under DDP every rank follows rank 0's decision.
+            reason, now = reason_to_stop(self, loop)
             if reason is not None:
-                stopped_by = reason
+                loop.stopped_by = reason
                 break
 
+            # One optimizer step on the next batch, timed up to its loss read back.
             step_start = time.perf_counter()
             lr = self.lr_at(self.progress(now))
-            with self.state_lock:
-                condition = None
-                if self.train_segments is not None:
-                    inputs, targets, condition = self.batches.next_labelled()
-                    reset = True
-                else:
-                    inputs, targets, reset = self.batches.next()
-                loss = self.train_step(inputs, targets, reset, lr, condition)
-                if self.token_chars is not None:  # per character of text, as val is
-                    loss = loss * targets.numel() / self.token_chars[targets].sum()
-                pending.append(loss)
-                pending_norms.append(self.grad_norm)
-                grad_norm = None
-                self.step += 1
-                self.tokens += inputs.numel() * self.world_size
-            self.tokens_this_run += inputs.numel() * self.world_size
-            # chars/s counts characters of text: a word token spells several.
-            text_chars = inputs.numel() if self.token_chars is None else self._text_chars(inputs)
-            self.text_chars_this_run += text_chars * self.world_size
-            if len(pending) >= sync_every or self.step % cfg.eval_interval == 0:
-                mean_loss = torch.stack(pending).mean()
-                if self.world_size > 1:  # the loss of the global batch
-                    from engine.training.ddp import mean_over_ranks
+            chars = take_step(self, loop, lr)
 
-                    mean_loss = mean_over_ranks(mean_loss)
-                last_loss = float(mean_loss)
-                grad_norm = float(torch.stack(pending_norms).float().mean())
-                pending.clear()
-                pending_norms.clear()
-                self._loss_ema = (
-                    last_loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * last_loss
-                )
-                if not math.isfinite(last_loss) or last_loss > DIVERGED_LOSS:
-                    self._diverged(f"the loss reached {last_loss:.4g}")
-            elapsed_step = time.perf_counter() - step_start
-            step_seconds = self.budget.next_step_s(inputs.numel())
-            self.budget.measured_step(inputs.numel(), elapsed_step)
-            # A probe of another thread count may be slower: only while the budget could absorb
-            # one step twice as long as this one on top of its reserve.
-            room = self.deadline is None or (
-                self.deadline - time.monotonic() - self.budget.reserve_s()
-                > 2 * max(step_seconds, elapsed_step)
-            )
-            if self.threads.after_step(elapsed_step, may_probe=room) is not None:
-                self._emit(StatusEvent("training", self._training_label()))
-            self.train_seconds += elapsed_step
-            self.train_seconds_this_run += elapsed_step
-            now = time.monotonic()
-            progress = self.progress(now)
-            eta = None
-            if progress > 0:
-                eta = (now - self.started) * (1 - progress) / progress
-            self._emit(
-                StepEvent(
-                    step=self.step,
-                    max_steps=cfg.max_steps,
-                    loss=last_loss,
-                    lr=lr,
-                    chars_per_s=self._chars_per_s(),
-                    elapsed_s=now - self.started,
-                    eta_s=eta,
-                    progress=progress,
-                    grad_norm=grad_norm,
-                )
-            )
+            # Every few steps the loss comes back from the device: divergence shows there.
+            grad_norm = read_back_loss(self, loop)
+            elapsed = time.perf_counter() - step_start
+
+            # The budget and the thread governor learn the step's time.
+            after_step(self, loop, chars, elapsed)
+
+            # The step's event: loss, learning rate, speed, progress.
+            emit_step(self, loop, lr, grad_norm)
+
+            # Every eval_interval steps: weights still finite, an evaluation, a checkpoint.
             if self.step % cfg.eval_interval == 0:
-                bad = first_non_finite(self.model)
-                if bad is not None:  # every rank holds the same weights: all stop here
-                    self._diverged(f"the weights ({bad}) are no longer finite")
-                t0 = time.perf_counter()
-                self._periodic_eval(last_loss)
-                self.budget.measured_periodic(time.perf_counter() - t0)
-                if self.out_dir is not None and self.is_main:
-                    t0 = time.perf_counter()
-                    self.save(tags=self._tags_for_latest())
-                    self.budget.measured_save(time.perf_counter() - t0)
+                evaluate_and_save(self, loop)
 
-        return self._finish(stopped_by)
+        return self._finish(loop.stopped_by)
 
-    def _thread_governor(self) -> ThreadGovernor:
-        """On one CPU process with no pinned count (`threads`), a governor that adapts it."""
-        adaptive = (
-            self.config.threads is None and self.device.type == "cpu" and self.world_size == 1
-        )
-        return ThreadGovernor(self.config.threads or torch.get_num_threads(), enabled=adaptive)
-
-    def _training_label(self) -> str:
+    def training_label(self) -> str:
         """The precision, and the thread count when the governor moved it off the default."""
-        label = self.precision.label
-        governor = self.threads
-        if governor.choices:
-            last = governor.choices[-1]
-            label += f"; {governor.current} of {governor.max_threads} threads ({last.reason})"
-        return label
+        return training_label(self.precision.label, self.threads)
 
-    def _agree_with_ranks(self, reason: str | None, now: float) -> str | None:
+    def agree_with_ranks(self, reason: str | None, now: float) -> str | None:
         from engine.training.ddp import agree
 
         reason, self._shared_time_progress = agree(
@@ -462,20 +377,7 @@ class Trainer(SetupSteps, EvaluationSteps):
         )
         return reason
 
-    def _tags_for_latest(self) -> tuple[str, ...]:
-        latest = self.history[-1] if self.history else None
-        if latest and latest.get("best"):
-            return ("last", "best")
-        return ("last",)
-
     # ----- checkpoints --------------------------------------------------------------
-
-    def schedule_progress(self) -> float:
-        """How far the schedule has come by time (0..1), saved so a resume continues it."""
-        by_time = self._shared_time_progress
-        if by_time is None:
-            by_time = self._time_progress(time.monotonic())
-        return min(1.0, max(by_time, 0.0))
 
     def save(self, tags: tuple[str, ...] = ("last",), extra: dict | None = None) -> Path:
         """Write a checkpoint of everything needed to continue exactly from here.
@@ -493,5 +395,5 @@ class Trainer(SetupSteps, EvaluationSteps):
                 if self.metrics is not None:
                     self.metrics.commit()
             step = self.step
-        self._emit(CheckpointEvent(step, str(path), list(tags)))
+        self.emit(CheckpointEvent(step, str(path), list(tags)))
         return path
