@@ -199,13 +199,19 @@ def load_labelled_corpus(spec: str, encoding: str = "utf-8") -> Corpus:
 def require_label_length(corpus: Corpus, window: int, val_fraction: float) -> None:
     """Every label must give one training window and something to validate."""
     train, val = corpus.label_split(val_fraction)
-    for (t0, t1, label), (v0, v1, _) in zip(
-        train.segments.tolist(), val.segments.tolist(), strict=True
-    ):
+    pairs = list(zip(train.segments.tolist(), val.segments.tolist(), strict=True))
+    longest_fit = min(t1 - t0 for (t0, t1, _), _ in pairs) - 1
+    for (t0, t1, label), (v0, v1, _) in pairs:
         if t1 - t0 < window + 1 or v1 - v0 < 2:
+            fits = (
+                f", or train shorter windows (seq_len {longest_fit} fits every label)"
+                if longest_fit >= 2 and v1 - v0 >= 2
+                else ""
+            )
             raise CorpusError(
                 f"label {corpus.labels[label]!r} is too short: {t1 - t0 + v1 - v0} chars, "
-                f"and one training window needs {window + 1} (plus a held-out tail)"
+                f"and one training window needs {window + 1} (plus a held-out tail): "
+                f"add text to it or leave it out{fits}"
             )
 
 

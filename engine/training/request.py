@@ -112,6 +112,8 @@ def resolve_training(request: TrainRequest, corpus: Corpus) -> Resolution:
         train.update(asked_train)
     config = TrainConfig.from_dict(train)
     _policy(request, model_type, preset_name, config, corpus, reasons)
+    if request.resume is None:
+        _fit_small_corpus(request.chosen(), config, corpus, reasons)
     config.validate()
     device = resolve_device(config.device)  # cuda without CUDA fails here, before any file
     model_config = make_config(model_type, **model)
@@ -220,6 +222,36 @@ def _policy(
         )
     if "fit_data" not in chosen:
         config.fit_data = not ({"dropout", "weight_decay"} & chosen)
+
+
+# The shortest training window a small corpus is shrunk to (shorter, nothing is learnt).
+MIN_WINDOW = 8
+
+
+def _fit_small_corpus(
+    chosen: frozenset[str], config: TrainConfig, corpus: Corpus, reasons: list[str]
+) -> None:
+    """A corpus too small for the preset's windows trains on shorter ones (and at random
+    where its streams could not hold a window each), saying so; what was asked is kept
+    and refused below if it does not fit. A labelled corpus is not shrunk: one tiny label
+    would shorten every label's windows (require_label_length says what to do)."""
+    if config.conditional or config.tokens != "char":
+        return
+    train, val = corpus.split(config.val_fraction)
+    shortest = min(len(train), len(val))
+    if "seq_len" not in chosen and config.seq_len + 1 > shortest >= MIN_WINDOW + 1:
+        reasons.append(
+            f"seq_len {config.seq_len} -> {shortest - 1}: a {len(corpus):,}-char corpus "
+            f"holds a {shortest:,}-char split (more text would train a better model)"
+        )
+        config.seq_len = shortest - 1
+    streams = len(train) // (config.seq_len + 1)
+    if "batching" not in chosen and config.batching == "stateful" and streams < config.batch_size:
+        reasons.append(
+            f"random batching: {len(train):,} training chars cannot hold "
+            f"{config.batch_size} streams of {config.seq_len + 1}"
+        )
+        config.batching = "random"
 
 
 def _check_corpus(config: TrainConfig, model_config: ModelConfig, corpus: Corpus) -> None:

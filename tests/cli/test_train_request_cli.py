@@ -144,3 +144,14 @@ def test_lr_find_resolves_as_train_does(corpus_file: Path, cli_main) -> None:
     proc = cli_main(*base)
     assert proc.returncode == 0, proc.stderr
     assert "regularisation: the preset's" in proc.stderr
+
+
+def test_a_corpus_of_a_few_hundred_chars_trains_and_says_how(tmp_path: Path, cli_main) -> None:
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("hello world, this is a tiny corpus.\n" * 8, encoding="utf-8")
+    proc = cli_main(*train_args(corpus, tmp_path / "run", "--max-steps", "5", "--json"))
+    result = cli_json(proc)
+    assert result["steps"] == 5 and result["train"]["seq_len"] == 28
+    assert "seq_len 32 -> 28: a 288-char corpus holds a 29-char split" in proc.stderr  # tiny
+    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text("utf-8"))
+    assert state["train"]["seq_len"] == 28

@@ -193,3 +193,38 @@ def test_a_resume_refuses_what_cannot_change(
     request = TrainRequest(model_type, None, cli_like(**settings), resume=saved_run())
     with pytest.raises(UserError, match=fragment):
         resolve_training(request, corpus)
+
+
+def test_a_corpus_too_small_for_the_presets_windows_trains_shorter_ones(tmp_path: Path) -> None:
+    """A few hundred chars: the windows shrink to the held-out split and batching goes
+    random, each said in a line; an asked window is kept (and refused: it cannot fit)."""
+    path = tmp_path / "small.txt"
+    path.write_text("hello world, this is a tiny corpus.\n" * 8, encoding="utf-8")  # 288
+    corpus = load_corpus(str(path))
+    resolution = resolve_training(TrainRequest("lstm", "cpu", cli_like()), corpus)
+    assert resolution.config.seq_len == 28  # the 29-char held-out split, less one
+    assert resolution.config.batching == "random"
+    said = "\n".join(resolution.reasons)
+    assert "seq_len 128 -> 28: a 288-char corpus holds a 29-char split" in said
+    assert "random batching: 259 training chars cannot hold 64 streams of 29" in said
+    with pytest.raises(UserError, match="too short: 288 chars gives a 29-char split"):
+        resolve_training(TrainRequest("lstm", "cpu", cli_like(seq_len=64)), corpus)
+    path.write_text("tiny\n", encoding="utf-8")  # nothing can be trained: one line, exit 2
+    with pytest.raises(UserError, match="too short"):
+        resolve_training(TrainRequest("lstm", "cpu", cli_like()), load_corpus(str(path)))
+
+
+def test_a_label_too_short_says_what_would_fit(tmp_path: Path) -> None:
+    from engine.data.labels import load_labelled_corpus
+
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    (folder / "big.txt").write_text("The cat sat on the mat and looked around.\n" * 400, "utf-8")
+    (folder / "one.txt").write_text("just one line here\n", "utf-8")
+    corpus = load_labelled_corpus(str(folder))
+    request = TrainRequest("lstm", "cpu", cli_like(conditional=True))
+    with pytest.raises(UserError) as info:
+        resolve_training(request, corpus)
+    message = str(info.value)
+    assert "label 'one' is too short: 19 chars" in message and "\n" not in message
+    assert "add text to it or leave it out, or train shorter windows (seq_len 16 fits" in message
