@@ -139,7 +139,7 @@ def test_unknown_option_is_a_usage_error() -> None:
 def test_an_internal_error_keeps_its_own_traceback(monkeypatch, cli_main) -> None:
     """A bug is not bad input: it propagates as itself (exit 1 with its traceback)."""
     import engine.data.corpus
-    import engine.data.labels  # noqa: F401  (imported now, it keeps the real load_corpus)
+    import engine.data.labels  # imported now, it keeps the real load_corpus
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom: a bug, not bad input")
@@ -151,7 +151,7 @@ def test_an_internal_error_keeps_its_own_traceback(monkeypatch, cli_main) -> Non
 
 def test_end_of_input_is_an_interruption(monkeypatch, cli_main) -> None:
     import engine.data.corpus
-    import engine.data.labels  # noqa: F401  (imported now, it keeps the real load_corpus)
+    import engine.data.labels  # imported now, it keeps the real load_corpus
 
     def eof(*args, **kwargs):
         raise EOFError

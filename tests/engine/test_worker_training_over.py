@@ -5,23 +5,15 @@ may still be closing, but Train, LRFind and LoadCheckpoint sent at once are acce
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 from engine.worker.outbox import Outbox
-from tests.engine.test_worker import Events
+from tests.engine.test_worker import Events, _data_dir  # noqa: F401  (autouse: a data dir per test)
 
 TRAIN = {"max_steps": 6, "eval_interval": 3, "eval_chars": 256}
-
-
-@pytest.fixture(autouse=True)
-def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("CHARLM_DATA_DIR", str(data))
-    return data
 
 
 @pytest.fixture

@@ -47,7 +47,8 @@ def _spy(app: CharLMApp) -> list[object]:
     return seen
 
 
-async def _train_conditional(pilot, max_steps: str = "20") -> TrainingPane:
+async def _conditional_form(pilot) -> None:
+    """The labelled folder loaded, the tiny preset, "conditional" ticked."""
     app = pilot.app
     corpus = app.query_one(CorpusPane)
     await wait_until(pilot, lambda: corpus.loaded_name == "styles", what="the labelled folder")
@@ -57,6 +58,11 @@ async def _train_conditional(pilot, max_steps: str = "20") -> TrainingPane:
     box = app.query_one("#conditional")
     await wait_until(pilot, lambda: box.display, 30, "the conditional switch")
     box.value = True
+
+
+async def _train_conditional(pilot, max_steps: str = "20") -> TrainingPane:
+    app = pilot.app
+    await _conditional_form(pilot)
     app.query_one("#f-max_steps").value = max_steps
     app.query_one("#f-eval_interval").value = "10"
     await pilot.press("f5")
@@ -225,14 +231,7 @@ async def test_a_time_limit_typed_for_a_conditional_run_is_kept(styles: Path) ->
     app = _app(corpus=str(styles))
     async with app.run_test(size=SIZE) as pilot:
         seen = _spy(app)
-        corpus = app.query_one(CorpusPane)
-        await wait_until(pilot, lambda: corpus.loaded_name == "styles", what="the labelled folder")
-        await pilot.press("f3")
-        app.query_one("#preset").value = "tiny"
-        await pilot.pause()
-        box = app.query_one("#conditional")
-        await wait_until(pilot, lambda: box.display, 30, "the conditional switch")
-        box.value = True
+        await _conditional_form(pilot)
         app.query_one("#f-max_steps").value = ""
         app.query_one("#f-time_budget").value = "6"
         started = time.monotonic()
