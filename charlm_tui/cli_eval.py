@@ -146,7 +146,8 @@ def _evaluate_one(loaded, corpus: str, encoding: str, split: str, labels: bool, 
     import numpy as np
 
     from engine.data.labels import load_corpus_as
-    from engine.training.evaluate import evaluate_labelled, evaluate_split
+    from engine.training.evaluate import evaluate_split
+    from engine.training.evaluate_labelled import evaluate_labelled
 
     conditional = bool(loaded.labels)
     if loaded.vocab.kind == "word":

@@ -11,8 +11,9 @@ stream but the first reads the WARMUP_CHARS characters before its start,
 unscored, before scoring its own, so no scored character starts from a cold
 state except the split's first ones. (nanoGPT's figure, by contrast, averages
 random windows, each of whose characters sees only what is inside its window.)
-`evaluate_windows` scores a fixed, seeded set of windows and is what periodic
-evaluations during training use.
+`evaluate_windows` (engine/training/eval_windows.py) scores a fixed, seeded set of
+windows and is what periodic evaluations during training use; `evaluate_labelled`
+(engine/training/evaluate_labelled.py) scores a labelled split label by label.
 
 With a `deadline` (time.monotonic()), scoring stops before a chunk that would
 end after it; the result's `chars` then says how many characters were scored.
@@ -84,7 +85,7 @@ class EvalResult:
         return out
 
 
-def _result(nll: float, scored: int, text_chars: int | None) -> EvalResult:
+def eval_result(nll: float, scored: int, text_chars: int | None) -> EvalResult:
     """Per character; with `text_chars` (a word model) per token as well."""
     if text_chars is None:
         return EvalResult(nll / scored if scored else math.nan, scored)
@@ -96,7 +97,7 @@ def _result(nll: float, scored: int, text_chars: int | None) -> EvalResult:
     )
 
 
-def _lengths(token_chars: np.ndarray | torch.Tensor | None, device: torch.device):
+def text_lengths(token_chars: np.ndarray | torch.Tensor | None, device: torch.device):
     if token_chars is None:
         return None
     return torch.as_tensor(np.asarray(token_chars), dtype=torch.int64, device=device)
@@ -117,7 +118,7 @@ def _as_tensor(ids: np.ndarray | torch.Tensor, device: torch.device) -> torch.Te
         return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
-def _nll_sum(logits: torch.Tensor, targets: torch.Tensor) -> float:
+def nll_sum(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float(
         F.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]),
@@ -301,19 +302,19 @@ def evaluate_split(
     """
     nll = [0.0]
     text = [0]
-    lengths = _lengths(token_chars, torch.device(device))
+    lengths = text_lengths(token_chars, torch.device(device))
 
     def sink_for(targets: torch.Tensor) -> Sink:
         def sink(logits: torch.Tensor, positions: torch.Tensor) -> None:
             chosen = targets[positions]
-            nll[0] += _nll_sum(logits, chosen)
+            nll[0] += nll_sum(logits, chosen)
             if lengths is not None:
                 text[0] += int(lengths[chosen.long()].sum())
 
         return sink
 
     scored = _score(model, ids, device, amp, condition, sink_for, deadline, progress)
-    return _result(nll[0], scored, text[0] if lengths is not None else None)
+    return eval_result(nll[0], scored, text[0] if lengths is not None else None)
 
 
 def split_log_probs(
@@ -341,119 +342,3 @@ def split_log_probs(
 
 def model_vocab(model: CharLM) -> int:
     return int(model.config.vocab_size)
-
-
-def evaluate_labelled(
-    model: CharLM,
-    ids: np.ndarray,
-    segments: np.ndarray,
-    labels: tuple[str, ...],
-    device: torch.device | str = "cpu",
-    amp: torch.dtype | None = None,
-    *,
-    with_label: bool,
-    limit: int | None = None,
-    condition_of: Callable[[int], int | None] | None = None,
-    deadline: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[EvalResult, dict[str, EvalResult]]:
-    """Loss over every label's span on its own, each with its true label (`with_label`) or
-    with none; the overall figure weights labels by their size. `limit` scores at most
-    that many chars in all, shared across labels by size. `condition_of` maps a label
-    index to the model's condition id (default: index + 1; None: the label is unknown to
-    the model, which then gets no label). A `deadline` cuts the scoring short (labels not
-    reached are left out, the one under way is partial); `progress(done, total)` counts
-    positions over all the labels' spans."""
-    condition_of = condition_of or (lambda label: label + 1)
-    total = int(sum(end - start for start, end, _ in segments.tolist()))
-    spans = []
-    for start, end, label in segments.tolist():
-        stop = end
-        if limit is not None and limit < total:
-            stop = start + max(2, int((end - start) * limit / total))
-        if stop - start >= 2:
-            spans.append((start, stop, label))
-    to_score = sum(stop - start - 1 for start, stop, _ in spans)
-    results: dict[str, EvalResult] = {}
-    nll = chars = 0.0
-    done = 0
-    for start, stop, label in spans:
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        condition = condition_of(label) if with_label else None
-        if condition is None and model.num_labels:
-            condition = 0
-        report = None
-        if progress is not None:
-            report = lambda d, _t, base=done: progress(base + d, to_score)  # noqa: E731
-        result = evaluate_split(
-            model, ids[start:stop], device, amp, deadline, report, condition=condition
-        )
-        done += stop - start - 1
-        results[labels[label]] = result
-        nll += result.loss * result.chars
-        chars += result.chars
-    overall = EvalResult(nll / chars if chars else float("nan"), int(chars))
-    return overall, results
-
-
-class WindowSampler:
-    """A fixed, seeded set of evaluation windows over a split.
-
-    With `segments` (a labelled split) windows lie inside one label each and carry
-    its condition id in `conditions`, so a conditional model is scored with its labels.
-    """
-
-    def __init__(
-        self,
-        ids: np.ndarray,
-        chars: int,
-        window: int,
-        seed: int,
-        device: torch.device,
-        segments: np.ndarray | None = None,
-    ):
-        count = max(1, chars // window)
-        rng = np.random.default_rng(seed)
-        self.conditions: torch.Tensor | None = None
-        if segments is not None:
-            window = max(1, min(window, int((segments[:, 1] - segments[:, 0]).min()) - 1))
-            spans = np.maximum(segments[:, 1] - segments[:, 0] - window, 1)
-            which = rng.choice(len(segments), size=count, p=spans / spans.sum())
-            starts = segments[which, 0] + rng.integers(0, spans[which])
-            self.conditions = torch.from_numpy(segments[which, 2] + 1).to(device)
-        else:
-            span = len(ids) - window - 1
-            starts = rng.integers(0, max(span, 1), size=count) if span > 0 else np.zeros(1, int)
-        idx = starts[:, None] + np.arange(window + 1)
-        self.windows = torch.from_numpy(np.asarray(ids)[idx].astype(np.int64)).to(device)
-        self.chars = int(self.windows.shape[0] * window)
-
-
-@torch.inference_mode()
-def evaluate_windows(
-    model: CharLM,
-    sampler: WindowSampler,
-    amp: torch.dtype | None,
-    batch: int = 64,
-    token_chars: np.ndarray | torch.Tensor | None = None,
-) -> EvalResult:
-    was_training = model.training
-    model.eval()
-    nll = 0.0
-    lengths = _lengths(token_chars, sampler.windows.device)
-    if lengths is not None:
-        text = int(lengths[sampler.windows[:, 1:]].sum())
-        nll_words = evaluate_windows(model, sampler, amp, batch)
-        model.train(was_training)
-        return _result(nll_words.loss * sampler.chars, sampler.chars, text)
-    with autocast(sampler.windows.device, amp):
-        for i in range(0, sampler.windows.shape[0], batch):
-            chunk = sampler.windows[i : i + batch]
-            if sampler.conditions is None:
-                logits, _ = model(chunk[:, :-1])
-            else:
-                logits, _ = model(chunk[:, :-1], None, sampler.conditions[i : i + batch])
-            nll += _nll_sum(logits, chunk[:, 1:])
-    model.train(was_training)
-    return EvalResult(nll / sampler.chars, sampler.chars)

@@ -31,7 +31,9 @@ from engine.training.best_model import (
     past_best_stop,
     turned_up,
 )
-from engine.training.evaluate import evaluate_labelled, evaluate_split, evaluate_windows
+from engine.training.eval_windows import evaluate_windows
+from engine.training.evaluate import evaluate_split
+from engine.training.evaluate_labelled import evaluate_labelled
 from engine.training.events import EvalEvent, EvalProgressEvent, StatusEvent, TrainResult
 from engine.training.loop import LoopState, tags_for_latest
 

@@ -24,7 +24,7 @@ from engine.models import CharLM, ModelConfig, build_model, check_fits, config_f
 from engine.training.batches import BatchSource
 from engine.training.checkpoint import Checkpoint
 from engine.training.config import TrainConfig
-from engine.training.evaluate import WindowSampler
+from engine.training.eval_windows import WindowSampler
 from engine.training.events import StatusEvent
 from engine.training.run_dir import RunClaim, check_room, claim_run_dir
 from engine.training.run_state import load_resumable

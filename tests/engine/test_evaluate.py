@@ -12,7 +12,8 @@ from torch.nn import functional as F
 
 from engine.models import CharLM, ModelConfig
 from engine.training import evaluate
-from engine.training.evaluate import EvalResult, WindowSampler, evaluate_split, evaluate_windows
+from engine.training.eval_windows import WindowSampler, evaluate_windows
+from engine.training.evaluate import EvalResult, evaluate_split
 from tests.helpers import tiny_model
 
 VOCAB = 11

@@ -14,7 +14,7 @@ from tests.helpers import write_styles
 
 def test_labelled_evaluation_stops_at_its_deadline_and_reports_progress(tmp_path: Path) -> None:
     from engine.data.labels import load_labelled_corpus
-    from engine.training.evaluate import evaluate_labelled
+    from engine.training.evaluate_labelled import evaluate_labelled
     from tests.helpers import tiny_model
 
     corpus = load_labelled_corpus(str(write_styles(tmp_path)))

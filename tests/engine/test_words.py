@@ -23,7 +23,8 @@ from engine.decoding.params import SamplingParams
 from engine.errors import CheckpointError, ConfigError, CorpusError
 from engine.training.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.config import TrainConfig
-from engine.training.evaluate import WindowSampler, evaluate_split, evaluate_windows
+from engine.training.eval_windows import WindowSampler, evaluate_windows
+from engine.training.evaluate import evaluate_split
 from engine.training.trainer import Trainer
 from tests.helpers import assert_one_line, tiny_config, tiny_model
 
