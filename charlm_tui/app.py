@@ -388,7 +388,14 @@ class CharLMApp(RunLifecycle, App[None]):
         from charlm_tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            panes = {
+                "app": self.BINDINGS,
+                "corpus": CorpusPane.BINDINGS,
+                "training": TrainingPane.BINDINGS,
+                "generate": GenerationPane.BINDINGS,
+                "inspect": InspectPane.BINDINGS,
+            }
+            self.push_screen(HelpScreen(panes))
 
     def action_open_file(self) -> None:
         from charlm_tui.screens.file_open import FileOpenScreen
