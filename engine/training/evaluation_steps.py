@@ -182,6 +182,16 @@ class EvaluationSteps:
                 final_val = {**full.as_dict("val_"), "val_model_step": scored_step}
             extra = {"final_val": final_val}
             checkpoint = str(self.save(tags=tags_for_latest(self.history), extra=extra))
+        return self._train_result(stopped_by, full, best, checkpoint)
+
+    def _train_result(
+        self, stopped_by: str, full: Any, best: dict | None, checkpoint: str | None
+    ) -> TrainResult:
+        """The run's figures: the final evaluation's (`full`) when there was one, else the
+        best (or latest) periodic one's; emits the closing `stopped` / `done`."""
+        cfg = self.config
+        loop = self.loop
+        assert loop is not None
         elapsed = time.monotonic() - self.started
         latest = self.history[-1] if self.history else {}
         source = best or latest

@@ -332,6 +332,23 @@ def run_distributed(
         "charlm-tui: one device, so one process; for several use "
         "torchrun --nproc_per_node N -m charlm_tui train ...\n"
     )
+    return _train_here(
+        corpus_spec, encoding, model_config, train_config, out_dir, resume, deadline, tensorboard
+    )
+
+
+def _train_here(
+    corpus_spec: str,
+    encoding: str,
+    model_config: ModelConfig | None,
+    train_config,  # TrainConfig
+    out_dir: str | Path | None,
+    resume: bool,
+    deadline: float | None,
+    tensorboard: TensorBoardRequest | None,
+) -> TrainResult:
+    """`--ddp` with one device: a world of one, in this process, stopped by signals as
+    `charlm-tui train` is."""
     from engine.data.labels import load_corpus_as
     from engine.training.trainer import Trainer
 
