@@ -40,6 +40,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -173,6 +174,19 @@ def train_rank(
     return RankOutcome(world.rank, result, losses)
 
 
+# What a run is, as train_rank's keyword arguments (launch hands them to each rank).
+JOB_ARGUMENTS = (
+    "corpus_spec",
+    "encoding",
+    "model_config",
+    "train_config",
+    "out_dir",
+    "resume",
+    "deadline",
+    "tensorboard",
+)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now, for a local rendezvous."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -218,16 +232,8 @@ def launch(
     """
     import torch.multiprocessing as mp
 
-    job = {
-        "corpus_spec": corpus_spec,
-        "encoding": encoding,
-        "model_config": model_config,
-        "train_config": train_config,
-        "out_dir": out_dir,
-        "resume": resume,
-        "deadline": deadline,
-        "tensorboard": tensorboard,
-    }
+    arguments = locals()
+    job = {key: arguments[key] for key in JOB_ARGUMENTS}
     queue = mp.get_context("spawn").SimpleQueue()
     context = mp.start_processes(
         _spawned_rank,
@@ -300,60 +306,31 @@ def run_distributed(
     Under torchrun this process is one rank. Otherwise one process per visible
     GPU is started; with one GPU or none, training runs here as a world of one.
     """
+    arguments = locals()
+    job = {key: arguments[key] for key in JOB_ARGUMENTS}
     world = torchrun_world()
     if world is not None:
-        outcome = train_rank(
-            world,
-            corpus_spec,
-            encoding,
-            model_config,
-            train_config,
-            out_dir,
-            resume,
-            deadline,
-            tensorboard=tensorboard,
-        )
+        outcome = train_rank(world, **job)
         return outcome.result if world.rank == 0 else None
     gpus = torch.cuda.device_count() if resolve_device(train_config.device).type == "cuda" else 0
     if gpus > 1:
-        outcomes = launch(
-            gpus,
-            corpus_spec,
-            encoding,
-            model_config,
-            train_config,
-            out_dir,
-            resume,
-            deadline,
-            tensorboard,
-        )
-        return outcomes[0].result
+        return launch(gpus, **job)[0].result
     sys.stderr.write(
         "charlm-tui: one device, so one process; for several use "
         "torchrun --nproc_per_node N -m charlm_tui train ...\n"
     )
-    return _train_here(
-        corpus_spec, encoding, model_config, train_config, out_dir, resume, deadline, tensorboard
-    )
+    return _train_here(job)
 
 
-def _train_here(
-    corpus_spec: str,
-    encoding: str,
-    model_config: ModelConfig | None,
-    train_config,  # TrainConfig
-    out_dir: str | Path | None,
-    resume: bool,
-    deadline: float | None,
-    tensorboard: TensorBoardRequest | None,
-) -> TrainResult:
+def _train_here(job: dict[str, Any]) -> TrainResult:
     """`--ddp` with one device: a world of one, in this process, stopped by signals as
-    `charlm-tui train` is."""
+    `charlm-tui train` is. `job` holds run_distributed's arguments by name."""
     from engine.data.labels import load_corpus_as
     from engine.training.trainer import Trainer
 
     progress = StderrProgress(1)
     trainer = None
+    tensorboard = job["tensorboard"]
     board = tensorboard.open(lambda: trainer) if tensorboard is not None else None
 
     def on_event(event: object) -> None:
@@ -362,14 +339,16 @@ def _train_here(
             board.record(event)
 
     try:
+        train_config = job["train_config"]
+        corpus = load_corpus_as(job["corpus_spec"], job["encoding"], bool(train_config.conditional))
         trainer = Trainer(
-            load_corpus_as(corpus_spec, encoding, bool(train_config.conditional)),
-            model_config,
+            corpus,
+            job["model_config"],
             train_config,
-            out_dir=out_dir,
+            out_dir=job["out_dir"],
             on_event=on_event,
-            resume=resume,
-            deadline=deadline,
+            resume=job["resume"],
+            deadline=job["deadline"],
         )
         with StopOnSignals(trainer) as stopper:
             result = trainer.run()
