@@ -4,7 +4,10 @@
 they are made (the TUI and `--stream`); `generate(prompts, params, n)` makes many
 samples in one forward call per step; `beam_search` keeps the `beam_width` most
 likely continuations, all beams in one batch. Strings handed back are the
-continuation only, never the prompt.
+continuation only, never the prompt. `stream` and `generate` run the one step
+loop of engine/decoding/steps.py (`generate` hands one plain row to the NumPy
+step of engine/decoding/single_stream.py, which chooses the same way); beam
+search runs beside it (engine/decoding/beam.py).
 
 Rules every path follows:
 
@@ -55,16 +58,16 @@ from engine.decoding.params import (
     SamplingParams,
     TokenInfo,
 )
-from engine.decoding.processors import LogitsPipeline, sample, sanitize
-from engine.decoding.scoring import continuation_log_probs
+from engine.decoding.processors import sample
+from engine.decoding.scoring import continuation_chars, top_alternatives
 from engine.decoding.single_stream import sample_stream, single_stream_plan
-from engine.decoding.snapshots import StateSnapshots, Track, prime_window
+from engine.decoding.snapshots import StateSnapshots, prime_window
+from engine.decoding.steps import columns, mark_stops
 from engine.decoding.window import ContextWindow
 from engine.errors import ConfigError
 from engine.models import CharLM
 from engine.validation import is_int
 
-TOP_ALTERNATIVES = 5
 # Without stop strings nothing is read back until the end; with them, whether every
 # row has stopped is checked this often (one host sync each time).
 STOP_CHECK_EVERY = 16
@@ -130,7 +133,6 @@ class Generator:
             yield from self._stream_beam(prompt, params, drop_unknown, cancel)
             return
         rng = self._rng(params.seed)
-        pipeline = params.pipeline()
         rows = self._encode([prompt], rng, drop_unknown)  # unknown characters raise here
         if params.length == 0:
             return
@@ -140,28 +142,18 @@ class Generator:
         if start == 0:  # empty prompt: the first character came from the unigram
             char = self.vocab.chars[int(ids[0])][: params.length]
             p = float(self.unigram[int(ids[0])])
-            yield TokenInfo(char, p, p, self._top_of(self.unigram))
+            yield TokenInfo(char, p, p, top_alternatives(self.unigram, self.vocab.chars))
             text = char
             if params.length == 1 or _ends_with_stop(text, stops):
                 return
-        track: Track | None = None
-        with self._decoding(1):
-            window = ContextWindow(self.model, self.history([ids], len(ids) + params.length))
-            if snapshots is not None and snapshots.bind(self.model):
-                track = snapshots.start(window.history)
-                logits = prime_window(window, len(ids), snapshots, track)
-            else:
-                logits = window.prime(len(ids))
+        steps = self._stream_steps(ids, start, params, rng, snapshots)
         while len(text) < params.length:
             if cancel is not None and cancel.is_set():
                 return
             with self._decoding(1):
-                token, info = self._choose_with_info(logits, window, pipeline, rng)
-                window.push(token)
-                if len(text) + 1 < params.length:
-                    logits = window.step()
-                    if track is not None and snapshots is not None:
-                        snapshots.record(track, window.fed, window.state)
+                info = next(steps, None)
+            if info is None:
+                return
             if len(text) + len(info.char) > params.length:  # a word token cut to fit
                 info = replace(info, char=info.char[: params.length - len(text)])
             text += info.char
@@ -289,9 +281,6 @@ class Generator:
                 ids[i] = np.array([char_id], dtype=np.int64)
         return _Rows(ids, starts)
 
-    def _recent(self, window: ContextWindow, window_size: int) -> torch.Tensor:
-        return window.history[:, max(0, window.filled - window_size) : window.filled]
-
     def _sample_batch(self, rows: _Rows, params: SamplingParams, rng: torch.Generator) -> list[str]:
         """Greedy or sampled decoding of every row in lockstep; continuations as strings."""
         pipeline = params.pipeline()
@@ -308,28 +297,19 @@ class Generator:
             row = np.concatenate([rows.ids[0][:shortest], tokens])
             start = rows.starts[0]
             return [self.decode(row[start : start + params.length])[: params.length]]
-        prompt_ends = torch.tensor(lengths, device=self.device)
+        prompt_ends = torch.tensor(lengths, device=self.device) if longest > shortest else None
         starts = torch.tensor(rows.starts, device=self.device)
         stops = self.encode_stops(params.stop)
         never = total + 1
         stop_at = torch.full((window.batch,), never, dtype=torch.long, device=self.device)
-        for column in range(shortest, total):
-            recent = (
-                self._recent(window, params.repetition_window) if pipeline.needs_history else None
-            )
-            token = pipeline.choose(logits, recent, rng)
-            if column < longest:  # rows still inside their prompt are fed the prompt
-                forced = column < prompt_ends
-                token = torch.where(forced, window.history[:, column], token)
-            window.push(token)
+        steps = columns(window, logits, pipeline, rng, shortest, total, prompt_ends=prompt_ends)
+        for column, _ in enumerate(steps, start=shortest):
             if stops:
-                stop_at = self._mark_stops(window, stops, starts, stop_at, never)
+                stop_at = mark_stops(window, stops, starts, stop_at, never)
                 if (column - shortest) % STOP_CHECK_EVERY == 0:
                     done = (stop_at < never) | (starts + params.length <= window.filled)
                     if bool(done.all()):
                         break
-            if column + 1 < total:
-                logits = window.step()
         history = window.history.cpu().numpy()
         ends = stop_at.cpu().tolist()
         return [
@@ -337,71 +317,32 @@ class Generator:
             for i, start in enumerate(rows.starts)
         ]
 
-    @staticmethod
-    def _mark_stops(
-        window: ContextWindow,
-        stops: list[torch.Tensor],
-        starts: torch.Tensor,
-        stop_at: torch.Tensor,
-        never: int,
-    ) -> torch.Tensor:
-        """Record, per row, the column just after the first stop string that has ended."""
-        end = window.filled
-        generated = end - starts
-        for stop in stops:
-            size = stop.numel()
-            if end < size:
-                continue
-            hit = (window.history[:, end - size : end] == stop).all(dim=1) & (generated >= size)
-            stop_at = torch.where(hit & (stop_at == never), end, stop_at)
-        return stop_at
-
-    def _choose_with_info(
+    def _stream_steps(
         self,
-        logits: torch.Tensor,
-        window: ContextWindow,
-        pipeline: LogitsPipeline,
+        ids: np.ndarray,
+        start: int,
+        params: SamplingParams,
         rng: torch.Generator,
-    ) -> tuple[torch.Tensor, TokenInfo]:
-        """The next character of a single row, plus its probabilities, in one host read.
+        snapshots: StateSnapshots | None,
+    ) -> Iterator[TokenInfo | None]:
+        """Prime one row (from the nearest snapshot, if any) and return its step loop,
+        which yields each next character with what the app shows about it."""
+        stepped = None
+        with self._decoding(1):
+            window = ContextWindow(self.model, self.history([ids], ids.size + params.length))
+            if snapshots is not None and snapshots.bind(self.model):
+                track = snapshots.start(window.history)
+                logits = prime_window(window, ids.size, snapshots, track)
 
-        Draws exactly as LogitsPipeline.choose does, so streaming and batched
-        generation of one sample agree for the same seed.
-        """
-        recent = (
-            self._recent(window, pipeline.repetition_window) if pipeline.needs_history else None
+                def stepped() -> None:  # keep states along this text for later branches
+                    snapshots.record(track, window.fed, window.state)
+            else:
+                logits = window.prime(ids.size)
+        end = start + params.length
+        chars = self.vocab.chars
+        return columns(
+            window, logits, params.pipeline(), rng, ids.size, end, chars=chars, stepped=stepped
         )
-        clean = sanitize(logits)
-        model_probs = clean.softmax(dim=-1)
-        processed = pipeline.process(clean, recent)
-        if pipeline.greedy:
-            token = processed.argmax(dim=-1)
-            probs = None
-        else:
-            # Nothing changed the logits (T = 1, no truncation): the model's distribution.
-            probs = model_probs if processed is clean else processed.softmax(dim=-1)
-            token = sample(probs, rng)
-        row = model_probs[0]
-        top = row.topk(min(TOP_ALTERNATIVES, row.numel()))
-        chosen = [token.to(row.dtype), row.gather(0, token)]
-        if probs is not None and probs is not model_probs:
-            chosen.append(probs[0].gather(0, token))
-        packed = torch.cat([*chosen, top.values, top.indices.to(row.dtype)]).tolist()
-        count = top.values.numel()
-        char_id, model_prob = int(packed[0]), packed[1]
-        chosen_prob = 1.0 if probs is None else packed[len(chosen) - 1]
-        rest = packed[len(chosen) :]
-        alternatives = [
-            (self.vocab.chars[int(i)], p) for p, i in zip(rest[:count], rest[count:], strict=True)
-        ]
-        return token, TokenInfo(self.vocab.chars[char_id], chosen_prob, model_prob, alternatives)
-
-    def _top_of(self, probs: torch.Tensor) -> list[tuple[str, float]]:
-        top = probs.topk(min(TOP_ALTERNATIVES, probs.numel()))
-        return [
-            (self.vocab.chars[i], float(p))
-            for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-        ]
 
     def _stream_beam(
         self,
@@ -413,14 +354,11 @@ class Generator:
         """The best beam, character by character, with the model's view of each character
         (beam search ranks by the model's distribution, so prob == model_prob)."""
         best = self.beam_search(prompt, params, 1, drop_unknown=drop_unknown)[0]
-        ids = self.vocab.encode(prompt, drop_unknown=drop_unknown)
-        text_ids = self.vocab.encode(best.text)
-        probs = continuation_log_probs(self.model, ids, text_ids, self.unigram).exp()
-        for position, token in enumerate(text_ids.tolist()):
+        scored = continuation_chars(self.model, self.vocab, self.unigram, prompt, best.text)
+        for char, prob, model_prob, top in scored:
             if cancel is not None and cancel.is_set():
                 return
-            p = float(probs[position, token])
-            yield TokenInfo(self.vocab.chars[token], p, p, self._top_of(probs[position]))
+            yield TokenInfo(char, prob, model_prob, top)
 
 
 def _ends_with_stop(text: str, stops: tuple[str, ...]) -> bool:

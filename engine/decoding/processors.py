@@ -167,10 +167,19 @@ class LogitsPipeline:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """The next character id of each row, (B,) long, on the logits' device."""
-        processed = self(logits, recent)
+        return self.draw(self(logits, recent), generator)
+
+    def draw(
+        self,
+        processed: torch.Tensor,
+        generator: torch.Generator | None = None,
+        probs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The choice from processed logits, the one place greedy is decided: the arg-max
+        when greedy, else one draw from `probs` (their softmax, if the caller has it)."""
         if self.greedy:
             return processed.argmax(dim=-1)
-        return sample(processed.softmax(dim=-1), generator)
+        return sample(processed.softmax(dim=-1) if probs is None else probs, generator)
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

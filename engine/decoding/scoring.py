@@ -14,7 +14,7 @@ search's text, which arrives whole, can be coloured as a sampled one is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -89,9 +89,12 @@ def continuation_chars(
     if ids.size == 0:
         return
     probs = continuation_log_probs(model, prompt_ids, ids, unigram).exp().cpu()
-    chars = vocab.chars
     for target, row in zip(ids.tolist(), probs, strict=True):
-        values, indices = torch.topk(row, min(TOP_ALTERNATIVES, row.numel()))
         q = float(row[target])
-        top = [(chars[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
-        yield chars[target], q, q, top
+        yield vocab.chars[target], q, q, top_alternatives(row, vocab.chars)
+
+
+def top_alternatives(probs: torch.Tensor, chars: Sequence[str]) -> list[tuple[str, float]]:
+    """The TOP_ALTERNATIVES most likely characters of one (V,) distribution, (char, prob)."""
+    values, indices = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))
+    return [(chars[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]

@@ -1,6 +1,6 @@
 """One stream of plain sampling from a recurrent model, as a NumPy loop.
 
-The general decoding loop (engine/decoding/generator.py) serves every batch and
+The general decoding loop (engine/decoding/steps.py) serves every batch and
 every processor: per character it pushes the token into a torch history, steps
 the model through its torch interface and runs the logits pipeline as torch
 ops. For one stream on a CPU that machinery costs more than the model: about
@@ -9,12 +9,11 @@ it (one row, temperature or greedy only: no top-k, top-p, min-p, repetition
 penalty or stop strings) the same sampling runs here as a NumPy loop over the
 model's NumPy step (engine/models/numpy_step.py), 1.5x as fast end to end.
 
-The distribution is the pipeline's: logits made finite as `sanitize` does,
-shifted by their maximum and divided by the temperature, exponentiated, and
-one inverse-CDF draw per character from the caller's torch Generator (the
-uniforms drawn up front, in float64), so a character of probability 0 is never
-drawn; greedy is the arg-max, the first on ties. Draws follow the seed, but not
-the general loop's bit for bit (its uniforms are drawn one per step in float32).
+Only the model step leaves torch: each character is still chosen by
+`LogitsPipeline.choose` on the (1, V) logits, with one uniform per character
+drawn from the caller's torch Generator, exactly as the general loop chooses
+(greedy included), so for a seed this loop writes the general loop's text bit
+for bit (tests/engine/test_single_stream.py checks it).
 """
 
 from __future__ import annotations
@@ -26,9 +25,6 @@ from engine.decoding.params import SamplingParams
 from engine.decoding.processors import LogitsPipeline
 from engine.models import CharLM, State
 from engine.models.numpy_step import NumpyStepPlan
-
-_LOWEST = float(np.finfo(np.float32).min)
-_HIGHEST = float(np.finfo(np.float32).max) / 4
 
 
 def single_stream_plan(
