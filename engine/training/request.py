@@ -112,9 +112,9 @@ def resolve_training(request: TrainRequest, corpus: Corpus) -> Resolution:
         train.update(asked_train)
     config = TrainConfig.from_dict(train)
     _policy(request, model_type, preset_name, config, corpus, reasons)
-    if request.resume is None:
-        _fit_small_corpus(request.chosen(), config, corpus, reasons)
     config.validate()
+    if request.resume is None:  # after validate: the sizes are numbers in their bounds
+        _fit_small_corpus(request.chosen(), config, corpus, reasons)
     device = resolve_device(config.device)  # cuda without CUDA fails here, before any file
     model_config = make_config(model_type, **model)
     _check_corpus(config, model_config, corpus)
