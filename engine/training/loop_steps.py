@@ -87,7 +87,7 @@ def wait_while_paused(trainer: Trainer, loop: LoopState) -> str | None:
 
 def take_step(trainer: Trainer, loop: LoopState, lr: float) -> int:
     """Train on the next batch under the state lock; returns its size (positions)."""
-    with trainer.state_lock:
+    with trainer.state_lock.for_step():
         condition = None
         if trainer.train_segments is not None:
             inputs, targets, condition = trainer.batches.next_labelled()

@@ -61,6 +61,7 @@ from engine.training.setup_steps import (
     split_data,
     training_module,
 )
+from engine.training.state_lock import StateLock
 from engine.training.tokens import corpus_for_run
 
 EventCallback = Callable[[object], None]
@@ -112,9 +113,8 @@ class Trainer(EvaluationSteps):
         self._pause = threading.Event()
         self._stop = threading.Event()
         self.weights_lock = threading.Lock()
-        # Held for each step and each save: a save from another thread (the TUI's) sees
-        # the weights, optimizer, RNGs and step of one moment, between two steps.
-        self.state_lock = threading.RLock()
+        # Held for each step and each save (a save sees one moment, between two steps).
+        self.state_lock = StateLock()
         # What checkpoints keep (restore_run sets them from one when resuming).
         self.step = 0
         self.tokens = 0
@@ -385,7 +385,7 @@ class Trainer(EvaluationSteps):
         Any thread may call this while training runs: it waits for the step in flight.
         """
         assert self.out_dir is not None
-        with self.state_lock:
+        with self.state_lock.for_save():
             replacing = self._claim is not None and self._claim.replacing
             if replacing:  # the first save of a --force run takes over both tags
                 tags = tuple(dict.fromkeys((*tags, "best")))

@@ -294,8 +294,16 @@ async def test_two_saves_back_to_back_hold_the_weights_of_their_steps(
         await events.until(lambda e: isinstance(e, p.StepEvent) and e.step >= 3)
         client.send(p.SaveCheckpoint(req=2))
         client.send(p.SaveCheckpoint(req=3))
-        first = await events.until(lambda e: isinstance(e, p.CheckpointSaved) and e.req == 2)
-        second = await events.until(lambda e: isinstance(e, p.CheckpointSaved) and e.req == 3)
+        # The two saves run side by side, so their answers may come in either order.
+        saved: dict[int, p.CheckpointSaved] = {}
+
+        def both_saved(event: object) -> bool:
+            if isinstance(event, p.CheckpointSaved):
+                saved[event.req] = event
+            return len(saved) == 2
+
+        await events.until(both_saved)
+        first, second = saved[2], saved[3]
         later = await events.until(
             lambda e: isinstance(e, p.StepEvent) and e.step > load_checkpoint(second.path).step + 2
         )
