@@ -4,7 +4,8 @@ The app is the only thing that talks to the engine: panes post `EngineCommand`
 messages, the app sends them, and every engine event comes back to the panes as
 an `EngineEvent`. Errors become notifications; if the engine process dies the
 app says why and starts a new one (once on its own, then on ctrl+r), reloading
-the corpus and the last checkpoint. Nothing here imports torch: the first paint
+the corpus and the last checkpoint (charlm_tui/app_engine.py keeps the app's record
+of the engine). Nothing here imports torch: the first paint
 happens while the engine warms up in the background.
 """
 
@@ -23,14 +24,15 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Input, Select, TabbedContent, TabPane
 
+from charlm_tui.app_engine import EngineStatus
 from charlm_tui.app_runs import RunLifecycle
 from charlm_tui.messages import (
-    FAILED,
     NEED_CORPUS,
     SETTING_WORDS,
     EngineCommand,
     EngineEvent,
     EngineEventHandler,
+    EngineEventReceiver,
     dispatch_engine_event,
 )
 from charlm_tui.palette import CharLMCommands
@@ -42,19 +44,17 @@ from charlm_tui.panes.run_choice import StartChoiceAsked
 from charlm_tui.panes.training import RUNNING, TrainingPane
 from charlm_tui.panes.training_form import TrainForm
 from charlm_tui.state.app_state import AppState, load_state, save_state
-from charlm_tui.state.recent import remember
 from charlm_tui.state.run_memory import last_run
-from engine.data.samples import default_sample_name, find_sample
+from engine.data.samples import default_sample_name
 from engine.wording import reword
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 
 # Quitting during training waits this long for the engine to save the run.
 QUIT_SAVE_TIMEOUT_S = 120.0
-AUTO_RESTART_AFTER_S = 10.0  # a crash sooner than this after a start waits for ctrl+r
 
 
-class CharLMApp(RunLifecycle, App[None]):
+class CharLMApp(RunLifecycle, EngineStatus, EngineEventReceiver, App[None]):
     """charlm-tui: pick a corpus, watch a model learn it, play with generation."""
 
     CSS_PATH = "app.tcss"
@@ -185,10 +185,8 @@ class CharLMApp(RunLifecycle, App[None]):
         if name in NEED_CORPUS and self._corpus_loading and not self.corpus_name:
             self._waiting.append(command)  # the first corpus is still loading
             return
-        message = EngineCommand(command)
-        if not self.engine.send(message.command):
+        if not self.engine.send(command):
             # Answer for the engine so that whoever asked stops waiting.
-            command = message.command
             self._handle_engine_event(
                 p.ErrorEvent(
                     "the engine is not running: press ctrl+r to start a new one",
@@ -219,80 +217,6 @@ class CharLMApp(RunLifecycle, App[None]):
         dispatch_engine_event(self, event)
         self._update_subtitle()
         self._dispatch(event)
-
-    # ----- engine events the app itself keeps track of (see charlm_tui.messages) -------
-
-    def _got_EngineReady(self, event: p.EngineReady) -> None:
-        self.engine_state = "ready"
-        self.engine_device = event.device
-        self._flush_waiting()
-
-    def _flush_waiting(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for command in waiting:
-            self._send_command(command)
-
-    def _got_CorpusLoading(self, event: p.CorpusLoading) -> None:
-        self.corpus_spec = event.spec
-
-    def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
-        self.corpus_spec = event.spec
-        self.corpus_name = event.name
-        self._corpus_loading = False
-        self._flush_waiting()
-        if find_sample(event.spec) is None and Path(event.spec).exists():
-            remember(event.spec)
-        self._corpus_settled(event.spec)
-
-    def _got_StatusEvent(self, event: p.StatusEvent) -> None:
-        self.engine_state = event.state if event.state not in ("done", "failed") else "ready"
-        if event.state == "starting":  # a run is starting: the engine itself is up
-            self.engine_state = "starting a run"
-        if event.state in ("stopped",):
-            self.engine_state = "ready"
-
-    def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
-        if event.command == "LoadCorpus" and self._corpus_loading:
-            self._corpus_loading = False
-            self._flush_waiting()  # they will say for themselves what is missing
-        if event.command == "LoadCorpus":
-            self._corpus_settled(None)  # a run waiting for it still loads (for generation)
-        title = FAILED.get(event.command, "Something went wrong") if event.user else "Engine error"
-        self.notify(
-            event.message,
-            title=title,
-            severity="error",
-            timeout=8,
-            markup=False,
-        )
-
-    def _got_EngineDied(self, event: p.EngineDied) -> None:
-        self.engine_state = "dead"
-        if time.monotonic() - self._started_at >= AUTO_RESTART_AFTER_S or self._engine_starts < 2:
-            self.notify(
-                f"{event.reason}. Starting a new engine…",
-                title="Engine stopped",
-                severity="error",
-                timeout=10,
-            )
-            self.call_later(self.action_restart_engine)
-        else:
-            self.notify(
-                f"{event.reason}. Press ctrl+r to start a new engine.",
-                title="Engine stopped again",
-                severity="error",
-                timeout=30,
-            )
-
-    def _update_subtitle(self) -> None:
-        states = {
-            "starting": "engine starting…",
-            "ready": f"engine ready ({self.engine_device})",
-            "dead": "engine stopped: ctrl+r restarts",
-        }
-        engine = states.get(self.engine_state, f"engine {self.engine_state}")
-        corpus = self.corpus_name or "no corpus"
-        self.sub_title = f"{corpus} · {engine}"
 
     async def action_restart_engine(self) -> None:
         if self._stopped:
@@ -467,6 +391,6 @@ class CharLMApp(RunLifecycle, App[None]):
         def opened(path: str | None) -> None:
             if path:
                 directory = Path(path) if Path(path).is_dir() else Path(path).parent
-                self._send(EngineCommand(p.AddToBlend(str(directory), req=p.new_request_id())))
+                self._send_command(p.AddToBlend(str(directory), req=p.new_request_id()))
 
         self.push_screen(FileOpenScreen(Path.cwd(), title="Add a run to the blend"), opened)

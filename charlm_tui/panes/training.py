@@ -3,14 +3,14 @@
 Everything on the right is driven by engine events: step events (about ten a
 second) move the progress bar and numbers, evaluations add val points, and a
 sample of what the model writes now arrives every few seconds. Saved runs are
-listed under the form; choosing one loads it (model and loss history).
+listed under the form; choosing one loads it (model and loss history). What the
+pane says (status line, a finished run's line, the runs list) is worded in
+training_words.py.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
 from typing import ClassVar
 
 from textual import events, on
@@ -24,24 +24,12 @@ from charlm_tui.messages import EngineCommand, EngineEventHandler
 from charlm_tui.panes.lr_find import LRFindControls
 from charlm_tui.panes.run_choice import RunChoice
 from charlm_tui.panes.training_form import TrainForm
+from charlm_tui.panes.training_words import escape, finished, loaded_hint, run_entry, state_line
 from charlm_tui.state.run_memory import run_note
 from charlm_tui.widgets.metrics import LossPlot, MetricsRow, fmt_duration, fmt_loss, fmt_rate
 from engine.worker import protocol as p
 
-STATE_LABELS = {
-    "idle": ("idle", "dim"),
-    "starting": ("starting", "yellow"),
-    "training": ("training", "green"),
-    "paused": ("paused", "yellow"),
-    "evaluating": ("evaluating", "cyan"),
-    "saving": ("saving", "cyan"),
-    "done": ("done", "green"),
-    "stopped": ("stopped", "yellow"),
-    "failed": ("failed", "red"),
-    "lr-find": ("finding a learning rate", "cyan"),
-}
 RUNNING = ("starting", "training", "paused", "evaluating", "saving")
-AFTER_A_RUN = "F5: continue this run or start a new one (asks) · F4: write with it"
 
 
 class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
@@ -106,14 +94,8 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
     # ----- state ---------------------------------------------------------------------
 
     def _set_state(self, state: str, message: str = "") -> None:
-        if state in ("done", "stopped"):  # say what F5 does now
-            message += (" · " if message else "") + AFTER_A_RUN
         self.state = state
-        label, colour = STATE_LABELS.get(state, (state, "white"))
-        text = f"[{colour}]●[/] [b]{label}[/]"
-        if message:
-            text += f" [dim]{message}[/]"
-        self.query_one("#train-state", Static).update(text)
+        self.query_one("#train-state", Static).update(state_line(state, message))
         running = state in RUNNING
         busy = running or state == "lr-find"
         self.query_one("#train", Button).disabled = busy
@@ -226,7 +208,7 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         stats = event.stats
         self.query_one(TrainForm).show_conditional(list(stats.get("labels") or []))
         self.query_one("#train-corpus", Static).update(
-            f"[b]{_escape(event.name)}[/] [dim]· {fmt_rate(stats.get('chars', 0))} chars[/]"
+            f"[b]{escape(event.name)}[/] [dim]· {fmt_rate(stats.get('chars', 0))} chars[/]"
             + (" [dim]· one item per line[/]" if stats.get("items") else "")
         )
         self.query_one(TrainForm).set_items(bool(stats.get("items")))
@@ -285,7 +267,7 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
 
     def _got_TrainSample(self, event: p.TrainSample) -> None:
         self.query_one("#train-sample", Static).update(
-            f"[dim]the model writes now (step {event.step:,}):[/]\n" + _escape(event.text)
+            f"[dim]the model writes now (step {event.step:,}):[/]\n" + escape(event.text)
         )
 
     def _got_TrainFinished(self, event: p.TrainFinished) -> None:
@@ -297,23 +279,7 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
                 bpc=f"{result.get('val_bpc', float('nan')):.3f}",
                 ppl=f"{result.get('val_perplexity', float('nan')):.2f}",
             )
-        reasons = {
-            "max_steps": "max steps · ",
-            "time_budget": "time limit · ",
-            "early_stop": "stopped early (patience), best kept · ",
-            "overfitting": "stopped early: val loss rose past its best · ",
-        }
-        reason = reasons.get(result.get("stopped_by", ""), "")
-        which = ""
-        if result.get("reported") == "best":  # the result is the best model (its figure)
-            which = (
-                f" · best at step {result.get('best_step', 0):,} (the last weights: "
-                f"val {fmt_loss(result.get('last_val_loss'))}, kept to continue)"
-            )
-        self._set_state(
-            "stopped" if result.get("stopped_by") == "stop" else "done",
-            f"{reason}val {fmt_loss(loss)} on {_scored(result)}{which}",
-        )
+        self._set_state(*finished(result))
         if result.get("stopped_by") != "stop":
             self.query_one("#train-progress", ProgressBar).update(progress=1.0)
         self.query_one("#train-eta", Static).update(
@@ -348,16 +314,9 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         self._set_state(
             "idle", f"loaded a checkpoint: step {event.step:,}, {event.parameters:,} params"
         )
-        run = _escape(Path(event.run_dir).name)
-        if event.vocab_matches_corpus:
-            hint = f"run {run}: F5 continues it (untick “continue this run” to start a new one)."
-            hint += room
-        else:
-            hint = (
-                f"run {run} was trained on {_escape(event.corpus or 'another corpus')}, not on "
-                f"{_escape(self.corpus or 'the loaded corpus')}: F5 starts a new run on "
-                "the loaded corpus (asks first); open its corpus to continue it."
-            )
+        hint = loaded_hint(
+            event.run_dir, event.vocab_matches_corpus, event.corpus, self.corpus, room
+        )
         self.query_one("#train-sample", Static).update(f"[dim]{hint}[/]")
         self._loaded_to_continue(event.run_dir, event.vocab_matches_corpus)
 
@@ -368,11 +327,7 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         runs.clear_options()
         options = []
         for run in event.runs:
-            loss = run.get("best_val_loss") or run.get("val_loss")
-            when = time.strftime("%b %d %H:%M", time.localtime(run.get("saved_at", 0)))
-            detail = f"step {run['step']:,}" + (f" · val {loss:.3f}" if loss else "")
-            title = f"{run.get('corpus', '?')} · {run.get('model_type', '?')} · {when}"
-            options.append(Option(f"{_escape(title)}\n[dim]  {detail}[/]", id=str(run["run_dir"])))
+            options.append(Option(run_entry(run), id=str(run["run_dir"])))
         if not options:
             options.append(Option("[dim]no saved runs yet[/]", disabled=True))
         runs.add_options(options)
@@ -420,11 +375,11 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
     def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
         if event.command == "LRFind" and event.req == self.lr_req:
             self.lr_req = 0
-            self.query_one(TrainForm).show_error(f"[red]{_escape(event.message)}[/]")
+            self.query_one(TrainForm).show_error(f"[red]{escape(event.message)}[/]")
             self._set_state("idle", "range test failed")
             return
         if event.command in ("Train", "Pause", "Resume", "Stop"):
-            self.query_one(TrainForm).show_error(f"[red]{_escape(event.message)}[/]")
+            self.query_one(TrainForm).show_error(f"[red]{escape(event.message)}[/]")
             if event.command == "Train" and self.state == "starting":
                 self._set_state("failed")
 
@@ -433,19 +388,3 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
             self._set_state("failed", "the engine died; the last saved checkpoint is in the list")
         else:
             self._set_state(self.state)
-
-
-def _scored(result: dict) -> str:
-    """What the final val figure covers: the whole split only when every char was scored."""
-    chars, whole = result.get("val_chars"), result.get("val_split_chars")
-    if result.get("partial_eval") or (chars is not None and whole is not None and chars < whole):
-        why = "cut short by Stop" if result.get("stopped_by") == "stop" else "time limit"
-        return f"{chars or 0:,} of {whole or 0:,} held-out chars ({why})"
-    return "the whole held-out split"
-
-
-def _escape(text: str) -> str:
-    """Model output shown as is, never read as markup."""
-    from textual.markup import escape
-
-    return escape(text)

@@ -72,8 +72,8 @@ class Evaluate:
 class Generate:
     """Stream a generation from the current model (the latest weights while training).
 
-    `params` are engine.decoding.params.SamplingParams fields; missing ones come from
-    the last SetSampling. `prefix` is text to continue from without generating it
+    `params` are engine.decoding.params.SamplingParams fields; missing ones take their
+    defaults (each Generate carries all the settings it uses). `prefix` is text to continue from without generating it
     again (a branch: a generation up to a fork, then the character chosen there):
     it follows the prompt, and the new characters follow it.
     """
@@ -85,13 +85,6 @@ class Generate:
     # A conditional model's label (or "a=0.7,b=0.3"), and the guidance scale (None: 1).
     condition: str | None = None
     guidance: float | None = None
-
-
-@dataclass
-class SetSampling:
-    """Validate and remember sampling parameters for later generations."""
-
-    params: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -125,11 +125,6 @@ class GenerationDone:
 
 
 @dataclass
-class SamplingSet:
-    params: dict
-
-
-@dataclass
 class CheckpointLoaded:
     path: str
     run_dir: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import UserError
@@ -16,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class GenerationHandlers:
-    """Generate, compare, evaluate and the sampling settings."""
+    """Generate, compare and evaluate."""
 
     def _current_model(self) -> tuple[Any, Any, Any, Any]:
         """(model, vocab, unigram, device) to generate from: the latest weights."""
@@ -95,17 +94,15 @@ class GenerationHandlers:
             )
         self.out.send(p.BlendChanged(names, description, req))
 
-    def _params(self, overrides: dict) -> Any:
-        """The settings as SamplingParams, checked once (here, on construction) and
-        trusted by the generator."""
+    def _params(self, given: dict) -> Any:
+        """The command's settings as SamplingParams, checked once (here, on construction)
+        and trusted by the generator; no seed draws one, reported in GenerationStarted."""
         from engine.decoding.params import SamplingParams
 
-        return SamplingParams.from_fields({**self.sampling, **overrides})
-
-    def on_SetSampling(self, cmd: p.SetSampling) -> None:
-        params = self._params(cmd.params)
-        self.sampling.update(cmd.params)
-        self.out.send(p.SamplingSet(_plain(asdict(params))))
+        values = dict(given)
+        if values.get("seed") is None:
+            values["seed"] = random.randrange(1 << 31)
+        return SamplingParams.from_fields(values)
 
     def _snapshots(self) -> Any:
         """States kept along recent generations, so a branch resumes where it forks."""
@@ -118,8 +115,6 @@ class GenerationHandlers:
 
     def on_Generate(self, cmd: p.Generate) -> None:
         params = self._params(cmd.params)
-        if params.seed is None:
-            params = replace(params, seed=random.randrange(1 << 31))
         self._cancel_kind("generate")
 
         def work(job: Job) -> None:

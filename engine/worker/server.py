@@ -3,7 +3,9 @@
 Inside the engine the command loop never blocks: training runs in a thread (so
 generation from `trainer.snapshot()` can run beside it), and corpus loads,
 generations, evaluations and comparisons run in threads of their own. Commands
-are dispatched to `on_<CommandName>` handlers, grouped by concern in mixins.
+are dispatched through `HANDLERS`, a table from command class to its `on_...`
+method (the methods grouped by concern in mixins); the table is checked against
+`protocol.COMMANDS` at import, so a command without a handler fails at once.
 
 The engine process never loses a run in training: SIGTERM, SIGHUP (a closed
 terminal reaches the whole process group) and SIGINT make it leave its command
@@ -64,7 +66,6 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
         self.blend: list[Checkpoint] = []  # extra members of the generation blend
         self.labelled: Corpus | None = None  # the loaded corpus read as labelled, if it can be
         self.current: str | None = None  # "trainer" or "checkpoint": whose model generates
-        self.sampling: dict = {}
         self.jobs: dict[int, Job] = {}
         self._sampling_now = threading.Event()
         self._last_sample_at = 0.0
@@ -111,12 +112,12 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
         if isinstance(command, p.Shutdown):
             return False
         name = type(command).__name__
-        handler = getattr(self, f"on_{name}", None)
+        handler = HANDLERS.get(type(command))
         req = int(getattr(command, "req", 0) or 0)
         if handler is None:
             self.out.send(p.ErrorEvent(f"unknown command {name}", name, req))
             return True
-        self._guarded(name, req, lambda: handler(command))
+        self._guarded(name, req, lambda: handler(self, command))
         return True
 
     def _guarded(self, name: str, req: int, work: Callable[[], object]) -> None:
@@ -195,6 +196,45 @@ class EngineServer(TrainingHandlers, GenerationHandlers, LRFindHandlers, Inspect
             self.out.send(p.CorpusLoaded(cmd.spec, corpus.name, stats, cmd.req))
 
         self._spawn("corpus", cmd, work)
+
+
+# Which method runs each command. Shutdown has none: `handle` answers it by leaving
+# the command loop.
+HANDLERS: dict[type, Callable[[EngineServer, Any], None]] = {
+    p.LoadCorpus: EngineServer.on_LoadCorpus,
+    p.Train: EngineServer.on_Train,
+    p.Pause: EngineServer.on_Pause,
+    p.Resume: EngineServer.on_Resume,
+    p.Stop: EngineServer.on_Stop,
+    p.Evaluate: EngineServer.on_Evaluate,
+    p.Generate: EngineServer.on_Generate,
+    p.LoadCheckpoint: EngineServer.on_LoadCheckpoint,
+    p.SaveCheckpoint: EngineServer.on_SaveCheckpoint,
+    p.Compare: EngineServer.on_Compare,
+    p.Cancel: EngineServer.on_Cancel,
+    p.LRFind: EngineServer.on_LRFind,
+    p.InspectText: EngineServer.on_InspectText,
+    p.InspectUnit: EngineServer.on_InspectUnit,
+    p.FindUnits: EngineServer.on_FindUnits,
+    p.InspectAttention: EngineServer.on_InspectAttention,
+    p.InspectSaliency: EngineServer.on_InspectSaliency,
+    p.InspectEmbeddings: EngineServer.on_InspectEmbeddings,
+    p.ListRuns: EngineServer.on_ListRuns,
+    p.AddToBlend: EngineServer.on_AddToBlend,
+    p.ClearBlend: EngineServer.on_ClearBlend,
+}
+
+
+def check_handlers(handlers: dict[type, object], commands: tuple[type, ...]) -> None:
+    """Fail unless `handlers` covers every command but Shutdown, and nothing else."""
+    expected = set(commands) - {p.Shutdown}
+    missing = sorted(c.__name__ for c in expected - set(handlers))
+    extra = sorted(c.__name__ for c in set(handlers) - expected)
+    if missing or extra:
+        raise TypeError(f"engine command handlers: missing {missing}, not commands {extra}")
+
+
+check_handlers(HANDLERS, p.COMMANDS)
 
 
 def _labelled(spec: str, encoding: str) -> Corpus | None:

@@ -134,12 +134,13 @@ async def test_process_engine_round_trip(tmp_path: Path) -> None:
         assert "".join(c.text for c in chunks) == done.text
 
         # Bad sampling parameters are refused with a clear message.
-        client.send(p.SetSampling({"temperature": 0.5, "top_p": 2.0}))
+        client.send(p.Generate("abc", {"temperature": 0.5, "top_p": 2.0, "length": 5}, req=15))
         error = await events.until(lambda e: isinstance(e, p.ErrorEvent))
         assert "top-p" in error.message
-        client.send(p.SetSampling({"temperature": 0.5}))
-        sampling = await events.until(lambda e: isinstance(e, p.SamplingSet))
+        client.send(p.Generate("abc", {"temperature": 0.5, "length": 5}, req=16))
+        sampling = await events.until(lambda e: isinstance(e, p.GenerationStarted) and e.req == 16)
         assert sampling.params["temperature"] == 0.5
+        await events.until(lambda e: isinstance(e, p.GenerationDone) and e.req == 16)
 
         client.send(p.Evaluate(req=13))
         evaluated = await events.until(lambda e: isinstance(e, p.Evaluated))
