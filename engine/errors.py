@@ -53,5 +53,9 @@ class TrainingDiverged(UserError):
     """The loss or the weights stopped being finite: the run stops, its last good checkpoint stays."""
 
 
+class BudgetTooShort(UserError):
+    """The time budget ended before the first step: nothing was trained or saved."""
+
+
 class EngineWarning(UserWarning):
     """Something the user should know that does not stop the work (the CLI prints one line)."""

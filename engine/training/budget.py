@@ -35,6 +35,7 @@ import torch
 
 from engine.models import CharLM
 from engine.training import evaluate
+from engine.wording import setting
 
 FINAL_EVAL_SHARE = 0.25
 # After the save: building the result, printing it, tearing the interpreter down.
@@ -52,6 +53,8 @@ TRAIN_TO_EVAL_COST = 3.0
 # final evaluation was cut short. Slower training still lowers the estimate.
 MAX_SPEEDUP = 1.0
 RECENT_STEPS = 4  # the next step is planned as slow as the slowest of these
+# What a budget should leave for training at the least, in the advice when none was left.
+ADVISED_TRAIN_S = 10
 
 
 class TimeBudget:
@@ -170,6 +173,19 @@ class TimeBudget:
             return False
         upcoming = next_step_s + (self.periodic_s + self.save_s if evaluating_next else 0.0)
         return now + upcoming >= self.deadline - self.reserve_s()
+
+    def too_short(self, budget_s: float, now: float, step_s: float) -> str:
+        """Why no step fitted (`step_s`: the first step's plan), with a budget that would
+        leave time to train."""
+        assert self.deadline is not None
+        spent = max(budget_s - (self.deadline - now), 0.0)
+        keep = self.reserve_s()
+        advised = math.ceil(spent + keep + max(ADVISED_TRAIN_S, 10 * step_s))
+        return (
+            f"a {budget_s:g} s {setting('time_budget')} leaves no time to train: starting "
+            f"took {spent:.1f} s, a step about {step_s:.1f} s, and the final evaluation and "
+            f"save need about {keep:.1f} s; give {advised} s or more (nothing was saved)"
+        )
 
     def worth_probing(self, now: float) -> bool:
         """A probe costs a second or so: not worth it when the budget is as good as spent."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from engine.errors import BudgetTooShort
 from engine.training.budget import TimeBudget, probe_final_eval_rate
 from engine.training.checkpoint import first_non_finite
 from engine.training.events import StatusEvent, StepEvent
@@ -67,6 +68,14 @@ def reason_to_stop(trainer: Trainer, loop: LoopState) -> tuple[str | None, float
         synced = (trainer.step - loop.first_step) % loop.sync_every == 0
         reason = trainer.agree_with_ranks(reason, now) if synced else None
     return reason, now
+
+
+def refuse_if_untrained(trainer: Trainer, loop: LoopState) -> None:
+    """The budget ran out before the first step: a checkpoint of untrained (or unchanged)
+    weights would only replace what the user had, so say what a budget needs instead."""
+    if loop.stopped_by == "time_budget" and trainer.step == trainer.resumed_at_step:
+        budget_s = trainer.config.time_budget or 0.0
+        raise BudgetTooShort(loop.budget.too_short(budget_s, time.monotonic(), loop.step_seconds))
 
 
 def wait_while_paused(trainer: Trainer, loop: LoopState) -> str | None:

@@ -20,9 +20,10 @@ Contracts:
   time plus this leg's wall clock.
 - Written without following links: the rewrite goes through a fresh O_EXCL
   temporary renamed into place, appends open with O_NOFOLLOW (engine/files.py).
-- A run that replaces another (`--force`) logs into a temporary (`pending`) that
-  replaces the old run's file only at its first checkpoint (`commit`); a start that
-  fails before that removes it and leaves the old file as it was.
+- A run that replaces another (`--force`) or resumes one logs into a temporary
+  (`pending`) that replaces the old run's file only at its first checkpoint
+  (`commit`); a start that fails before that (a budget too short for one step)
+  removes it and leaves the old file as it was.
 """
 
 from __future__ import annotations
@@ -113,26 +114,23 @@ class MetricsLog:
         """Start the file afresh, or (resume_step = S) keep what was logged up to step S.
 
         `pending`: log into a temporary that replaces the file at `commit()` (a run
-        replacing another keeps the old file until its first checkpoint).
+        replacing or resuming another keeps the old file until its first checkpoint).
         """
         self.path = metrics_path(run_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.offset_s = 0.0
         self._pending: Path | None = temp_name(self.path) if pending else None
-        if self._pending is not None:
-            _rewrite(self._pending, [])
-        elif resume_step is None:
-            _rewrite(self.path, [])
-        else:
+        kept: list[dict] = []
+        if resume_step is not None:
             kept = [
                 r
                 for r in read_metrics(self.path)
                 if r["step"] < resume_step
                 or (r["step"] == resume_step and r.get("kind") != "final")
             ]
-            _rewrite(self.path, kept)  # also drops a half-written last line
             elapsed = [r["elapsed_s"] for r in kept if isinstance(r.get("elapsed_s"), (int, float))]
             self.offset_s = float(elapsed[-1]) if elapsed else 0.0
+        _rewrite(self._pending or self.path, kept)  # also drops a half-written last line
         target = self._pending or self.path
         try:
             fd = open_for_write(target, append=True)

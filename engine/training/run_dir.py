@@ -66,10 +66,13 @@ class RunClaim:
         # --force over a run: the old one stays until this run's first checkpoint is saved.
         self.replacing = False
 
-    def abandon(self) -> None:
-        """Release after a failed start: a directory this claim created goes again."""
+    def abandon(self, written: tuple[str, ...] = ()) -> None:
+        """Release after a failed start: a directory this claim created goes again,
+        with the files named in `written` that the start wrote into it."""
         if self.created and not self._released:
             with contextlib.suppress(OSError):
+                for name in written:
+                    (self.run_dir / name).unlink(missing_ok=True)
                 (self.run_dir / LOCK_FILE).unlink()
                 self.run_dir.rmdir()  # only if nothing else was written
         self.release()

@@ -19,3 +19,12 @@ def lr_at(
         return lr * (step + 1) / warmup_steps
     min_lr = lr * min_lr_ratio
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def time_progress(now: float, started: float, deadline: float | None, offset: float) -> float:
+    """Progress by time: what earlier processes reached (`offset`), then this budget's
+    share of the rest."""
+    if deadline is None:
+        return offset
+    span = max(deadline - started, 1e-9)
+    return offset + (1.0 - offset) * (now - started) / span

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from engine.data.corpus import Corpus
 from engine.device import autocast, enable_fast_math, resolve_device
-from engine.errors import first_line
+from engine.errors import BudgetTooShort, first_line
 from engine.models import CharLM, ModelConfig
 from engine.training.best_model import BestWeights
 from engine.training.config import TrainConfig
@@ -41,12 +41,13 @@ from engine.training.loop_steps import (
     evaluate_and_save,
     read_back_loss,
     reason_to_stop,
+    refuse_if_untrained,
     start_loop,
     take_step,
 )
-from engine.training.metrics_log import MetricsLog
+from engine.training.metrics_log import METRICS_FILE, MetricsLog
 from engine.training.run_state import restore_run, save_run
-from engine.training.schedule import lr_at
+from engine.training.schedule import lr_at, time_progress
 from engine.training.setup_steps import (
     ModelSetup,
     build_run_model,
@@ -211,20 +212,16 @@ class Trainer(EvaluationSteps):
             model = copy.deepcopy(self.result_model or self.model)
         return model.eval()
 
-    # ----- schedule -----------------------------------------------------------------
-
     def emit(self, event: object) -> None:
         if self.is_main:
             if self.metrics is not None:
                 self.metrics.record(event)
             self.on_event(event)
 
+    # ----- schedule -----------------------------------------------------------------
+
     def _time_progress(self, now: float) -> float:
-        """Progress by time: what earlier processes reached, then this budget's share of the rest."""
-        if self.deadline is None:
-            return self.progress_offset
-        span = max(self.deadline - self.started, 1e-9)
-        return self.progress_offset + (1.0 - self.progress_offset) * (now - self.started) / span
+        return time_progress(now, self.started, self.deadline, self.progress_offset)
 
     def progress(self, now: float) -> float:
         cfg = self.config
@@ -235,14 +232,8 @@ class Trainer(EvaluationSteps):
         return min(1.0, max(by_steps, by_time))
 
     def lr_at(self, progress: float) -> float:
-        cfg = self.config
-        return lr_at(
-            self.step,
-            progress,
-            lr=cfg.lr,
-            warmup_steps=cfg.warmup_steps,
-            min_lr_ratio=cfg.min_lr_ratio,
-        )
+        c = self.config
+        return lr_at(self.step, progress, lr=c.lr, warmup_steps=c.warmup_steps, min_lr_ratio=c.min_lr_ratio)  # fmt: skip
 
     def schedule_progress(self) -> float:
         """How far the schedule has come by time (0..1), saved so a resume continues it."""
@@ -318,19 +309,25 @@ class Trainer(EvaluationSteps):
         """
         if self.out_dir is not None and self.is_main:
             # A resumed run (step > 0) keeps its records up to the checkpoint's step.
-            # Replacing a run (--force): its metrics.jsonl stays until the first save.
+            # Replacing or resuming a run: its metrics.jsonl stays until the first save.
             replacing = self._claim is not None and self._claim.replacing
             self.metrics = MetricsLog(
-                self.out_dir, resume_step=self.step or None, pending=replacing
+                self.out_dir, resume_step=self.step or None, pending=replacing or self.step > 0
             )
         threads_before = torch.get_num_threads()
+        untrained = False
         try:
             return self._run()
+        except BudgetTooShort:  # nothing was saved: a directory this run made goes again
+            untrained = True
+            raise
         finally:
             torch.set_num_threads(threads_before)  # the count is process-wide: give it back
             if self.metrics is not None:
                 self.metrics.close()
                 self.metrics = None
+            if untrained and self._claim is not None:
+                self._claim.abandon(written=(METRICS_FILE,))
             self.close()
 
     def _run(self) -> TrainResult:
@@ -363,6 +360,7 @@ class Trainer(EvaluationSteps):
             if self.step % cfg.eval_interval == 0:
                 evaluate_and_save(self, loop)
 
+        refuse_if_untrained(self, loop)
         return self._finish(loop.stopped_by)
 
     def training_label(self) -> str:
@@ -392,8 +390,8 @@ class Trainer(EvaluationSteps):
             path = save_run(self, tags, extra)
             if replacing:
                 self._claim.replacing = False
-                if self.metrics is not None:
-                    self.metrics.commit()
+            if self.metrics is not None:
+                self.metrics.commit()  # a pending log replaces the old run's at the first save
             step = self.step
         self.emit(CheckpointEvent(step, str(path), list(tags)))
         return path

@@ -151,13 +151,15 @@ def test_a_budget_counts_from_the_call_inside_another_program(
 def test_the_cpu_preset_width_follows_the_budget(corpus_file: Path, tmp_path: Path) -> None:
     """A budget far too short for the 512-wide preset gets the narrowest candidate, and says
     so; an explicit width is kept (engine/training/sizing.py)."""
+    # 10 s: under MIN_PROBE_S, yet room for a few steps on a loaded machine (a budget
+    # that fits no step is refused: tests/cli/test_short_budget_cli.py).
     fitted = run_cli(*train_args(corpus_file, tmp_path / "fit", "--preset", "cpu",
-                                 "--time-budget", "5", "--json"))  # fmt: skip
+                                 "--time-budget", "10", "--json"))  # fmt: skip
     result = cli_json(fitted)
     assert result["model"]["hidden_size"] == 256
     assert re.search(r"width 256: a \d+ s budget is too short for a wider one", fitted.stderr)
     kept = cli_json(run_cli(*train_args(corpus_file, tmp_path / "kept", "--preset", "cpu",
-                                        "--time-budget", "5", "--set", "hidden_size=384",
+                                        "--time-budget", "10", "--set", "hidden_size=384",
                                         "--json")))  # fmt: skip
     assert kept["model"]["hidden_size"] == 384
 
