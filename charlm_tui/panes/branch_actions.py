@@ -3,7 +3,7 @@ tree, export the text or the tree.
 
 A mixin of charlm_tui.panes.generation.GenerationPane (it uses the pane's branch tree,
 output view, knobs and status line): the tree navigation is one concern, the
-knobs and the engine's generation events another.
+knobs (knob_actions.py) another, the engine's generation events a third.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ branch); every generation and branch is kept in a `BranchTree`
 (charlm_tui/state/branches.py): `[` `]` move between siblings, `u` up to the
 parent, `y` back down. `x` writes the text, `X` the whole tree as JSON, to the
 working directory (`ctrl+s` writes the text too).
+
+The knob keys are in knob_actions.py, the branch keys in branch_actions.py (mixins).
 """
 
 from __future__ import annotations
@@ -29,13 +31,12 @@ from textual.widgets import Input, Static
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
 from charlm_tui.panes.branch_actions import BranchActions
+from charlm_tui.panes.knob_actions import KnobActions
 from charlm_tui.state.branches import Branch, BranchTree
 from charlm_tui.widgets.knobs import (
     CONDITION_KEY,
     GUIDANCE_KNOB,
-    KNOB_BY_NAME,
     KnobBar,
-    condition_cycle,
     condition_of,
     default_values,
     knob_bindings,
@@ -44,13 +45,10 @@ from charlm_tui.widgets.knobs import (
 from charlm_tui.widgets.next_char import NextCharPanel
 from charlm_tui.widgets.prompt_input import PROMPT_MAX_CHARS, PromptInput
 from charlm_tui.widgets.token_view import TokenView, prob_hex
-from engine.decoding.params import STRATEGIES
 from engine.worker import protocol as p
 
-AUTO_REGENERATE_S = 0.3
 
-
-class GenerationPane(BranchActions, EngineEventHandler, Vertical):
+class GenerationPane(KnobActions, BranchActions, EngineEventHandler, Vertical):
     """Prompt, knobs, streamed output coloured by probability, next-character panel."""
 
     class CompareRequested(Message):
@@ -140,20 +138,6 @@ class GenerationPane(BranchActions, EngineEventHandler, Vertical):
         self.query_one("#gen-header", Static).display = False
         self._show_status()
 
-    def restore(self, knobs: dict, prompt: str) -> None:
-        """Knob values and the prompt saved by the last session (wrong types are skipped)."""
-        for name, default in default_values().items():
-            value = knobs.get(name)
-            if name == "strategy":
-                if value in STRATEGIES:
-                    self.values[name] = value
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                knob = KNOB_BY_NAME.get(name)
-                if (knob is None and value >= 0) or (knob is not None and value in knob.ladder):
-                    self.values[name] = type(default)(value)
-        self.query_one(KnobBar).values = dict(self.values)
-        self.query_one("#prompt", Input).value = prompt
-
     @staticmethod
     def _legend() -> Content:
         cells = [("colour = model p: ", "dim")]
@@ -241,29 +225,6 @@ class GenerationPane(BranchActions, EngineEventHandler, Vertical):
             self.branches.fork(current.parent, current.fork_at, chosen, to_params(self.values))
         )
 
-    def action_cycle_strategy(self) -> None:
-        index = STRATEGIES.index(str(self.values["strategy"]))
-        self.values["strategy"] = STRATEGIES[(index + 1) % len(STRATEGIES)]
-        self._knobs_changed("strategy")
-
-    def action_knob(self, name: str, direction: int) -> None:
-        knob = KNOB_BY_NAME[name]
-        value = knob.step(self.values[name], direction, self.vocab_size)
-        if value == self.values[name]:
-            self.app.bell()
-            return
-        self.values[name] = value
-        self._knobs_changed(name)
-
-    def action_seed(self, delta: int) -> None:
-        self.values["seed"] = max(0, int(self.values["seed"]) + delta)
-        self._knobs_changed("seed")
-
-    def action_toggle_auto(self) -> None:
-        bar = self.query_one(KnobBar)
-        bar.auto = not bar.auto
-        bar.changed = "auto"
-
     def action_compare(self, by_label: bool = False) -> None:
         if by_label and not self.labels:
             self.app.bell()
@@ -284,28 +245,6 @@ class GenerationPane(BranchActions, EngineEventHandler, Vertical):
             )
         )
 
-    def action_cycle_condition(self) -> None:
-        """None, each label, an even mix of all: the knob bar shows which."""
-        if not self.labels:
-            self.app.bell()
-            return
-        steps = condition_cycle(self.labels)
-        current = str(self.values.get("condition") or "")
-        index = steps.index(current) if current in steps else 0
-        self.values["condition"] = steps[(index + 1) % len(steps)]
-        self._knobs_changed("condition")
-
-    def action_guidance(self, direction: int) -> None:
-        if not self.labels:
-            self.app.bell()
-            return
-        value = GUIDANCE_KNOB.step(float(self.values["guidance"]), direction)
-        if value == self.values["guidance"]:
-            self.app.bell()
-            return
-        self.values["guidance"] = value
-        self._knobs_changed("guidance", regenerate=bool(self.values.get("condition")))
-
     def action_add_to_blend(self) -> None:
         self.post_message(self.BlendRequested())
 
@@ -322,15 +261,6 @@ class GenerationPane(BranchActions, EngineEventHandler, Vertical):
             self._show_status()
         else:
             self.query_one(TokenView).focus()
-
-    def _knobs_changed(self, name: str, regenerate: bool = True) -> None:
-        bar = self.query_one(KnobBar)
-        bar.changed = name
-        bar.values = dict(self.values)
-        if regenerate and bar.auto and self.has_model and self.req:
-            if self._regen is not None:
-                self._regen.stop()
-            self._regen = self.set_timer(AUTO_REGENERATE_S, self._rerun)
 
     # ----- widgets -------------------------------------------------------------------
 
@@ -419,15 +349,6 @@ class GenerationPane(BranchActions, EngineEventHandler, Vertical):
         self.model_info = f"{event.model_type} checkpoint, step {event.step}"
         self.set_labels(tuple(event.labels))
         self._show_status()
-
-    def set_labels(self, labels: tuple[str, ...]) -> None:
-        """The current model's labels: the condition knobs show only when there are some."""
-        self.labels = labels
-        if str(self.values.get("condition") or "") not in condition_cycle(labels):
-            self.values["condition"] = ""
-        bar = self.query_one(KnobBar)
-        bar.labels = labels
-        bar.values = dict(self.values)
 
     def _got_BlendChanged(self, event: p.BlendChanged) -> None:
         self.blend = event.description

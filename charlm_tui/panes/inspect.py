@@ -12,7 +12,8 @@ sparkline show in the units view only); `e` takes an
 excerpt of the held-out split, `g` the generation pane's text, `p` opens a box
 for any pasted or typed text (the app opens screens/paste.py), `u` recomputes
 with the latest weights. Everything comes from the engine through the worker
-queue (engine.worker.inspect_jobs), as plain numbers.
+queue (engine.worker.inspect_jobs), as plain numbers; inspect_events.py takes
+the engine's answers, inspect_lines.py words the status line and detail panel.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from textual.widgets import ContentSwitcher, Input, OptionList, Sparkline, Stati
 from textual.widgets.option_list import Option
 
 from charlm_tui.messages import EngineCommand, EngineEventHandler
-from charlm_tui.panes.inspect_lines import detail_lines, finished_info, status_line
+from charlm_tui.panes.inspect_events import InspectEvents
+from charlm_tui.panes.inspect_lines import detail_lines, status_line
 from charlm_tui.widgets.char_map import CharMapPlot
 from charlm_tui.widgets.inspect_render import window_values
 from charlm_tui.widgets.token_view import TokenView
@@ -42,7 +44,7 @@ EXCERPT_CHARS = 2000
 FOLLOW_CURSOR_S = 0.12  # attention/saliency follow the cursor after this pause
 
 
-class InspectPane(EngineEventHandler, Vertical):
+class InspectPane(InspectEvents, EngineEventHandler, Vertical):
     """Units, unit search, attention, saliency and the character map of the current model."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -339,96 +341,3 @@ class InspectPane(EngineEventHandler, Vertical):
         options = self.query_one("#inspect-units", OptionList)
         options.clear_options()
         options.add_options([Option(f"{unit:<12} {r:+.2f}", id=unit) for unit, r in self.found])
-
-    # ----- engine events -------------------------------------------------------------
-
-    def _current(self, kind: str, req: int) -> bool:
-        return req != 0 and self.reqs.get(kind) == req
-
-    def _got_InspectReady(self, event: p.InspectReady) -> None:
-        if not self._current("text", event.req):
-            return
-        self.text = event.text
-        self.model_type = event.model_type
-        self.groups = [(str(name), int(size)) for name, size in event.groups]
-        self.unit = event.unit
-        self.values = list(event.values)
-        self.attention = self.saliency = None
-        self.note = f"dropped {event.dropped!r} (not in the vocabulary)" if event.dropped else ""
-        self.query_one(ValueText).set_text(self.text)
-        self._paint()
-        self._after_cursor()
-        if self.pattern:  # the ranked list is of this text
-            pattern = self.pattern
-            self._request("find", lambda req: p.FindUnits(pattern, 10, req=req))
-
-    def _got_UnitValues(self, event: p.UnitValues) -> None:
-        if self._current("unit", event.req):
-            self.unit = event.unit
-            self.values = list(event.values)
-            self._paint()
-
-    def _got_UnitsFound(self, event: p.UnitsFound) -> None:
-        if not self._current("find", event.req):
-            return
-        self.found = [(str(unit), float(r)) for unit, r in event.top]
-        self.note = f"{event.covered:,} of {event.chars:,} chars match {event.pattern!r}"
-        self._show_found()
-        if self.found and self.found[0][0] != self.unit:
-            self.select_unit(self.found[0][0])
-
-    def _got_AttentionWeights(self, event: p.AttentionWeights) -> None:
-        if self._current("attention", event.req):
-            self.attention = (event.position, event.start, event.weights)
-            self._paint()
-
-    def _got_SaliencyScores(self, event: p.SaliencyScores) -> None:
-        if self._current("saliency", event.req):
-            self.saliency = (event.position, event.start, event.scores, event.logprob)
-            self._paint()
-
-    def _got_CharMapReady(self, event: p.CharMapReady) -> None:
-        if self._current("map", event.req):
-            self.char_map = event
-            plot = self.query_one(CharMapPlot)
-            plot.show(event.chars, event.points, event.explained)
-            plot.select(self._cursor_char())
-            self._show_detail()
-
-    def _got_ErrorEvent(self, event: p.ErrorEvent) -> None:
-        if event.req and event.req in self.reqs.values():
-            if self.reqs.get("text") == event.req:
-                del self.reqs["text"]  # a later excerpt request may succeed
-            self.note = f"error: {event.message}"
-            self._show()
-
-    def _got_CorpusLoaded(self, event: p.CorpusLoaded) -> None:
-        self.has_corpus = True
-        self._excerpt_if_ready()
-
-    def _model_changed(self, info: str) -> None:
-        self.has_model = True
-        self.model_info = info
-        self.char_map = None
-        self._show()
-        self._excerpt_if_ready()
-
-    def _got_TrainStarted(self, event: p.TrainStarted) -> None:
-        self.training_type = event.model_type
-        self._model_changed(f"{event.model_type} in training (u: latest weights)")
-
-    def _got_TrainFinished(self, event: p.TrainFinished) -> None:
-        if self.training_type:
-            self.model_info = finished_info(self.training_type, event.result)
-            self._show()
-
-    def _got_CheckpointLoaded(self, event: p.CheckpointLoaded) -> None:
-        self.training_type = ""
-        self._model_changed(f"{event.model_type} checkpoint, step {event.step}")
-        if self.text:
-            self.inspect_text("text", self.text)
-
-    def _got_EngineDied(self, event: p.EngineDied) -> None:
-        self.has_model = False
-        self.reqs.clear()
-        self._show()
