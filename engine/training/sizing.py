@@ -28,7 +28,9 @@ and get no change; from FEW_EPOCHS on (a 200 KB names list reads 15-30 epochs
 in 120 s) the model would learn the training split by heart, so the width is
 capped and dropout and weight decay raised, more so from MANY_EPOCHS on. In
 `fit_width` a candidate whose own epochs put it over its tier's cap is passed
-over like one the budget cannot train.
+over like one the budget cannot train, unless the corpus is large for it (no more
+parameters than PARAMETERS_PER_TRAIN_CHAR per training character): the floors on
+dropout and weight decay still apply, but the width stays.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ MANY_EPOCHS = 24.0
 # (0.44 -> 0.02 nats) but left val higher (2.03 against 1.95) after fewer steps.
 SOME_REGULARISATION = (384, 0.1, 0.1)
 STRONG_REGULARISATION = (256, 0.2, 0.1)
+# A width over its tier's cap stays when the training split has about as many characters
+# as it has parameters: the cap is for small corpora. tinyshakespeare (1.0M training
+# chars) in 600 s on the AMX Xeon reads ~30 epochs, yet 512 wide (1.22M parameters) with
+# the strong tier's dropout and decay reached 1.4245 against 1.4558 for the capped 256
+# (bench/train_quality.py --budget 600, quiet machine); a 200 KB names list stays capped.
+PARAMETERS_PER_TRAIN_CHAR = 1.25
 # Where no rate was measured: training chars/s is about this over the parameter count
 # (the AVX2 EPYC in fp32: 10.7k chars/s for 1.2M parameters, 28.8k for 0.33M; an
 # estimate, said as one wherever it is used).
@@ -217,7 +225,8 @@ def fit_width(
                 continue
             if train_chars is not None:
                 data = fit_to_data(train_chars, seconds, rates[width])
-                if data.width_cap is not None and width > data.width_cap:
+                capped = data.width_cap is not None and width > data.width_cap
+                if capped and parameters[width] > PARAMETERS_PER_TRAIN_CHAR * train_chars:
                     too_many[width] = data.epochs or 0.0
                     continue
             return WidthChoice(width, seconds, rates, parameters, too_many)

@@ -89,6 +89,21 @@ def test_a_width_the_budget_could_train_is_passed_over_when_the_corpus_is_small(
     )
 
 
+def test_a_long_run_on_a_large_corpus_keeps_its_width_past_the_epoch_cap() -> None:
+    """600 s at the AMX Xeon's rate read tinyshakespeare ~32 times, the strong tier, but its
+    1.0M training chars are enough for 512 wide (1.22M parameters): 512 stays (measured:
+    1.4245 against 1.4558 for 256). The names list, five times smaller, stays capped."""
+    rates = {512: 54_000.0, 384: 70_000.0, 256: 1.0}
+    kept = sizing.fit_width(preset_like(), 600.0, lambda c: rates[c.hidden_size],
+                            SHAKESPEARE_TRAIN)  # fmt: skip
+    epochs = sizing.fit_to_data(SHAKESPEARE_TRAIN, 600.0, rates[512]).epochs
+    assert epochs is not None and epochs > sizing.MANY_EPOCHS
+    assert kept.width == 512 and not kept.too_many_epochs
+    assert kept.parameters[512] <= sizing.PARAMETERS_PER_TRAIN_CHAR * SHAKESPEARE_TRAIN
+    names = sizing.fit_width(preset_like(), 600.0, lambda c: rates[c.hidden_size], NAMES_TRAIN)
+    assert names.width == 256 and names.too_many_epochs.keys() == {512, 384}
+
+
 # ----- the resolution ------------------------------------------------------------------
 
 
