@@ -21,14 +21,38 @@ async def test_the_cpu_preset_is_fitted_in_the_app_too_and_the_form_says_why() -
         app.query_one("#preset").value = "cpu"
         await pilot.pause()
         assert app.query_one("#f-width").value == "512"
-        app.query_one("#f-time_budget").value = "4"
+        # 8 s: under the width probe's 20 s, with room for steps on a slow machine.
+        app.query_one("#f-time_budget").value = "8"
         await pilot.press("f5")
         pane = app.query_one(TrainingPane)
         await wait_until(pilot, lambda: pane.state in ("done", "failed"), 120, "training to end")
         assert pane.state == "done"
         shown = text_of(app, "#form-error")
-        assert "width and regularisation: fitted at the start to the 4 s budget" in shown
-        assert "width 256: a " in shown  # 4 s is too short for the preset's 512
+        assert "width and regularisation: fitted at the start to the 8 s budget" in shown
+        assert "width 256: a " in shown  # 8 s is too short for the preset's 512
         assert "epochs of" in shown
         state = json.loads((Path(pane.run_dir) / "last" / "state.json").read_text("utf-8"))
         assert state["model"]["hidden_size"] == 256, "the width `train` would have trained"
+
+
+async def test_a_time_limit_too_short_for_one_step_says_so_and_saves_nothing(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The engine's refusal (tests/cli/test_short_budget_cli.py) reaches the app in its
+    words: the time limit, what it would need, and no run left behind."""
+    monkeypatch.setenv("CHARLM_DATA_DIR", str(tmp_path / "data"))
+    app = CharLMApp(engine_mode="thread", corpus="markov")
+    async with app.run_test(size=(120, 36)) as pilot:
+        corpus = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: corpus.loaded_name == "markov", what="the corpus")
+        await pilot.press("f3")
+        app.query_one("#f-time_budget").value = "1"
+        await pilot.press("f5")
+        pane = app.query_one(TrainingPane)
+        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 60, "training to end")
+        assert pane.state == "failed"
+        shown = text_of(app, "#train-state") + text_of(app, "#form-error")
+        assert "no time to train" in shown and "nothing was saved" in shown
+        assert "--time-budget" not in shown  # the app's words, not the CLI's flag
+        runs = tmp_path / "data" / "runs"
+        assert not runs.exists() or not any(runs.iterdir())
