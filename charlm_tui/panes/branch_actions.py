@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm_tui.state.branches import Branch, BranchTree
-from charlm_tui.widgets.knobs import to_params
+from charlm_tui.widgets.knobs import sampling_params
 from charlm_tui.widgets.token_view import TokenView
 
 
@@ -61,9 +61,8 @@ class BranchActions:
         at = view.cursor
         if self.generating and self._streaming == current.id:
             self._stop_running()  # keep what came so far; the branch forks from it
-        self._start(
-            self.branches.fork(current.id, at, str(tops[rank - 1][0]), to_params(self.values))
-        )
+        chosen = str(tops[rank - 1][0])
+        self._start(self.branches.fork(current.id, at, chosen, sampling_params(self.values)))
 
     def _move(self, branch: Branch | None, where: str) -> None:
         if branch is None:

@@ -40,7 +40,7 @@ from charlm_tui.widgets.knobs import (
     condition_of,
     default_values,
     knob_bindings,
-    to_params,
+    sampling_params,
 )
 from charlm_tui.widgets.next_char import NextCharPanel
 from charlm_tui.widgets.prompt_input import PROMPT_MAX_CHARS, PromptInput
@@ -172,10 +172,11 @@ class GenerationPane(KnobActions, BranchActions, EngineEventHandler, Vertical):
     def action_generate(self) -> None:
         """A new generation from the prompt: a new root of the branch tree."""
         prompt = self.query_one("#prompt", Input).value
-        self._start(self.branches.new_root(prompt, to_params(self.values)))
+        self._start(self.branches.new_root(prompt, sampling_params(self.values)))
 
     def _start(self, branch: Branch) -> None:
-        """Show `branch` as it is and ask the engine to continue it."""
+        """Show `branch` as it is and ask the engine to continue it with the branch's own
+        parameters (the knobs', built when the branch was made: one object, checked once)."""
         self._stop_running()
         self.req = p.new_request_id()
         self.generating = True
@@ -184,7 +185,7 @@ class GenerationPane(KnobActions, BranchActions, EngineEventHandler, Vertical):
         condition, guidance = condition_of(self.values)
         command = p.Generate(
             branch.prompt,
-            to_params(self.values),
+            branch.params,
             self.req,
             branch.text,
             condition=condition,
@@ -222,7 +223,9 @@ class GenerationPane(KnobActions, BranchActions, EngineEventHandler, Vertical):
             return
         chosen = current.text[current.fork_at]
         self._start(
-            self.branches.fork(current.parent, current.fork_at, chosen, to_params(self.values))
+            self.branches.fork(
+                current.parent, current.fork_at, chosen, sampling_params(self.values)
+            )
         )
 
     def action_compare(self, by_label: bool = False) -> None:
@@ -283,7 +286,7 @@ class GenerationPane(KnobActions, BranchActions, EngineEventHandler, Vertical):
         self._dropped = event.dropped
         branch = self.branches.get(self._streaming)
         if branch is not None:
-            branch.params = dict(event.params)  # with the seed the engine chose
+            branch.params = event.params  # with the seed the engine chose, if it chose one
         else:  # a generation this pane did not start (tests feed them): a root of its own
             self._streaming = self.branches.new_root(event.prompt, event.params).id
             self._show_branch(self.branches.branches[self._streaming], cursor=False)

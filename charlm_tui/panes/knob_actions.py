@@ -21,7 +21,7 @@ from charlm_tui.widgets.knobs import (
     condition_cycle,
     default_values,
 )
-from engine.decoding.params import STRATEGIES
+from engine.decoding.params import SEED_LIMIT, STRATEGIES
 
 # With "auto" on, a knob change regenerates after this pause (a run of key presses: once).
 AUTO_REGENERATE_S = 0.3
@@ -43,7 +43,12 @@ class KnobActions:
     _rerun: Any
 
     def restore(self, knobs: dict, prompt: str) -> None:
-        """Knob values and the prompt saved by the last session (wrong types are skipped)."""
+        """Knob values and the prompt saved by the last session (wrong types are skipped).
+
+        A value off its knob's ladder, or a seed outside [0, SEED_LIMIT] (an Infinity
+        too: JSON allows it), is skipped as well: the knobs must always make a valid
+        SamplingParams (knobs.sampling_params), which the pane builds without a check.
+        """
         for name, default in default_values().items():
             value = knobs.get(name)
             if name == "strategy":
@@ -51,7 +56,11 @@ class KnobActions:
                     self.values[name] = value
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 knob = KNOB_BY_NAME.get(name)
-                if (knob is None and value >= 0) or (knob is not None and value in knob.ladder):
+                if knob is not None:
+                    valid = value in knob.ladder
+                else:
+                    valid = value >= 0 and (name != "seed" or value <= SEED_LIMIT)
+                if valid:
                     self.values[name] = type(default)(value)
         self.query_one(KnobBar).values = dict(self.values)
         self.query_one("#prompt", Input).value = prompt
@@ -80,7 +89,7 @@ class KnobActions:
         self._knobs_changed(name)
 
     def action_seed(self, delta: int) -> None:
-        self.values["seed"] = max(0, int(self.values["seed"]) + delta)
+        self.values["seed"] = min(SEED_LIMIT, max(0, int(self.values["seed"]) + delta))
         self._knobs_changed("seed")
 
     def action_toggle_auto(self) -> None:

@@ -9,14 +9,20 @@ one parent: moving to the previous/next sibling and up to the parent is undo and
 redo of branches (`to_child` goes back down to the child last visited).
 
 No UI here: the generation pane keeps one `BranchTree` and shows its `current`.
-Export uses the field names of `charlm-tui generate --json` (`prompt`, `params`
-with the `seed` inside, `samples`, `chars`), so one reader handles both.
+Each branch keeps the engine.decoding.params.SamplingParams that made it (the
+knobs' object, then the engine's echo with its seed): checked once when built,
+never rebuilt from a dict. Export uses the field names of `charlm-tui generate
+--json` (`prompt`, `params` with the `seed` inside: `SamplingParams.as_dict()`,
+which `SamplingParams(**params)` rebuilds, `samples`, `chars`), so one reader
+handles both.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from engine.decoding.params import SamplingParams
 
 FORMAT = "charlm-branches/1"
 
@@ -29,7 +35,7 @@ class Branch:
     parent: int | None
     fork_at: int  # characters of the parent's continuation kept (0 for a root)
     prompt: str
-    params: dict
+    params: SamplingParams
     text: str = ""
     probs: list[float] = field(default_factory=list)  # under the sampling distribution
     model_probs: list[float] = field(default_factory=list)
@@ -48,7 +54,7 @@ class Branch:
             "parent": self.parent,
             "fork_at": self.fork_at,
             "prompt": self.prompt,
-            "params": dict(self.params),
+            "params": self.params.as_dict(),
             "samples": [self.text],
             "chars": len(self.text),
             "stopped": self.stopped,
@@ -74,13 +80,13 @@ class BranchTree:
 
     # ----- growing ------------------------------------------------------------------
 
-    def new_root(self, prompt: str, params: dict) -> Branch:
+    def new_root(self, prompt: str, params: SamplingParams) -> Branch:
         """A fresh generation from `prompt`; it becomes current."""
-        branch = self._add(Branch(self._next_id, None, 0, prompt, dict(params)))
+        branch = self._add(Branch(self._next_id, None, 0, prompt, params))
         self.roots.append(branch.id)
         return branch
 
-    def fork(self, parent_id: int, at: int, char: str, params: dict) -> Branch:
+    def fork(self, parent_id: int, at: int, char: str, params: SamplingParams) -> Branch:
         """Branch `parent_id` at character `at`, with `char` there instead; it becomes current.
 
         The new branch holds the parent's first `at` characters and `char`; its own
@@ -102,7 +108,7 @@ class BranchTree:
             parent_id,
             at,
             parent.prompt,
-            dict(params),
+            params,
             text=parent.text[:at] + char,
             probs=[*parent.probs[:at], math.nan],  # chosen by hand, not drawn
             model_probs=[*parent.model_probs[:at], model_p],

@@ -4,7 +4,7 @@ Every knob moves along a ladder of sensible values (temperature in tenths, top-k
 over 1, 2, 3, 5, 10, ...) so one key press always makes a visible difference,
 and each knob's keys are shown beside its value: the widget is its own legend.
 Values here are UI values: 0 means "off" for top-k and min-p, 1.0 for top-p;
-`to_params` turns them into engine.decoding.params.SamplingParams fields.
+`sampling_params` turns them into an engine.decoding.params.SamplingParams.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from engine.decoding.condition_spec import describe_condition, parse_condition
-from engine.decoding.params import STRATEGIES
+from engine.decoding.params import STRATEGIES, SamplingParams
 from engine.errors import ConfigError
 
 SAMPLING_KNOBS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
@@ -197,19 +197,25 @@ def default_values() -> dict[str, float | int | str]:
     }
 
 
-def to_params(values: dict) -> dict:
-    """UI knob values as engine.decoding.params.SamplingParams fields (None where a filter is off)."""
-    return {
-        "strategy": values["strategy"],
-        "temperature": float(values["temperature"]),
-        "top_k": int(values["top_k"]) or None,
-        "top_p": None if float(values["top_p"]) >= 1.0 else float(values["top_p"]),
-        "min_p": float(values["min_p"]) or None,
-        "repetition_penalty": float(values["repetition_penalty"]),
-        "beam_width": int(values["beam_width"]),
-        "length": int(values["length"]),
-        "seed": int(values["seed"]),
-    }
+def sampling_params(values: dict) -> SamplingParams:
+    """UI knob values as the engine's SamplingParams (None where a filter is off).
+
+    The one place the knobs turn into parameters, so they are checked once, here, on
+    construction: the branch, the Generate command and the engine's generation job
+    carry this object as it is. The knobs move along valid ladders and the saved
+    knobs are checked on restore (panes/knob_actions.py), so this does not raise.
+    """
+    return SamplingParams(
+        strategy=str(values["strategy"]),
+        temperature=float(values["temperature"]),
+        top_k=int(values["top_k"]) or None,
+        top_p=None if float(values["top_p"]) >= 1.0 else float(values["top_p"]),
+        min_p=float(values["min_p"]) or None,
+        repetition_penalty=float(values["repetition_penalty"]),
+        beam_width=int(values["beam_width"]),
+        length=int(values["length"]),
+        seed=int(values["seed"]),
+    )
 
 
 class KnobBar(Widget):

@@ -9,9 +9,9 @@ its generation config apart from its decoding loops). The module imports no torc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from engine.errors import ConfigError
 from engine.validation import check_choice, check_int, check_number
@@ -41,7 +41,11 @@ class SamplingParams:
     An instance is valid by construction: `__post_init__` checks every field once
     (a one-line ConfigError otherwise), and the class is frozen, so the decoding
     entry points trust any SamplingParams they are given; `dataclasses.replace`
-    checks the new copy again.
+    checks the new copy again. The TUI builds one where its knobs turn into
+    parameters (charlm_tui/widgets/knobs.py `sampling_params`) and carries that
+    object through its branches and the worker's Generate command to the generator:
+    pickling it across the process boundary restores the fields without checking
+    them again.
     """
 
     strategy: str = "sample"  # "greedy" | "sample" | "beam"
@@ -56,17 +60,6 @@ class SamplingParams:
     length: int = 200
     seed: int | None = None
     stop: tuple[str, ...] = ()
-
-    @classmethod
-    def from_fields(cls, values: Mapping[str, Any]) -> SamplingParams:
-        """Parameters from plain field values (a command's dict): unknown names are a ConfigError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown sampling parameter {', '.join(unknown)}")
-        if "stop" in values:
-            values = {**values, "stop": tuple(values["stop"] or ())}
-        return cls(**values)
 
     def __post_init__(self) -> None:
         """Raise ConfigError (one line) for any setting out of range.
@@ -125,6 +118,7 @@ class SamplingParams:
         )
 
     def as_dict(self) -> dict:
+        """The fields as JSON values (`stop` a list): `SamplingParams(**d)` rebuilds it."""
         values = asdict(self)
         values["stop"] = list(self.stop)
         return values

@@ -1,13 +1,17 @@
 """Commands: what the UI asks the engine to do (engine/worker/protocol.py says how they travel).
 
-Each is a small dataclass of plain values; one that starts something long carries
-the sender's request id `req`, which every event about it repeats.
+Each is a small dataclass of plain values (Generate's settings are one
+engine.decoding.params.SamplingParams, itself a frozen dataclass of plain values
+whose module imports no torch); one that starts something long carries the
+sender's request id `req`, which every event about it repeats.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+
+from engine.decoding.params import SamplingParams
 
 _request_ids = itertools.count(1)
 
@@ -72,14 +76,16 @@ class Evaluate:
 class Generate:
     """Stream a generation from the current model (the latest weights while training).
 
-    `params` are engine.decoding.params.SamplingParams fields; missing ones take their
-    defaults (each Generate carries all the settings it uses). `prefix` is text to continue from without generating it
-    again (a branch: a generation up to a fork, then the character chosen there):
-    it follows the prompt, and the new characters follow it.
+    `params` are all the settings it uses, checked when the sender built them (an
+    invalid SamplingParams cannot exist), so the engine uses them as they come; with
+    no seed the engine draws one and reports it in GenerationStarted. `prefix` is
+    text to continue from without generating it again (a branch: a generation up to
+    a fork, then the character chosen there): it follows the prompt, and the new
+    characters follow it.
     """
 
     prompt: str = ""
-    params: dict = field(default_factory=dict)
+    params: SamplingParams = field(default_factory=SamplingParams)
     req: int = 0
     prefix: str = ""
     # A conditional model's label (or "a=0.7,b=0.3"), and the guidance scale (None: 1).

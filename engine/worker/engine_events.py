@@ -1,12 +1,17 @@
 """Events: what the engine tells the UI (engine/worker/protocol.py says how they travel).
 
-Plain dataclasses only (numbers, strings, lists, dicts), so they pickle cheaply
-across the process boundary and the UI reads them without importing torch.
+Plain dataclasses only (numbers, strings, lists, dicts; GenerationStarted echoes
+the Generate's engine.decoding.params.SamplingParams, plain too), so they pickle
+cheaply across the process boundary and the UI reads them without importing torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.decoding.params import SamplingParams
 
 
 @dataclass
@@ -88,10 +93,12 @@ class TrainFinished:
 
 @dataclass
 class GenerationStarted:
-    """A generation began; `params` are the full parameters used (with the seed)."""
+    """A generation began; `params` are the parameters used: the Generate's own object,
+    or a copy with the seed the engine drew when it had none (the UI keeps it with the
+    branch, so a branch records the seed that made it)."""
 
     prompt: str
-    params: dict
+    params: SamplingParams
     dropped: str = ""  # prompt characters outside the vocabulary, left out
     req: int = 0
     prefix: str = ""  # the Generate's prefix: the new characters follow it

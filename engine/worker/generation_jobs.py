@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import UserError
@@ -12,6 +13,7 @@ from engine.worker.jobs import Job
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.data.corpus import Corpus
+    from engine.decoding.params import SamplingParams
 
 
 class GenerationHandlers:
@@ -94,16 +96,6 @@ class GenerationHandlers:
             )
         self.out.send(p.BlendChanged(names, description, req))
 
-    def _params(self, given: dict) -> Any:
-        """The command's settings as SamplingParams, checked once (here, on construction)
-        and trusted by the generator; no seed draws one, reported in GenerationStarted."""
-        from engine.decoding.params import SamplingParams
-
-        values = dict(given)
-        if values.get("seed") is None:
-            values["seed"] = random.randrange(1 << 31)
-        return SamplingParams.from_fields(values)
-
     def _snapshots(self) -> Any:
         """States kept along recent generations, so a branch resumes where it forks."""
         store = getattr(self, "_state_snapshots", None)
@@ -114,7 +106,7 @@ class GenerationHandlers:
         return store
 
     def on_Generate(self, cmd: p.Generate) -> None:
-        params = self._params(cmd.params)
+        params = _seeded(cmd.params)
         self._cancel_kind("generate")
 
         def work(job: Job) -> None:
@@ -133,11 +125,7 @@ class GenerationHandlers:
             full = cmd.prompt + cmd.prefix
             if not full and self._items_model()[0]:
                 full = "\n"  # a line-per-item model: an empty prompt starts a fresh item
-            self.out.send(
-                p.GenerationStarted(
-                    cmd.prompt, _plain(params.as_dict()), dropped, cmd.req, cmd.prefix
-                )
-            )
+            self.out.send(p.GenerationStarted(cmd.prompt, params, dropped, cmd.req, cmd.prefix))
             started = time.perf_counter()
             beams: list[dict] = []
             if params.strategy == "beam":
@@ -302,6 +290,15 @@ class GenerationHandlers:
             )
 
         self._spawn("evaluate", cmd, work)
+
+
+def _seeded(params: SamplingParams) -> SamplingParams:
+    """The Generate's parameters as they came (checked when the sender built them, and
+    trusted by the generator), or with a drawn seed when they have none (`replace`
+    checks that copy), reported in GenerationStarted so the UI can repeat it."""
+    if params.seed is not None:
+        return params
+    return replace(params, seed=random.randrange(1 << 31))
 
 
 def _item_sets(corpus: Corpus, val_fraction: float) -> tuple[frozenset[str], frozenset[str]]:

@@ -1,8 +1,10 @@
 """The commands and events that cross the worker queue.
 
 The TUI and the engine share nothing but these: small dataclasses of numbers,
-strings, lists and dicts, never tensors, so they pickle cheaply across a process
-boundary and can be read by code that never imports torch. Commands that start
+strings, lists and dicts (and the sampling settings as the frozen
+engine.decoding.params.SamplingParams, checked once where it is built), never
+tensors, so they pickle cheaply across a process boundary and can be read by code
+that never imports torch. Commands that start
 something long (a corpus load, a generation, a comparison) carry a request id
 `req`, chosen by the sender, that every event about it repeats, so the UI can
 drop events of a request it has since replaced.

@@ -17,6 +17,7 @@ from charlm_tui.app import CharLMApp
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.training import TrainingPane
+from engine.decoding.params import SamplingParams
 from engine.worker import protocol as p
 from tests.helpers import write_styles
 from tests.tui.waiting import text_of, wait_until
@@ -219,7 +220,8 @@ async def test_a_run_starting_is_not_the_engine_starting() -> None:
         await wait_until(pilot, lambda: corpus.loaded_name == "markov", 30, "markov")
         app._handle_engine_event(p.StatusEvent("starting", "building the model"))
         assert "engine starting…" not in app.sub_title
-        app._send_command(p.Generate("a", {"length": 3}))  # sent now, not queued for a start-up
+        # sent now, not queued for a start-up
+        app._send_command(p.Generate("a", SamplingParams(length=3)))
         assert not app._waiting
 
 

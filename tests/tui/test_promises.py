@@ -13,6 +13,7 @@ from charlm_tui.app import CharLMApp
 from charlm_tui.panes import generation as generation_module
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.training import TrainingPane
+from engine.decoding.params import SamplingParams
 from engine.worker import protocol as p
 from tests.tui.waiting import text_of, wait_until
 
@@ -178,7 +179,7 @@ async def test_output_of_an_older_generation_request_is_dropped() -> None:
         pane.generating = True
         top = [("a", 0.5)]
         for event in (
-            p.GenerationStarted("", {}, req=2),
+            p.GenerationStarted("", SamplingParams(), req=2),
             p.GenerationChunk("new", [0.5] * 3, [0.5] * 3, [top] * 3, req=2),
             p.GenerationChunk("OLD", [0.5] * 3, [0.5] * 3, [top] * 3, req=1),
             p.GenerationDone("OLD", 3, 0.1, 30.0, req=1),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from charlm_tui.app import CharLMApp
 from charlm_tui.panes.generation import GenerationPane
+from engine.decoding.params import SamplingParams
 from engine.worker import protocol as p
 from tests.tui.test_conditional_tui import SIZE, _run, _to_generate_tab
 from tests.tui.waiting import text_of, wait_until
@@ -46,7 +47,9 @@ async def test_engine_errors_reach_the_app_without_cli_flags(tmp_path: Path) -> 
         pane = app.query_one(GenerationPane)
         await wait_until(pilot, lambda: pane.labels == ("code", "verse"), 30)
         # guidance without a label: what the engine says about it, in the app's words
-        app._send_command(p.Generate("ab", {"length": 5}, req=p.new_request_id(), guidance=2.0))
+        app._send_command(
+            p.Generate("ab", SamplingParams(length=5), req=p.new_request_id(), guidance=2.0)
+        )
         await wait_until(pilot, lambda: _errors(app), 30, "the error")
         (notice,) = _errors(app)
         assert "guidance" in notice and "label" in notice, notice

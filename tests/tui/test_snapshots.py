@@ -17,6 +17,7 @@ from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.generation import GenerationPane
 from charlm_tui.panes.inspect import InspectPane
 from charlm_tui.widgets.token_view import TokenView
+from engine.decoding.params import SamplingParams
 from engine.worker import protocol as p
 from tests.tui.waiting import wait_until
 
@@ -68,7 +69,7 @@ def _fake_generation(pane: GenerationPane) -> None:
     probs = [((i * 37) % 100) / 100 + 0.005 for i in range(len(chars))]
     tops = [_distribution(c, q) for c, q in zip(chars, probs, strict=True)]
     for event in (
-        p.GenerationStarted("The keeper", {}, req=424242),
+        p.GenerationStarted("The keeper", SamplingParams(), req=424242),
         p.GenerationChunk(TEXT, probs, probs, tops, req=424242),
         p.GenerationDone(TEXT, len(TEXT), 0.25, len(TEXT) / 0.25, req=424242),
     ):
