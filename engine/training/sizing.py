@@ -58,7 +58,10 @@ PROBE_PASSES = 2  # timed passes per width and precision, after one untimed
 # Epochs of the training split from which a run is regularised, and from which more so
 # (see the docstring): tinyshakespeare reads 1-6 in 120 s on the machines measured.
 FEW_EPOCHS = 8.0
-MANY_EPOCHS = 24.0
+# 16, not 24: the width probe's rate can read a fifth below training's, and
+# tinyshakespeare in 600 s (27 epochs read, ~22 estimated) scored 1.4456 with the
+# lighter tier's dropout 0.1 against 1.4183-1.4245 with 0.2 (AMX Xeon, quiet).
+MANY_EPOCHS = 16.0
 # (width cap, dropout at least, weight decay at least) from FEW_EPOCHS, and from MANY_EPOCHS.
 # Mild on purpose until a quiet machine measures them: on a busy 2-core machine, 55 s on
 # 72k chars of identifiers (~30 epochs, 256 wide) closed the train/val gap with dropout 0.3
