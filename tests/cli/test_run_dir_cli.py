@@ -1,9 +1,11 @@
 """Issue 19 through the real entry point: planted links in a run directory, `--force` that
-fails or is killed, weights of another dtype, checkpoint files that are FIFOs."""
+fails or is killed, weights of another dtype, checkpoint files that are FIFOs; and a time
+budget too short for one step (issue 21): one line, exit 2, nothing written."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -188,3 +190,37 @@ def test_generate_and_runs_list_do_not_hang_on_a_fifo(run_dir: Path, name: str) 
     proc = run_cli("runs", "list", "--dir", run_dir.parent, "--json", timeout=60)
     assert proc.returncode in (0, 2), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ----- a budget too short for one step writes nothing ---------------------------------
+
+# The budget keeps at least a save and the exit (about 1.1 s) after the last step, so a
+# 1 s budget never fits a step, however fast the machine.
+TOO_SHORT = ("--time-budget", "1")
+
+
+def advised_seconds(error: str) -> int:
+    match = re.search(r"give (\d+) s or more", error)
+    assert match, error
+    return int(match.group(1))
+
+
+def test_a_budget_with_no_time_to_train_is_one_line_and_leaves_nothing(
+    cli_main, corpus_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "new-run"
+    proc = train(cli_main, corpus_file, out, *TOO_SHORT)
+    error = fails_after_progress(proc, "1 s --time-budget leaves no time to train", "nothing")
+    assert advised_seconds(error) > 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--force", "--resume"])
+def test_a_budget_too_short_keeps_the_run_that_force_or_resume_names(
+    cli_main, corpus_file: Path, run_dir: Path, flag: str
+) -> None:
+    before = snapshot(run_dir)
+    proc = train(cli_main, corpus_file, run_dir, flag, *TOO_SHORT)
+    fails_after_progress(proc, "no time to train")
+    assert snapshot(run_dir) == before
+    assert load_checkpoint(run_dir, prefer="last").step == 10

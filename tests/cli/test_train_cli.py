@@ -152,7 +152,7 @@ def test_the_cpu_preset_width_follows_the_budget(corpus_file: Path, tmp_path: Pa
     """A budget far too short for the 512-wide preset gets the narrowest candidate, and says
     so; an explicit width is kept (engine/training/sizing.py)."""
     # 10 s: under MIN_PROBE_S, yet room for a few steps on a loaded machine (a budget
-    # that fits no step is refused: tests/cli/test_short_budget_cli.py).
+    # that fits no step is refused: tests/cli/test_run_dir_cli.py).
     fitted = run_cli(*train_args(corpus_file, tmp_path / "fit", "--preset", "cpu",
                                  "--time-budget", "10", "--json"))  # fmt: skip
     result = cli_json(fitted)

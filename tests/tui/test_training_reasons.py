@@ -12,12 +12,17 @@ from charlm_tui.panes.training import TrainingPane
 from tests.tui.waiting import text_of, wait_until
 
 
+async def open_training(app: CharLMApp, pilot) -> None:
+    """The markov sample loaded, the training pane shown."""
+    corpus = app.query_one(CorpusPane)
+    await wait_until(pilot, lambda: corpus.loaded_name == "markov", what="the corpus")
+    await pilot.press("f3")
+
+
 async def test_the_cpu_preset_is_fitted_in_the_app_too_and_the_form_says_why() -> None:
     app = CharLMApp(engine_mode="thread", corpus="markov")
     async with app.run_test(size=(120, 36)) as pilot:
-        corpus = app.query_one(CorpusPane)
-        await wait_until(pilot, lambda: corpus.loaded_name == "markov", what="the corpus")
-        await pilot.press("f3")
+        await open_training(app, pilot)
         app.query_one("#preset").value = "cpu"
         await pilot.pause()
         assert app.query_one("#f-width").value == "512"
@@ -36,16 +41,13 @@ async def test_the_cpu_preset_is_fitted_in_the_app_too_and_the_form_says_why() -
 
 
 async def test_a_time_limit_too_short_for_one_step_says_so_and_saves_nothing(
-    tmp_path: Path, monkeypatch
+    data_dir: Path,
 ) -> None:
-    """The engine's refusal (tests/cli/test_short_budget_cli.py) reaches the app in its
+    """The engine's refusal (tests/cli/test_run_dir_cli.py) reaches the app in its
     words: the time limit, what it would need, and no run left behind."""
-    monkeypatch.setenv("CHARLM_DATA_DIR", str(tmp_path / "data"))
     app = CharLMApp(engine_mode="thread", corpus="markov")
     async with app.run_test(size=(120, 36)) as pilot:
-        corpus = app.query_one(CorpusPane)
-        await wait_until(pilot, lambda: corpus.loaded_name == "markov", what="the corpus")
-        await pilot.press("f3")
+        await open_training(app, pilot)
         app.query_one("#f-time_budget").value = "1"
         await pilot.press("f5")
         pane = app.query_one(TrainingPane)
@@ -54,5 +56,5 @@ async def test_a_time_limit_too_short_for_one_step_says_so_and_saves_nothing(
         shown = text_of(app, "#train-state") + text_of(app, "#form-error")
         assert "no time to train" in shown and "nothing was saved" in shown
         assert "--time-budget" not in shown  # the app's words, not the CLI's flag
-        runs = tmp_path / "data" / "runs"
+        runs = data_dir / "runs"
         assert not runs.exists() or not any(runs.iterdir())
