@@ -18,6 +18,7 @@ from torch import nn
 
 from engine.models import numpy_step
 from engine.models.base import CharLM, ModelConfig, State
+from engine.models.cheap_dropout import CheapDropout
 from engine.models.conditioning import (
     condition_logit_bias,
     condition_vector,
@@ -64,7 +65,7 @@ class RecurrentLM(CharLM):
             batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = CheapDropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(
