@@ -34,12 +34,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.config.presets import preset  # noqa: E402
 from engine.data.corpus import Vocab  # noqa: E402
 from engine.decoding.generator import Generator  # noqa: E402
 from engine.decoding.params import SamplingParams  # noqa: E402
 from engine.decoding.snapshots import StateSnapshots  # noqa: E402
 from engine.models import build_model, make_config  # noqa: E402
-from engine.training.presets import preset  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 PROMPT = "ROMEO:"

@@ -101,7 +101,7 @@ def conditional_bench(args: argparse.Namespace, work: Path) -> dict:
     from engine.decoding.generator import Generator
     from engine.decoding.loading import build_decoder
     from engine.decoding.params import SamplingParams
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
     from engine.training.evaluate import evaluate_labelled
 
     corpus_dir = work / "two-styles"
@@ -188,7 +188,7 @@ def blend_bench(args: argparse.Namespace, work: Path) -> dict:
 
     from engine.data.corpus import load_corpus
     from engine.decoding.blend_eval import score_members
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     if SHAKESPEARE is None:
         return {"skipped": "tinyshakespeare.txt not found (set CHARLM_SHAKESPEARE)"}

@@ -56,13 +56,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.config.presets import preset  # noqa: E402
 from engine.data.corpus import Vocab  # noqa: E402
 from engine.decoding.generator import Generator  # noqa: E402
 from engine.decoding.params import SamplingParams  # noqa: E402
 from engine.device import cpu_has_amx, cpu_info, native_bf16  # noqa: E402
 from engine.models import build_model, make_config  # noqa: E402
 from engine.models.recurrent import decode_backend  # noqa: E402
-from engine.training.presets import preset  # noqa: E402
 
 CORPUS = next(
     (
@@ -188,7 +188,7 @@ def load_model(
     checkpoint: str | None, preset_name: str = "cpu"
 ) -> tuple[torch.nn.Module, Vocab, object, str]:
     if checkpoint:
-        from engine.training.checkpoint import load_checkpoint
+        from engine.runs.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(checkpoint, "cpu")
         return loaded.model, loaded.vocab, loaded.unigram, f"checkpoint {loaded.path}"

@@ -158,10 +158,10 @@ def work_load(path: Path) -> dict:
 
 
 def work_train(path: Path, steps: int) -> dict:
+    from engine.config.presets import preset
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
     from engine.models import make_config
-    from engine.training.config import TrainConfig
-    from engine.training.presets import preset
     from engine.training.trainer import Trainer
 
     baseline = status_mb("VmRSS")

@@ -14,7 +14,7 @@ every figure pessimistic).
 `--busy` runs the command while another process keeps one core busy (a Python
 loop), the way a shared machine is: with `--budget 45` it checks that the time
 budget still covers the whole command there. `--set threads=2` pins the thread count
-(no governor, engine/training/threads.py) for a side-by-side.
+(no governor, engine/machine/threads.py) for a side-by-side.
 
     python bench/train_quality.py [--budget 120] [--corpus PATH] [--model lstm]
                                   [--preset cpu] [--precision auto] [--busy]

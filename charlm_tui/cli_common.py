@@ -114,7 +114,7 @@ def pipe_may_close(func: F) -> F:
 def checkpoint_paths(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Every `--checkpoint` as a path: a path that exists, else a saved run's name (the
     names `runs list` shows), else a one-line error naming both places looked in."""
-    from engine.training.runs import checkpoint_spec
+    from engine.runs.listing import checkpoint_spec
 
     return [checkpoint_spec(spec) for spec in specs]
 

@@ -31,7 +31,7 @@ from charlm_tui.cli_decoding import (
 
 if TYPE_CHECKING:
     from engine.decoding.loading import Decoder
-    from engine.training.checkpoint import Checkpoint
+    from engine.runs.checkpoint import Checkpoint
 
 
 def compare(

@@ -84,7 +84,7 @@ def load_decoder(
     from engine.decoding.loading import build_decoder, check_guidance, load_checkpoints
     from engine.device import resolve_device
     from engine.errors import ConfigError
-    from engine.training.runs import checkpoint_spec
+    from engine.runs.listing import checkpoint_spec
 
     parsed = parse_weights(weights)
     check_weights(parsed, len(checkpoints))

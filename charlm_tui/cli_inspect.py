@@ -35,7 +35,7 @@ from charlm_tui.widgets.inspect_render import (
 )
 
 if TYPE_CHECKING:
-    from engine.training.checkpoint import Checkpoint
+    from engine.runs.checkpoint import Checkpoint
 
 inspect_app = typer.Typer(
     help="Look inside a model: units, unit search, attention, saliency, the character map.",
@@ -67,7 +67,7 @@ POSITION_OPTION = typer.Option(
 
 def _load(checkpoint: Path, device: str) -> Checkpoint:
     from engine.device import resolve_device
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     return load_checkpoint(checkpoint_paths([checkpoint])[0], resolve_device(device))
 

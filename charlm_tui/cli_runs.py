@@ -29,7 +29,7 @@ def runs_list(
     """Saved runs, newest first: corpus, model, steps, best val loss, date."""
     from engine.errors import ConfigError
     from engine.files import show_path
-    from engine.training.runs import list_runs, runs_dir
+    from engine.runs.listing import list_runs, runs_dir
 
     root = directory or runs_dir()
     if directory is not None and not directory.is_dir():
@@ -89,7 +89,7 @@ def runs_show(
 ) -> None:
     """One run: settings, every evaluation and the final figures."""
     from engine.files import show_path
-    from engine.training.runs import show_run
+    from engine.runs.listing import show_run
 
     info = show_run(run)
     if json_out:
@@ -133,7 +133,7 @@ def runs_export(
     """Every logged step and evaluation of a run as CSV, for a spreadsheet."""
     from engine.errors import ConfigError
     from engine.files import show_path
-    from engine.training.runs import csv_text, export_csv
+    from engine.runs.listing import csv_text, export_csv
 
     if str(csv_file) == "-":
         if json_out:

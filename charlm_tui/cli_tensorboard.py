@@ -13,7 +13,7 @@ def require_tensorboard() -> None:
     """Fail at once, before torch loads, when the optional extra is missing."""
     if importlib.util.find_spec("tensorboard") is None:
         from engine.errors import ConfigError
-        from engine.training.tensorboard_log import INSTALL_HINT
+        from engine.runs.tensorboard_log import INSTALL_HINT
 
         raise ConfigError(
             f"--tensorboard needs the tensorboard package, which is not installed: {INSTALL_HINT}"
@@ -25,7 +25,7 @@ def tensorboard_observer(
 ) -> tuple[Callable[[object], None], Callable[[], None]]:
     """(observer for trainer events, close) writing to `log_dir`; `trainer()` gives the trainer."""
     from engine.decoding.preview import preview_text
-    from engine.training.tensorboard_log import TensorBoardLog
+    from engine.runs.tensorboard_log import TensorBoardLog
 
     log = TensorBoardLog(log_dir, sampler=lambda: preview_text(trainer(), SAMPLE_CHARS))  # type: ignore[arg-type]
     return log.record, log.close

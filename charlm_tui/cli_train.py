@@ -247,7 +247,7 @@ def train(
     if time_budget is not None:
         deadline = command_started(entered) + time_budget
 
-    from engine.training.ddp import launched_by_torchrun
+    from engine.machine.ddp import launched_by_torchrun
 
     if ddp or launched_by_torchrun():
         from engine.training.launch import run_distributed
@@ -255,7 +255,7 @@ def train(
         board = None
         if tensorboard is not None:
             from engine.decoding.preview import preview_text
-            from engine.training.tensorboard_log import TensorBoardRequest
+            from engine.runs.tensorboard_log import TensorBoardRequest
 
             board = TensorBoardRequest(tensorboard, preview_text)
         TrainDisplay(quiet=False, reasons=resolution.reasons).say_reasons()

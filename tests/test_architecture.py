@@ -26,7 +26,20 @@ def test_contracts_cover_the_engine_layers() -> None:
     kinds = {c["type"] for c in contracts["contracts"]}
     assert {"forbidden", "layers", "acyclic_siblings"} <= kinds
     layers = _layers(contracts, "engine")
-    assert layers[:6] == ["worker", "inspect", "decoding", "training", "models", "data"]
+    assert layers[:9] == [
+        "worker",
+        "inspect",
+        "decoding",
+        "training",
+        "runs",
+        "config",
+        "models",
+        "machine",
+        "data",
+    ]
+    # every engine package is named, so a new folder cannot slip past the contract
+    packages = {p.name for p in (ROOT / "engine").iterdir() if (p / "__init__.py").exists()}
+    assert packages <= set(layers), packages - set(layers)
 
 
 def test_contracts_cover_the_ui_layers() -> None:

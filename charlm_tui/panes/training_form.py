@@ -1,7 +1,7 @@
 """The training form: model type, preset and the main hyperparameters, validated as typed.
 
 Picking a model type or a preset fills the fields with the preset's values
-(engine/training/presets.py is plain data, so this needs no torch); `command()` turns the
+(engine/config/presets.py is plain data, so this needs no torch); `command()` turns the
 fields into a protocol `Train` command, or says which field is wrong.
 """
 
@@ -16,7 +16,7 @@ from textual.validation import Number
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from charlm_tui.widgets.tick_box import TickBox
-from engine.training.presets import PRESET_NAMES, PRESETS, preset
+from engine.config.presets import PRESET_NAMES, PRESETS, preset
 from engine.worker import protocol as p
 
 MODEL_TYPES = tuple(PRESETS)

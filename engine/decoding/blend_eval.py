@@ -21,7 +21,7 @@ import torch
 from engine.data.corpus import Vocab
 from engine.decoding.blend import BlendedModel, fit_mixture_weights
 from engine.errors import CorpusError
-from engine.training.checkpoint import Checkpoint
+from engine.runs.checkpoint import Checkpoint
 from engine.training.evaluate import split_log_probs
 
 

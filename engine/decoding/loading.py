@@ -28,7 +28,7 @@ from engine.decoding.condition_spec import describe_condition, parse_condition
 from engine.decoding.conditioned import ConditionedLM, condition_mix
 from engine.errors import ConfigError
 from engine.models import CharLM
-from engine.training.checkpoint import Checkpoint, load_checkpoint
+from engine.runs.checkpoint import Checkpoint, load_checkpoint
 from engine.wording import setting
 
 

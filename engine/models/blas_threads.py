@@ -6,7 +6,7 @@ to every core by default. Measured on a 2-core EPYC (bench/generate_speed.py),
 a second BLAS thread made one row no faster, and beside torch's own OpenMP
 threads (spinning after a parallel region) the two pools fought for the cores:
 beam search ran 6x slower, and a busy core stalls a split product the way it
-stalls torch's (engine/training/threads.py). So the step asks for one BLAS
+stalls torch's (engine/machine/threads.py). So the step asks for one BLAS
 thread. threadpoolctl finds the BLAS library NumPy loaded (OpenBLAS, MKL,
 BLIS); where it cannot, the step still runs, with the library's default.
 """

@@ -7,8 +7,8 @@ import zlib
 import numpy as np
 import torch
 
+from engine.config.train import TrainConfig
 from engine.errors import ConfigError
-from engine.training.config import TrainConfig
 
 
 def _device_dtype(ids: np.ndarray, vocab_size: int | None) -> tuple[torch.dtype, np.dtype]:

@@ -100,7 +100,7 @@ def _saved_best(run_dir: Path | None, step: int) -> dict[str, torch.Tensor] | No
     if run_dir is None or not (run_dir / "best").is_symlink():
         return None
     from engine.errors import CheckpointError
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     try:
         saved = load_checkpoint(run_dir, "cpu", prefer="best")
@@ -113,7 +113,7 @@ def _saved_best(run_dir: Path | None, step: int) -> dict[str, torch.Tensor] | No
 
 def best_checkpoint(run_dir: Path | None) -> str | None:
     """The path of the run's `best` checkpoint directory, if it has one."""
-    from engine.training.run_tags import tag_target
+    from engine.runs.run_tags import tag_target
 
     if run_dir is None:
         return None
@@ -124,7 +124,7 @@ def best_checkpoint(run_dir: Path | None) -> str | None:
 def best_note(path: Path) -> str | None:
     """'best at step N ...' when `path` is a run's `best` checkpoint and the run went on
     past it (its `last` is later): what `generate` and `eval` loaded, said in a line."""
-    from engine.training.run_tags import tag_target
+    from engine.runs.run_tags import tag_target
 
     run = path.parent
     if not path.name.startswith("step-") or tag_target(run, "best") != path.name:

@@ -46,11 +46,11 @@ import torch
 import torch.distributed as dist
 
 from engine.device import resolve_device
+from engine.machine.ddp import World, init_process_group, rank_device, torchrun_world
 from engine.models import ModelConfig
-from engine.training.ddp import World, init_process_group, rank_device, torchrun_world
+from engine.runs.tensorboard_log import TensorBoardRequest
 from engine.training.events import StepEvent, TrainResult
 from engine.training.stop_signals import StopOnSignals
-from engine.training.tensorboard_log import TensorBoardRequest
 
 
 # Signals that stop a training process at the next step boundary, saving there.

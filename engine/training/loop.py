@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from engine.config.train import TrainConfig
 from engine.errors import TrainingDiverged
+from engine.machine.threads import ThreadGovernor
 from engine.training.budget import TimeBudget
-from engine.training.config import TrainConfig
-from engine.training.threads import ThreadGovernor
 
 # A loss above this (nats/char) is divergence, not learning: uniform guessing over the
 # whole of Unicode costs 14.
@@ -51,7 +51,7 @@ class LoopState:
         mean gradient norm. One device sync; under DDP the loss of the global batch."""
         mean_loss = torch.stack(self.pending).mean()
         if world_size > 1:
-            from engine.training.ddp import mean_over_ranks
+            from engine.machine.ddp import mean_over_ranks
 
             mean_loss = mean_over_ranks(mean_loss)
         self.last_loss = float(mean_loss)

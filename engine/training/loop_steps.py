@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from engine.errors import BudgetTooShort
+from engine.runs.checkpoint import first_non_finite
 from engine.training.budget import TimeBudget, probe_final_eval_rate
-from engine.training.checkpoint import first_non_finite
 from engine.training.events import StatusEvent, StepEvent
 from engine.training.loop import LoopState, diverged, loss_diverged, tags_for_latest
 

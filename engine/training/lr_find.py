@@ -20,10 +20,10 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus
 from engine.errors import ConfigError
 from engine.models import ModelConfig
-from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
 
 PointCallback = Callable[[int, float, float, float], None]  # step, lr, loss, smoothed

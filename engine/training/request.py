@@ -6,7 +6,7 @@ It reads, in order: the run being resumed (its own settings are the base, and
 what cannot change is refused) or the preset; the settings asked for; the
 policy that follows from them (items and conditional runs batch at random; the
 `cpu` preset's width follows the budget; the regularisation follows the epochs
-the run will read of this corpus: engine/training/sizing.py); and then checks
+the run will read of this corpus: engine/config/sizing.py); and then checks
 everything against the corpus and the machine. Every refusal is a one-line
 ConfigError raised here, before a run directory is touched; every adjustment is
 a line of `reasons`, said at the start of the run.
@@ -21,11 +21,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from engine.config.presets import default_preset, preset
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus
 from engine.errors import CheckpointError, ConfigError
 from engine.models import MODEL_TYPES, MODELS, ModelConfig, check_fits, make_config
-from engine.training.config import TrainConfig
-from engine.training.presets import default_preset, preset
 
 # Model settings the corpus decides (never asked for).
 FROM_CORPUS = {
@@ -73,7 +73,7 @@ def check_out_dir(out: str) -> Path:
 
 def saved_run_state(out_dir: Path) -> dict:
     """The state of the run in `out_dir` a resume continues (its `last` checkpoint)."""
-    from engine.training.checkpoint import read_state, resolve_checkpoint_dir
+    from engine.runs.checkpoint import read_state, resolve_checkpoint_dir
 
     if not out_dir.is_dir():
         raise CheckpointError(f"nothing to resume in {out_dir}")
@@ -294,8 +294,8 @@ def _fit_to_data(
 ) -> None:
     """Dropout and weight decay from the epochs the run will read (engine/training/
     sizing.py). A run whose width is fitted decides at the start, from measured speed."""
+    from engine.config.sizing import estimated_rate, fit_to_data
     from engine.models import parameter_count
-    from engine.training.sizing import estimated_rate, fit_to_data
 
     if config.fit_width or not config.fit_data:
         if config.fit_width:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.errors import CheckpointError
-from engine.training.checkpoint import (
+from engine.runs.checkpoint import (
     TRAINER_FILE,
     load_checkpoint,
     optimizer_tensors,
@@ -32,7 +32,7 @@ from engine.wording import setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.data.corpus import Corpus
-    from engine.training.checkpoint import Checkpoint
+    from engine.runs.checkpoint import Checkpoint
 
 # The trainer is passed in, never imported (trainer.py imports this module).
 Trainer = Any

@@ -17,21 +17,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus
 from engine.data.items import item_window_starts, require_newline
 from engine.errors import CheckpointError, ConfigError
+from engine.machine.threads import ThreadGovernor
 from engine.models import CharLM, ModelConfig, build_model, check_fits, config_from_dict
+from engine.runs.checkpoint import Checkpoint
+from engine.runs.run_dir import RunClaim, check_room, claim_run_dir
 from engine.training.batches import BatchSource
-from engine.training.checkpoint import Checkpoint
-from engine.training.config import TrainConfig
 from engine.training.eval_windows import WindowSampler
 from engine.training.events import StatusEvent
-from engine.training.run_dir import RunClaim, check_room, claim_run_dir
 from engine.training.run_state import load_resumable
-from engine.training.threads import ThreadGovernor
 
 if TYPE_CHECKING:  # precision.py is imported when a run chooses, not before
-    from engine.training.precision import PrecisionChoice
+    from engine.machine.precision import PrecisionChoice
 
 
 @dataclass
@@ -226,17 +226,17 @@ def build_run_model(
 def _fit_width(model_config: ModelConfig, setup: ModelSetup) -> object:
     """Narrow a budgeted recurrent run to what the budget can train here and what the
     corpus can teach it, and (with `fit_data`) raise its dropout and weight decay with
-    the epochs it will read (engine/training/sizing.py). Single-process CPU runs only:
+    the epochs it will read (engine/config/sizing.py). Single-process CPU runs only:
     DDP ranks must agree on the shape, and a GPU trains the preset's width in any
     budget worth having. Returns the width choice, or None where it does not apply."""
-    from engine.models.recurrent import RecurrentConfig
-    from engine.training.precision import CpuFacts
-    from engine.training.sizing import (
+    from engine.config.sizing import (
         TRAIN_SHARE,
         fit_to_data,
         fit_width,
         measure_training_rate,
     )
+    from engine.machine.precision import CpuFacts
+    from engine.models.recurrent import RecurrentConfig
 
     cfg, device = setup.config, setup.device
     solo_cpu = setup.world_size == 1 and device.type == "cpu"
@@ -302,7 +302,7 @@ def choose_run_precision(
     world_size: int,
 ) -> PrecisionChoice:
     """fp32 or bf16 autocast, by measurement where the CPU could go either way."""
-    from engine.training.precision import choose_precision, probe_step_seconds
+    from engine.machine.precision import choose_precision, probe_step_seconds
 
     shape = {"model": model_config.as_dict(), "batch": [config.batch_size, config.seq_len]}
     return choose_precision(
@@ -323,7 +323,7 @@ def training_module(
 ) -> torch.nn.Module:
     """What a training step calls: the model, wrapped in DDP when there are several ranks."""
     if world_size > 1:
-        from engine.training.ddp import wrap_ddp
+        from engine.machine.ddp import wrap_ddp
 
         return wrap_ddp(model, device)
     return model

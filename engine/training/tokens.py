@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus
 from engine.data.words import WordCorpus, WordVocab, to_word_corpus, vocab_from_state, word_corpus
 from engine.errors import UserError
-from engine.training.checkpoint import read_state, resolve_checkpoint_dir
-from engine.training.config import TrainConfig
+from engine.runs.checkpoint import read_state, resolve_checkpoint_dir
 
 
 def saved_vocab(run_dir: Path) -> object | None:

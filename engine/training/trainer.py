@@ -21,12 +21,13 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus
 from engine.device import autocast, enable_fast_math, resolve_device
 from engine.errors import BudgetTooShort, first_line
 from engine.models import CharLM, ModelConfig
+from engine.runs.metrics_log import METRICS_FILE, MetricsLog
 from engine.training.best_model import BestWeights
-from engine.training.config import TrainConfig
 from engine.training.evaluation_steps import EvaluationSteps
 from engine.training.events import CheckpointEvent, StatusEvent, TrainResult
 from engine.training.loop import (
@@ -45,7 +46,6 @@ from engine.training.loop_steps import (
     start_loop,
     take_step,
 )
-from engine.training.metrics_log import METRICS_FILE, MetricsLog
 from engine.training.run_state import restore_run, save_run
 from engine.training.schedule import lr_at, time_progress
 from engine.training.setup_steps import (
@@ -368,7 +368,7 @@ class Trainer(EvaluationSteps):
         return training_label(self.precision.label, self.threads)
 
     def agree_with_ranks(self, reason: str | None, now: float) -> str | None:
-        from engine.training.ddp import agree
+        from engine.machine.ddp import agree
 
         reason, self._shared_time_progress = agree(
             reason, self._time_progress(now), is_main=self.is_main, device=self.device

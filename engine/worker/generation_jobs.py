@@ -69,7 +69,7 @@ class GenerationHandlers:
 
     def on_AddToBlend(self, cmd: p.AddToBlend) -> None:
         def work(job: Job) -> None:
-            from engine.training.checkpoint import load_checkpoint
+            from engine.runs.checkpoint import load_checkpoint
 
             loaded = load_checkpoint(cmd.path, self.device, prefer="best")
             with self.lock:

@@ -1,6 +1,6 @@
 """Where the engine keeps things: new run directories and the engine log.
 
-The run list itself is engine.training.runs (the CLI reads it too). No torch here:
+The run list itself is engine.runs.listing (the CLI reads it too). No torch here:
 the UI lists runs without starting the engine.
 """
 
@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.paths import UserDirError, data_dir
-from engine.training import runs as saved_runs
-from engine.training.runs import runs_dir
+from engine.runs import listing as saved_runs
+from engine.runs.listing import runs_dir
 
 __all__ = ["list_runs", "log_exception", "log_path", "new_run_dir", "runs_dir"]
 

@@ -39,7 +39,7 @@ from engine.worker.training_jobs import TrainingHandlers
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.data.corpus import Corpus
-    from engine.training.checkpoint import Checkpoint
+    from engine.runs.checkpoint import Checkpoint
     from engine.training.trainer import Trainer
 
 SHUTDOWN_GRACE_S = 8.0

@@ -81,7 +81,7 @@ class TrainingHandlers:
             self.out.send(p.StatusEvent("starting", "building the model"))
             if cmd.tensorboard_dir:
                 from engine.decoding.preview import preview_text
-                from engine.training.tensorboard_log import TensorBoardLog
+                from engine.runs.tensorboard_log import TensorBoardLog
 
                 board = TensorBoardLog(
                     Path(out_dir) / cmd.tensorboard_dir,  # an absolute path stays as it is
@@ -207,7 +207,7 @@ class TrainingHandlers:
         The plots are a nicety: a metrics file that cannot be read (a pipe, a link to a
         device, a huge file) leaves them empty instead of refusing a loadable model.
         """
-        from engine.training.runs import run_history, thin
+        from engine.runs.listing import run_history, thin
 
         try:
             history = run_history(Path(run_dir))
@@ -249,7 +249,7 @@ class TrainingHandlers:
         self._spawn("save", cmd, work)
 
     def _save(self, target: str | None) -> str:
-        from engine.training.checkpoint import save_checkpoint
+        from engine.runs.checkpoint import save_checkpoint
 
         with self.lock:
             current, trainer, loaded = self.current, self.trainer, self.loaded
@@ -283,7 +283,7 @@ class TrainingHandlers:
 
         def work(job: Job) -> None:
             from engine.data.words import char_vocab
-            from engine.training.checkpoint import load_checkpoint
+            from engine.runs.checkpoint import load_checkpoint
 
             loaded = load_checkpoint(cmd.path, self.device, prefer="best")
             with self.lock:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.data.corpus import Vocab
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import assert_user_error, cli_env, run_cli, tiny_model
 from tests.hostile import HOSTILE
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.data.corpus import Vocab
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import assert_user_error, cli_json, run_cli, tiny_model
 
 CHARS = sorted(set("abcdefgh .\n"))

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from charlm_tui.cli import app
 from engine.data.corpus import Vocab
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import assert_user_error, cli_json, run_cli, tiny_model
 
 CHARS = sorted(set("abcdefgh .\n"))

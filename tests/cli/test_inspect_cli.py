@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.data.corpus import Vocab
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import assert_user_error, quoted_text, run_main, tiny_model
 
 QUOTED = r'"[^"\n]*"'

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.training.metrics_log import METRICS_FILE, read_metrics
+from engine.runs.metrics_log import METRICS_FILE, read_metrics
 from tests.helpers import assert_user_error, cli_json, run_cli, write_markov
 from tests.hostile import HOSTILE
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 

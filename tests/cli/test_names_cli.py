@@ -32,8 +32,8 @@ TOO_LONG = "x" * 300
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory whose runs folder holds one trained run with a long name."""
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 

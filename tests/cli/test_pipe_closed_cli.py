@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.data.corpus import Vocab
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import REPO, cli_env, tiny_model
 
 CHARS = sorted(set("abcdefgh .\n"))

@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.training.checkpoint import load_checkpoint
+from engine.runs.checkpoint import load_checkpoint
 from tests.helpers import REPO, assert_user_error, cli_env, cli_json, run_cli, write_markov
 
 TINY = ["--preset", "tiny", "--device", "cpu", "--precision", "fp32"]
@@ -139,7 +139,7 @@ def test_unwritable_out_is_found_at_start_up(
 
     import shutil
 
-    from engine.training import run_dir as run_dir_module
+    from engine.runs import run_dir as run_dir_module
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(run_dir_module.shutil, "disk_usage", lambda path: usage._replace(free=1000))
@@ -154,7 +154,7 @@ def test_a_full_disk_at_save_time_leaves_no_temporaries(
     cli_main, corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Case 5: ENOSPC while writing a checkpoint: one line, no .tmp-* left behind."""
-    from engine.training import checkpoint
+    from engine.runs import checkpoint
 
     real_save_file = checkpoint.save_file
 

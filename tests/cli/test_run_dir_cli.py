@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from engine.training.checkpoint import MODEL_FILE, STATE_FILE, load_checkpoint
-from engine.training.metrics_log import METRICS_FILE, read_metrics
+from engine.runs.checkpoint import MODEL_FILE, STATE_FILE, load_checkpoint
+from engine.runs.metrics_log import METRICS_FILE, read_metrics
 from tests.cli.test_promises_cli import TINY, fails_after_progress, train
 from tests.engine.test_run_links import assert_untouched, plant_link
 from tests.helpers import REPO, assert_user_error, cli_env, cli_json, run_cli, write_markov

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.training.metrics_log import METRICS_FILE, read_metrics, step_records
+from engine.runs.metrics_log import METRICS_FILE, read_metrics, step_records
 from tests.helpers import REPO, assert_user_error, cli_env, cli_json, run_cli, write_markov
 
 
@@ -25,8 +25,8 @@ def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path) -> Path:
     """Two tiny runs trained in this process (the CLI test is below)."""
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 

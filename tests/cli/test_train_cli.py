@@ -150,7 +150,7 @@ def test_a_budget_counts_from_the_call_inside_another_program(
 @pytest.mark.slow
 def test_the_cpu_preset_width_follows_the_budget(corpus_file: Path, tmp_path: Path) -> None:
     """A budget far too short for the 512-wide preset gets the narrowest candidate, and says
-    so; an explicit width is kept (engine/training/sizing.py)."""
+    so; an explicit width is kept (engine/config/sizing.py)."""
     # 10 s: under MIN_PROBE_S, yet room for a few steps on a loaded machine (a budget
     # that fits no step is refused: tests/cli/test_run_dir_cli.py).
     fitted = run_cli(*train_args(corpus_file, tmp_path / "fit", "--preset", "cpu",
@@ -242,13 +242,13 @@ def test_ctrl_c_leaves_a_loadable_checkpoint(corpus_file: Path, tmp_path: Path) 
     assert result["stopped_by"] == "stop"
     assert 25 <= result["steps"] < 1_000_000
 
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(out, prefer="last", with_trainer=True)
     assert checkpoint.step == result["steps"]
     assert checkpoint.trainer_tensors, "enough to resume exactly"
     assert Path(result["checkpoint"]).resolve() == checkpoint.path.resolve()
-    # .lock is the run directory's lock file (engine/training/run_dir.py), kept on purpose.
+    # .lock is the run directory's lock file (engine/runs/run_dir.py), kept on purpose.
     temporaries = [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     assert not temporaries, "no half-written files"
 

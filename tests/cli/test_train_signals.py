@@ -64,7 +64,7 @@ def _train_then_signal(
 
 
 def _assert_saved_at_the_stop(out: Path, result: dict) -> None:
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     assert result["stopped_by"] == "stop"
     assert 25 < result["steps"] < 1_000_000
@@ -72,7 +72,7 @@ def _assert_saved_at_the_stop(out: Path, result: dict) -> None:
     assert checkpoint.step == result["steps"], "the checkpoint is the stop, not a periodic one"
     assert checkpoint.trainer_tensors, "enough to resume exactly"
     assert Path(result["checkpoint"]).resolve() == checkpoint.path.resolve()
-    # .lock is the run directory's lock file (engine/training/run_dir.py), kept on purpose.
+    # .lock is the run directory's lock file (engine/runs/run_dir.py), kept on purpose.
     temporaries = [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     assert not temporaries, "no half-written files"
 

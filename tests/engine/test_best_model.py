@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus, load_corpus
 from engine.models import make_config
+from engine.runs.checkpoint import load_checkpoint
 from engine.training.best_model import past_best_stop
-from engine.training.checkpoint import load_checkpoint
-from engine.training.config import TrainConfig
 from engine.training.evaluate import evaluate_split
 from engine.training.trainer import Trainer
 from tests.engine import test_early_stopping as stopping

@@ -157,7 +157,7 @@ def test_em_never_raises_the_loss_and_finds_the_best_weights() -> None:
 
 def test_blended_eval_of_identical_members_equals_the_single_model(tmp_path) -> None:
     from engine.decoding.blend_eval import evaluate_blend
-    from engine.training.checkpoint import load_checkpoint, save_checkpoint
+    from engine.runs.checkpoint import load_checkpoint, save_checkpoint
 
     model = _random_model("gru", 4)
     save_checkpoint(tmp_path, model=model, vocab=VOCAB, meta={})

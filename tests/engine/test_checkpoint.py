@@ -17,7 +17,7 @@ import torch
 
 from engine.data.corpus import Vocab
 from engine.errors import CheckpointError
-from engine.training.checkpoint import (
+from engine.runs.checkpoint import (
     FORMAT_VERSION,
     MODEL_FILE,
     STATE_FILE,

@@ -17,7 +17,7 @@ from engine.decoding.conditioned import ConditionedLM, condition_mix
 from engine.decoding.generator import Generator
 from engine.decoding.params import SamplingParams
 from engine.errors import ConfigError
-from engine.training.checkpoint import load_checkpoint, save_checkpoint
+from engine.runs.checkpoint import load_checkpoint, save_checkpoint
 from tests.helpers import MODEL_TYPES, assert_one_line, tiny_model
 
 VOCAB = Vocab(sorted(set("abcdefgh .\n")))
@@ -163,9 +163,9 @@ def test_a_conditional_model_learns_to_tell_two_labels_apart(tmp_path: Path) -> 
     """Label x: 'a' with p 0.9; label y: 'a' with p 0.1. With its label the model needs ~0.33
     nats/char; without one it must guess the label from a char or two of context, which
     costs clearly more (a Bayes-optimal guess costs ~0.11 nats/char more here)."""
+    from engine.config.train import TrainConfig
     from engine.data.labels import load_labelled_corpus
     from engine.models import make_config
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
 
     (tmp_path / "x.txt").write_text(_coin_text(0.9, 6000, 1), encoding="utf-8")
@@ -201,10 +201,10 @@ def test_a_conditional_model_learns_to_tell_two_labels_apart(tmp_path: Path) -> 
 
 
 def test_a_conditional_run_resumes_only_as_conditional(tmp_path: Path) -> None:
+    from engine.config.train import TrainConfig
     from engine.data.labels import load_labelled_corpus
     from engine.errors import CheckpointError
     from engine.models import make_config
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
 
     corpus_dir = tmp_path / "styles"

@@ -191,7 +191,7 @@ def test_corpus_too_short_for_one_training_window(tmp_path: Path) -> None:
 
 
 def test_trainer_refuses_a_corpus_too_short_for_its_window(tmp_path: Path) -> None:
-    from engine.training.config import TrainConfig
+    from engine.config.train import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 

@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 import torch
 
+from engine.config.presets import preset
+from engine.config.train import TrainConfig
 from engine.data.corpus import load_corpus
 from engine.errors import ConfigError
+from engine.machine.ddp import rank_device, torchrun_world
 from engine.models import make_config
+from engine.runs.checkpoint import load_checkpoint
 from engine.training.batches import BatchSource
-from engine.training.checkpoint import load_checkpoint
-from engine.training.config import TrainConfig
-from engine.training.ddp import rank_device, torchrun_world
 from engine.training.events import StepEvent
 from engine.training.launch import launch
-from engine.training.presets import preset
 from engine.training.trainer import Trainer
 
 pytestmark = pytest.mark.timeout(120)

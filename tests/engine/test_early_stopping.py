@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus, load_corpus
 from engine.errors import ConfigError
 from engine.models import make_config
-from engine.training.config import TrainConfig
 from engine.training.events import EvalEvent
 from engine.training.trainer import Trainer
 from tests.helpers import assert_user_error, run_cli

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
+from engine.config.presets import preset
+from engine.config.train import TrainConfig
 from engine.data.corpus import load_corpus
 from engine.models import build_model, make_config
+from engine.runs.checkpoint import load_checkpoint
 from engine.training.batches import BatchSource, _copy_to_device, _device_dtype
-from engine.training.checkpoint import load_checkpoint
-from engine.training.config import TrainConfig
 from engine.training.events import StatusEvent, StepEvent
-from engine.training.presets import preset
 from engine.training.trainer import Trainer
 
 CUDA = torch.cuda.is_available()

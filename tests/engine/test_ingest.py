@@ -145,9 +145,9 @@ def test_cpu_batches_are_gathered_from_the_memory_map(text_file: Path) -> None:
     """On the CPU the ids stay a memory map of the cache: no int32 copy of the corpus."""
     import torch
 
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
     from engine.training.batches import BatchSource
-    from engine.training.config import TrainConfig
 
     train_ids, _ = load_corpus(str(text_file)).split(0.1)
     assert isinstance(train_ids, np.memmap)

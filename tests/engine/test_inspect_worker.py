@@ -11,7 +11,7 @@ import pytest
 
 from engine.data.corpus import Vocab
 from engine.inspect import attention_at, saliency_at, unit_activations
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 from tests.engine.test_worker import Events

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus, load_corpus
 from engine.data.items import (
     corpus_is_items,
@@ -22,7 +23,6 @@ from engine.data.items import (
 from engine.data.names import synthetic_names
 from engine.errors import ConfigError, CorpusError
 from engine.training.batches import BatchSource
-from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
 from tests.helpers import assert_user_error, cli_json, tiny_config
 
@@ -117,7 +117,7 @@ def test_generated_items_are_whole_lines(items_run: Path) -> None:
     from engine.decoding.generator import Generator
     from engine.decoding.items import generate_items
     from engine.decoding.params import SamplingParams
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(items_run)
     generator = Generator(loaded.model, loaded.vocab, loaded.unigram)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from engine.config.train import TrainConfig
 from engine.data.label_balance import DEFAULT_LABEL_BALANCE, balance_note, label_shares
 from engine.training.batches import BatchSource
-from engine.training.config import TrainConfig
 
 SIZES = [2_000, 24_000, 6_000]  # label 1 is 12x label 0
 

@@ -33,9 +33,9 @@ def test_a_label_twelve_times_smaller_is_followed_and_guidance_helps(tmp_path: P
     after a prompt in big's style, the samples must be small's: about 10% 'a'. Before
     balanced sampling and the label's logit bias, 120 steps left them at 35-60% 'a'
     (seeds 1 and 2): the context, not the label, decided."""
+    from engine.config.train import TrainConfig
     from engine.data.labels import load_labelled_corpus
     from engine.models import make_config
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
 
     (tmp_path / "big.txt").write_text(_coin_text(0.9, 24_000, 1), encoding="utf-8")

@@ -38,8 +38,8 @@ def test_labelled_evaluation_stops_at_its_deadline_and_reports_progress(tmp_path
 
 
 def test_a_conditional_run_scoring_its_whole_split_is_not_partial(tmp_path: Path) -> None:
+    from engine.config.train import TrainConfig
     from engine.data.labels import load_labelled_corpus
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 

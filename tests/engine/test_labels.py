@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from engine.config.train import TrainConfig
 from engine.data.labels import label_sizes, load_labelled_corpus, looks_labelled
 from engine.errors import ConfigError, CorpusError
 from engine.training.batches import BatchSource
-from engine.training.config import TrainConfig
 from tests.helpers import assert_one_line
 
 

@@ -21,9 +21,9 @@ from tests.helpers import REPO, write_markov
 LAUNCHER = """
 import json, sys
 from engine.models import make_config
-from engine.training.config import TrainConfig
+from engine.config.train import TrainConfig
 from engine.training.launch import launch
-from engine.training.presets import preset
+from engine.config.presets import preset
 
 if __name__ == "__main__":
     model, train = preset("lstm", "tiny")
@@ -87,6 +87,6 @@ def test_sigterm_to_the_launcher_reaches_the_ranks(tmp_path: Path) -> None:
     result = json.loads(stdout)
     assert result["stop_signal"] == "SIGTERM" and result["steps"] > 25
 
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     assert load_checkpoint(out, prefer="last", with_trainer=True).step == result["steps"]

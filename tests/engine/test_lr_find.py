@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import load_corpus
 from engine.errors import ConfigError
 from engine.models import make_config
-from engine.training.config import TrainConfig
 from engine.training.lr_find import lr_find, lr_schedule, smooth, suggest
 from tests.helpers import assert_user_error, cli_json, run_cli
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus, load_corpus
-from engine.training.config import TrainConfig
-from engine.training.metrics_log import (
+from engine.runs.metrics_log import (
     METRICS_FILE,
     MetricsLog,
     eval_records,

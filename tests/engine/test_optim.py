@@ -72,7 +72,7 @@ def test_training_on_the_cpu_never_imports_torch_dynamo() -> None:
         "import sys\n"
         "from engine.data.corpus import load_corpus\n"
         "from engine.models import make_config\n"
-        "from engine.training.config import TrainConfig\n"
+        "from engine.config.train import TrainConfig\n"
         "from engine.training.trainer import Trainer\n"
         "config = TrainConfig(batch_size=2, seq_len=8, max_steps=3, eval_interval=2,"
         " eval_chars=32, device='cpu')\n"

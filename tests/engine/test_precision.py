@@ -10,9 +10,9 @@ import torch
 
 from engine.device import native_bf16
 from engine.errors import ConfigError
+from engine.machine import precision as prec
+from engine.machine.precision import CpuFacts, choose_precision, probe_step_seconds, verdict
 from engine.models import build_model, make_config
-from engine.training import precision as prec
-from engine.training.precision import CpuFacts, choose_precision, probe_step_seconds, verdict
 
 CPU = torch.device("cpu")
 SHAPE = {"model": {"hidden_size": 512}, "batch": [64, 128]}
@@ -140,8 +140,8 @@ def test_the_probe_times_both_and_leaves_the_random_state_alone() -> None:
 def test_the_trainer_reports_its_precision_and_why(
     monkeypatch: pytest.MonkeyPatch, text_file: Path
 ) -> None:
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from engine.training.events import StatusEvent
     from engine.training.trainer import Trainer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.training.precision import CpuFacts, choose_precision
+from engine.machine.precision import CpuFacts, choose_precision
 from tests.hostile import link_to_zero, make_sparse, write_deep
 
 ZEN4 = CpuFacts("AMD EPYC 9R14", frozenset({"avx2", "avx512f", "avx512_bf16"}))

@@ -62,8 +62,8 @@ def test_without_sacrebleu_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 
@@ -95,7 +95,7 @@ def test_cli_eval_quality(run: tuple[Path, Path], cli_main, monkeypatch) -> None
 def test_compare_reference_gives_chrf(run: tuple[Path, Path]) -> None:
     from engine.decoding.compare import compare_strategies
     from engine.decoding.generator import Generator
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     out, _ = run
     loaded = load_checkpoint(out)

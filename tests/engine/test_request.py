@@ -1,5 +1,5 @@
 """One training request, one resolution (engine/training/request.py), and the size and
-regularisation the data and the budget ask for (engine/training/sizing.py)."""
+regularisation the data and the budget ask for (engine/config/sizing.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import sizing
 from engine.data.corpus import Corpus, load_corpus
 from engine.errors import ConfigError, UserError
-from engine.training import sizing
 from engine.training.request import (
     TrainRequest,
     check_out_dir,

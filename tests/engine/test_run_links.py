@@ -13,10 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Vocab, load_corpus
 from engine.errors import CheckpointError
-from engine.training.checkpoint import MODEL_FILE, STATE_FILE, load_checkpoint, save_checkpoint
-from engine.training.config import TrainConfig
+from engine.runs.checkpoint import MODEL_FILE, STATE_FILE, load_checkpoint, save_checkpoint
 from engine.training.trainer import Trainer
 from tests.helpers import assert_one_line, tiny_config, tiny_model, write_markov
 
@@ -260,7 +260,7 @@ def test_a_link_planted_in_the_run_is_refused_and_never_written_through(
 
 
 def test_the_precision_cache_is_never_written_through_a_link(tmp_path: Path) -> None:
-    from engine.training.precision import CpuFacts, choose_precision
+    from engine.machine.precision import CpuFacts, choose_precision
 
     cache = tmp_path / "precision.json"
     victim = tmp_path / "victim.txt"
@@ -276,7 +276,7 @@ def test_the_precision_cache_is_never_written_through_a_link(tmp_path: Path) -> 
 
 
 def test_a_precision_cache_that_is_a_fifo_does_not_hang(tmp_path: Path) -> None:
-    from engine.training.precision import CpuFacts, choose_precision
+    from engine.machine.precision import CpuFacts, choose_precision
 
     cache = tmp_path / "precision.json"
     os.mkfifo(cache)
@@ -300,7 +300,7 @@ def test_stale_metrics_temporaries_of_dead_writers_go(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from engine.training.run_dir import claim_run_dir
+    from engine.runs.run_dir import claim_run_dir
 
     run = tmp_path / "run"
     run.mkdir()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus, Vocab, load_corpus
 from engine.errors import CheckpointError
-from engine.training.checkpoint import load_checkpoint, save_checkpoint
-from engine.training.config import TrainConfig
+from engine.runs.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.events import StepEvent
 from engine.training.schedule import lr_at
 from engine.training.trainer import Trainer

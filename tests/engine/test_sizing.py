@@ -1,4 +1,4 @@
-"""Sizing a budgeted recurrent run's width to this machine (engine/training/sizing.py)."""
+"""Sizing a budgeted recurrent run's width to this machine (engine/config/sizing.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.config import sizing
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus
 from engine.models import build_model, make_config
-from engine.training import sizing
-from engine.training.config import TrainConfig
 from engine.training.events import StatusEvent
 from engine.training.trainer import Trainer
 from tests.helpers import tiny_config, write_markov

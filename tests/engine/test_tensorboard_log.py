@@ -76,7 +76,7 @@ def test_without_the_extra_the_flag_says_how_to_install(
 
 
 def test_engine_writer_without_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.training.tensorboard_log import TensorBoardLog, tensorboard_available
+    from engine.runs.tensorboard_log import TensorBoardLog, tensorboard_available
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
     assert not tensorboard_available()

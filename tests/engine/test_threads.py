@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.training.threads import CHECK_EVERY_S, RETRY_FULL_S, ThreadGovernor
+from engine.machine.threads import CHECK_EVERY_S, RETRY_FULL_S, ThreadGovernor
 from tests.helpers import write_markov
 
 
@@ -114,8 +114,8 @@ def test_one_thread_or_disabled_does_nothing() -> None:
 
 
 def test_the_trainer_keeps_a_pinned_count_and_gives_the_process_its_count_back(tmp_path) -> None:
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 

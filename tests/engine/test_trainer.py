@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus, Vocab, load_corpus
 from engine.errors import CheckpointError, ConfigError
 from engine.training.batches import BatchSource
-from engine.training.config import TrainConfig
 from engine.training.events import (
     CheckpointEvent,
     EvalEvent,

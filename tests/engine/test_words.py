@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.config.train import TrainConfig
 from engine.data.corpus import Vocab, load_corpus
 from engine.data.words import (
     WordVocab,
@@ -21,8 +22,7 @@ from engine.data.words import (
 from engine.decoding.generator import Generator
 from engine.decoding.params import SamplingParams
 from engine.errors import CheckpointError, ConfigError, CorpusError
-from engine.training.checkpoint import load_checkpoint, save_checkpoint
-from engine.training.config import TrainConfig
+from engine.runs.checkpoint import load_checkpoint, save_checkpoint
 from engine.training.eval_windows import WindowSampler, evaluate_windows
 from engine.training.evaluate import evaluate_split
 from engine.training.trainer import Trainer

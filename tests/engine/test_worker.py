@@ -191,7 +191,7 @@ async def test_pause_resume_stop_and_cancel() -> None:
         await events.until(lambda e: isinstance(e, p.StatusEvent) and e.state == "training")
         client.send(p.SaveCheckpoint(req=6))
         saved = await events.until(lambda e: isinstance(e, p.CheckpointSaved))
-        from engine.training.checkpoint import load_checkpoint
+        from engine.runs.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(saved.path, with_trainer=True)
         assert checkpoint.step > 0 and checkpoint.trainer_tensors, "enough to resume"
@@ -261,7 +261,7 @@ async def test_two_saves_back_to_back_hold_the_weights_of_their_steps(
     state (those of a run that was never interrupted), and training goes on after them."""
     import torch
 
-    from engine.training import checkpoint as checkpoint_module
+    from engine.runs import checkpoint as checkpoint_module
 
     # Keep every checkpoint (a save prunes those no tag names) to compare both afterwards.
     monkeypatch.setattr(checkpoint_module, "_prune", lambda run_dir: None)
@@ -275,10 +275,10 @@ async def test_two_saves_back_to_back_hold_the_weights_of_their_steps(
 
     monkeypatch.setattr(checkpoint_module, "save_model", slow_save_model)
 
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
     from engine.models import make_config
-    from engine.training.checkpoint import load_checkpoint, optimizer_tensors
-    from engine.training.config import TrainConfig
+    from engine.runs.checkpoint import load_checkpoint, optimizer_tensors
     from engine.training.events import StepEvent
     from engine.training.trainer import Trainer
 
@@ -345,8 +345,8 @@ async def test_two_saves_back_to_back_hold_the_weights_of_their_steps(
 async def test_evaluate_uses_the_models_own_validation_split(tmp_path: Path) -> None:
     """Audit: Evaluate scores the held-out split the model was trained with (here 30%),
     not the default 10%, for a loaded checkpoint."""
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from tests.helpers import tiny_config
 
     corpus = load_corpus("markov")
@@ -377,8 +377,8 @@ async def test_evaluate_uses_the_models_own_validation_split(tmp_path: Path) -> 
 async def test_a_run_whose_metrics_file_is_a_pipe_still_loads(tmp_path: Path) -> None:
     """Issue 19: a metrics.jsonl planted as a named pipe costs the plots, never the model
     (and never a hang): the run loads, with no history to plot."""
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.training.metrics_log import METRICS_FILE, read_metrics
+from engine.runs.metrics_log import METRICS_FILE, read_metrics
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 from tests.engine.test_worker import Events

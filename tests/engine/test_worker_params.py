@@ -14,7 +14,7 @@ import pytest
 from engine.data.corpus import Vocab
 from engine.decoding.params import SamplingParams
 from engine.errors import ConfigError
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 from tests.engine.test_worker import Events

@@ -36,7 +36,7 @@ def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _assert_saved(run_dir: str, at_least: int) -> int:
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(run_dir, prefer="last", with_trainer=True)
     assert checkpoint.step >= at_least > 0

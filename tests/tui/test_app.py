@@ -373,9 +373,9 @@ async def test_open_a_path_and_remember_it(tmp_path: Path) -> None:
 
 
 async def test_checkpoint_from_the_command_line_brings_its_corpus(tmp_path: Path) -> None:
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
     from engine.models import make_config
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
 
     run = tmp_path / "run"

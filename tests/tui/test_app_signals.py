@@ -142,7 +142,7 @@ def _kill_left(pids: list[int]) -> None:
 
 
 def _assert_run_saved(data: Path) -> None:
-    from engine.training.checkpoint import load_checkpoint
+    from engine.runs.checkpoint import load_checkpoint
 
     runs = list((data / "runs").iterdir())
     assert len(runs) == 1, runs

@@ -27,8 +27,8 @@ async def _loaded(pilot, name: str) -> None:
 @pytest.fixture
 def saved_run(data_dir: Path) -> Path:
     """A 60-step run of the markov sample in the app's runs directory (trained here)."""
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
     from tests.helpers import tiny_config
 
@@ -41,7 +41,7 @@ def saved_run(data_dir: Path) -> Path:
 
 
 async def test_loading_a_run_redraws_its_whole_history(saved_run: Path) -> None:
-    from engine.training.metrics_log import METRICS_FILE, read_metrics
+    from engine.runs.metrics_log import METRICS_FILE, read_metrics
 
     records = read_metrics(saved_run / METRICS_FILE)
     app = _app(corpus="markov")

@@ -111,7 +111,7 @@ async def test_the_keyboard_reaches_every_card_at_80_columns() -> None:
 @pytest.fixture
 def text_run(tmp_path: Path) -> tuple[Path, Path]:
     from engine.data.corpus import Vocab
-    from engine.training.checkpoint import save_checkpoint
+    from engine.runs.checkpoint import save_checkpoint
     from tests.helpers import quoted_text, tiny_model
 
     corpus = tmp_path / "quoted.txt"

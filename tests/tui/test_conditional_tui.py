@@ -23,7 +23,7 @@ CHARS = sorted(set("abcdefgh .\n"))
 
 def _run(path: Path, labels: list[str], seed: int) -> Path:
     from engine.data.corpus import Vocab
-    from engine.training.checkpoint import save_checkpoint
+    from engine.runs.checkpoint import save_checkpoint
     from tests.helpers import tiny_model
 
     model = tiny_model("lstm", vocab_size=len(CHARS), seed=seed, num_labels=len(labels))

@@ -13,7 +13,7 @@ from charlm_tui.panes.inspect import InspectPane
 from charlm_tui.widgets.value_text import ValueText
 from engine.data.corpus import Vocab
 from engine.inspect import find_units, unit_activations
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import quoted_text, tiny_model
 from tests.tui.waiting import text_of, wait_until
 

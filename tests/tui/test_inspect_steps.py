@@ -12,7 +12,7 @@ from charlm_tui.app import CharLMApp
 from charlm_tui.panes.inspect import InspectPane
 from charlm_tui.panes.training import TrainingPane
 from engine.data.corpus import Vocab
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import quoted_text, tiny_model
 from tests.tui.test_inspect_pane import _open_inspect, _type
 from tests.tui.waiting import text_of, wait_until

@@ -12,7 +12,7 @@ from textual import events
 from charlm_tui.app import CharLMApp
 from charlm_tui.panes.generation import GenerationPane
 from engine.data.corpus import Vocab
-from engine.training.checkpoint import save_checkpoint
+from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import tiny_model
 from tests.tui.test_app import _loaded, _train
 from tests.tui.waiting import text_of, wait_until

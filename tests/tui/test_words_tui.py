@@ -19,7 +19,7 @@ WORDS = ["bad", "cafe", "faced", "dead", "bed"]
 
 def _word_run(path: Path) -> Path:
     from engine.data.words import WordVocab
-    from engine.training.checkpoint import save_checkpoint
+    from engine.runs.checkpoint import save_checkpoint
     from tests.helpers import tiny_model
 
     vocab = WordVocab([*CHARS, *WORDS])

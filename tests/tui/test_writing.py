@@ -26,9 +26,9 @@ LENGTH = 20  # the length knob after pressing `l` four times from 200
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few steps of a small GRU on markov: enough to generate from."""
+    from engine.config.train import TrainConfig
     from engine.data.corpus import load_corpus
     from engine.models import make_config
-    from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("writing") / "run"
@@ -307,7 +307,7 @@ async def test_the_file_browser_goes_up_to_the_parent(
 
 async def test_the_form_has_a_random_seed_and_presets_have_plain_names() -> None:
     from charlm_tui.panes.training_form import TrainForm
-    from engine.training.presets import PRESET_NAMES, preset
+    from engine.config.presets import PRESET_NAMES, preset
 
     assert "notebook" in PRESET_NAMES and "seed" not in PRESET_NAMES
     assert preset("lstm", "seed") == preset("lstm", "notebook")  # old scripts still work

@@ -34,13 +34,13 @@ from pathlib import Path
 
 from engine.errors import CheckpointError
 from engine.files import describe_write_error, temp_name
-from engine.training.checkpoint import (
+from engine.runs.checkpoint import (
     describe_os_error,
     read_state,
     remove_stale_temps,
     resolve_checkpoint_dir,
 )
-from engine.training.run_tags import check_run_entries
+from engine.runs.run_tags import check_run_entries
 
 try:  # POSIX; elsewhere runs are not locked (a documented limitation)
     import fcntl

@@ -11,7 +11,7 @@ tensor and its dtype.
 
 `resolve_checkpoint_dir` finds the checkpoint a run's tag names (the tag is
 resolved, and must name a `step-*` directory inside the run, see
-engine/training/run_tags.py); `resolve` also says whether the answer came from a
+engine/runs/run_tags.py); `resolve` also says whether the answer came from a
 tag, in which case a reader that finds the directory gone (pruned under it)
 resolves again.
 """
@@ -28,7 +28,7 @@ from safetensors.torch import load as load_safetensors
 
 from engine.errors import CheckpointError, first_line
 from engine.files import KIB, MAX_JSON_BYTES, MIB, parse_json, read_bytes, show_path
-from engine.training.run_tags import TAGS, tag_target
+from engine.runs.run_tags import TAGS, tag_target
 
 FORMAT_NAME = "charlm-tui-checkpoint"
 FORMAT_VERSION = 1

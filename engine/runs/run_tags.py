@@ -14,7 +14,7 @@ The tags are the only links a run directory holds by design. Contracts:
   leaves a half-deleted checkpoint under its own name: a doomed directory is
   renamed (one atomic step) to a temporary name and only then removed. A reader
   holding the old name sees the whole checkpoint or no directory at all, and then
-  resolves its tag again (engine/training/checkpoint_read.py).
+  resolves its tag again (engine/runs/checkpoint_read.py).
 - Temporaries carry their writer's pid (`.tmp-PID-...`, `.last.PID.HEX`,
   `.NAME.tmp-PID-HEX`): only a dead writer's are removed by others.
 """

@@ -64,7 +64,7 @@ class TrainConfig:
     # Labels drawn with p ~ size^label_balance (engine/data/label_balance.py): 1 natural,
     # 0 uniform.
     label_balance: float = 0.5
-    # Intra-op CPU threads: None lets engine/training/threads.py choose (and re-choose
+    # Intra-op CPU threads: None lets engine/machine/threads.py choose (and re-choose
     # when other processes compete for the cores); a number pins it.
     threads: int | None = None
     # What a token is: a character, or a word (engine/data/words.py: the top `word_vocab`
@@ -72,10 +72,10 @@ class TrainConfig:
     tokens: str = "char"
     word_vocab: int = 2000
     # A budgeted recurrent run may narrow its width to what the budget can train on this
-    # machine (engine/training/sizing.py); the CLI asks for it for the default `cpu` preset.
+    # machine (engine/config/sizing.py); the CLI asks for it for the default `cpu` preset.
     fit_width: bool = False
     # A new run's dropout and weight decay may rise with the epochs it will read of its
-    # corpus (engine/training/sizing.py); off when either was asked for.
+    # corpus (engine/config/sizing.py); off when either was asked for.
     fit_data: bool = False
 
     def validate(self) -> None:

@@ -13,14 +13,14 @@ rename too). Killing the process at any instant leaves the previous `last`
 complete and loadable; a save that fails (a full disk) removes its own
 temporaries and says so in one line. Temporary names carry the writer's pid:
 a save only ever removes its own, and a crashed writer's are removed by the
-next process that claims the run directory (engine/training/run_dir.py).
+next process that claims the run directory (engine/runs/run_dir.py).
 
 Every file of a checkpoint is created with `O_EXCL | O_NOFOLLOW` inside the
 save's own fresh temporary directory, so nothing planted can be written through.
-The tags, temporaries and pruning are engine/training/run_tags.py; reading
-(bounded, non-blocking, dtypes checked) is engine/training/checkpoint_read.py.
+The tags, temporaries and pruning are engine/runs/run_tags.py; reading
+(bounded, non-blocking, dtypes checked) is engine/runs/checkpoint_read.py.
 
-Loading checks `state.json` against its schema (engine/training/state_schema.py)
+Loading checks `state.json` against its schema (engine/runs/state_schema.py)
 before building the model, and refuses weights that are not finite, so `last`
 and `best` only ever name checkpoints that can be used. A load that resolved a
 tag and finds its checkpoint pruned under it (the directory is gone, never half
@@ -48,7 +48,7 @@ from engine.data.words import tokenizer_meta, vocab_from_state
 from engine.errors import CheckpointError, UserError
 from engine.files import fsync_dir
 from engine.models import CharLM, build_model, config_from_dict
-from engine.training.checkpoint_read import (
+from engine.runs.checkpoint_read import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MODEL_FILE,
@@ -60,7 +60,7 @@ from engine.training.checkpoint_read import (
     resolve,
     resolve_checkpoint_dir,
 )
-from engine.training.run_tags import (
+from engine.runs.run_tags import (
     TAGS,
     pid_alive,
     prune,
@@ -68,7 +68,7 @@ from engine.training.run_tags import (
     swap_symlink,
     temp_owner,
 )
-from engine.training.state_schema import check_state
+from engine.runs.state_schema import check_state
 
 # Re-exported: callers import these from here.
 __all__ = [
@@ -126,7 +126,7 @@ class Checkpoint:
 
 
 def _prune(run_dir: Path) -> None:
-    """Remove checkpoint dirs no tag resolves to (engine/training/run_tags.py)."""
+    """Remove checkpoint dirs no tag resolves to (engine/runs/run_tags.py)."""
     prune(run_dir)
 
 

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from engine.machine.precision import probe_step_seconds
 from engine.models import build_model
 from engine.models.recurrent import RecurrentConfig
-from engine.training.precision import probe_step_seconds
 
 CANDIDATE_WIDTHS = (512, 384, 256)
 # Characters read per parameter from which the wider model wins (see the docstring).

@@ -6,7 +6,7 @@ its directory, or by its name under the user's runs directory; `checkpoint_spec`
 lets every `--checkpoint` take such a name too.
 
 A damaged run (state.json unreadable, not JSON, or a field the list reads of the
-wrong type or range: engine.training.state_schema.check_listing) is listed with
+wrong type or range: engine.runs.state_schema.check_listing) is listed with
 `damaged` set to a one-line reason, after the others; it never hides the rest.
 
 `export_csv` never writes inside a run directory (the run's own files are not a
@@ -26,8 +26,8 @@ from pathlib import Path
 from engine.errors import CheckpointError, UserError, first_line
 from engine.files import describe_write_error, read_json, show_path, write_atomic
 from engine.paths import data_dir
-from engine.training.metrics_log import METRICS_FILE, read_metrics
-from engine.training.state_schema import check_listing
+from engine.runs.metrics_log import METRICS_FILE, read_metrics
+from engine.runs.state_schema import check_listing
 
 CSV_COLUMNS = (
     "kind",

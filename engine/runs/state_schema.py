@@ -10,7 +10,7 @@ would not fit in memory is refused here, before a single weight is allocated.
 from __future__ import annotations
 
 from engine.errors import ConfigError
-from engine.training.config import MAX_STEPS, TrainConfig
+from engine.config.train import MAX_STEPS, TrainConfig
 from engine.validation import (
     check_choice,
     check_dict,
