@@ -118,14 +118,15 @@ def _as_tensor(ids: np.ndarray | torch.Tensor, device: torch.device) -> torch.Te
         return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
-def nll_sum(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    return float(
-        F.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]),
-            targets.reshape(-1).long(),
-            reduction="sum",
-        )
-    )
+def nll_sum(
+    logits: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor | None = None
+) -> float:
+    """Summed negative log-likelihood of `targets`; with `scored`, of the marked ones only."""
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    if scored is None:
+        return float(F.cross_entropy(flat, targets.reshape(-1).long(), reduction="sum"))
+    losses = F.cross_entropy(flat, targets.reshape(-1).long(), reduction="none")
+    return float(losses[scored.reshape(-1)].sum())
 
 
 class _Clock:

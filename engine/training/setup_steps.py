@@ -138,7 +138,7 @@ def make_eval_windows(data: DataSplit, config: TrainConfig, device: torch.device
     val_ids = data.val_ids
     return WindowSampler(
         val_ids,
-        min(config.eval_chars, max(len(val_ids) - 1, 1)),
+        config.eval_chars,
         min(config.seq_len, len(val_ids) - 1),
         config.seed + 7,
         device,
