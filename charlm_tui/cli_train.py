@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -111,8 +110,14 @@ def _check_options(
         from engine.data.words import check_word_count
 
         check_word_count(word_vocab)
-    if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
-        raise ConfigError("--time-budget must be a positive number of seconds")
+    if time_budget is not None:
+        from engine.config.train import MAX_TIME_BUDGET_S
+
+        if not (0 < time_budget <= MAX_TIME_BUDGET_S):  # NaN fails both comparisons
+            raise ConfigError(
+                f"--time-budget must be a positive number of seconds, at most "
+                f"{MAX_TIME_BUDGET_S:,} (about {MAX_TIME_BUDGET_S // 86400} days), got {time_budget:g}"
+            )
     if max_steps is not None and max_steps < 0:
         raise ConfigError("--max-steps must not be negative")
     if tensorboard is not None:

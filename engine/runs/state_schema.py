@@ -9,8 +9,8 @@ would not fit in memory is refused here, before a single weight is allocated.
 
 from __future__ import annotations
 
-from engine.errors import ConfigError
 from engine.config.train import MAX_STEPS, TrainConfig
+from engine.errors import ConfigError
 from engine.validation import (
     check_choice,
     check_dict,

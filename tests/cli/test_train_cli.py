@@ -313,6 +313,8 @@ def test_eval_on_a_missing_checkpoint(bad_runs: dict) -> None:
 
 MORE_BAD_TRAIN: dict[str, tuple[list[str], list[str]]] = {
     "nan-time-budget": (["--time-budget", "nan"], ["time-budget"]),
+    # the flag's own name and limit, not the config key `time_budget`
+    "absurd-time-budget": (["--time-budget", "1e308"], ["--time-budget", "at most 10,000,000"]),
     "unknown-device": (["--device", "abacus"], ["abacus"]),
     "unknown-precision": (["--precision", "fp4"], ["fp4"]),
     "setting-without-value": (["--set", "lr"], ["key=value"]),
