@@ -150,7 +150,7 @@ class Generator:
         while len(text) < params.length:
             if cancel is not None and cancel.is_set():
                 return
-            with self._decoding(1):
+            with self._decoding():
                 info = next(steps, None)
             if info is None:
                 return
@@ -198,7 +198,7 @@ class Generator:
             return ["" for _ in expanded]
         rng = self._rng(params.seed)
         rows = self._encode(expanded, rng, drop_unknown)
-        with self._decoding(len(expanded)):
+        with self._decoding():
             return self._sample_batch(rows, params, rng)
 
     def beam_search(
@@ -220,7 +220,7 @@ class Generator:
             return [BeamResult("", 0.0, 0.0)]
         rng = self._rng(params.seed)
         rows = self._encode([prompt], rng, drop_unknown)
-        with self._decoding(params.beam_width):
+        with self._decoding():
             beams = beam_search(self, rows.ids[0], rows.starts[0], params, num_return)
         return [replace(b, text=b.text[: params.length]) for b in beams]
 
@@ -257,7 +257,7 @@ class Generator:
         return rng
 
     @contextlib.contextmanager
-    def _decoding(self, rows: int) -> Iterator[None]:
+    def _decoding(self) -> Iterator[None]:
         """Eval mode (restored after) and inference mode: decoding never needs autograd; the
         weights do not change meanwhile (the model's step plan is checked once)."""
         was_training = self.model.training
@@ -328,7 +328,7 @@ class Generator:
         """Prime one row (from the nearest snapshot, if any) and return its step loop,
         which yields each next character with what the app shows about it."""
         stepped = None
-        with self._decoding(1):
+        with self._decoding():
             window = ContextWindow(self.model, self.history([ids], ids.size + params.length))
             if snapshots is not None and snapshots.bind(self.model):
                 track = snapshots.start(window.history)

@@ -105,14 +105,16 @@ class SamplingParams:
         object.__setattr__(self, "stop", tuple(stop))  # a list (from JSON) is kept as a tuple
 
     def pipeline(self) -> LogitsPipeline:
-        """The logits processors these settings describe (greedy is temperature 0)."""
+        """The logits processors these settings describe (greedy is temperature 0). A filter
+        set to its "off" value (top-k 0, top-p 1, min-p 0) is left out, so a plain stream
+        still takes the NumPy loop (engine/decoding/single_stream.py)."""
         from engine.decoding.processors import LogitsPipeline  # torch: the engine side only
 
         return LogitsPipeline(
             temperature=0.0 if self.strategy == "greedy" else self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            min_p=self.min_p,
+            top_k=self.top_k or None,
+            top_p=None if self.top_p is not None and self.top_p >= 1.0 else self.top_p,
+            min_p=self.min_p or None,
             repetition_penalty=self.repetition_penalty,
             repetition_window=self.repetition_window,
         )

@@ -25,6 +25,7 @@ from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus
 from engine.device import autocast, enable_fast_math, resolve_device
 from engine.errors import BudgetTooShort, first_line
+from engine.machine.allocator import keep_freed_memory
 from engine.models import CharLM, ModelConfig
 from engine.runs.metrics_log import METRICS_FILE, MetricsLog
 from engine.training.best_model import BestWeights
@@ -100,6 +101,7 @@ class Trainer(EvaluationSteps):
         self.is_main = rank == 0
         self.device = resolve_device(config.device)
         enable_fast_math(self.device)
+        keep_freed_memory()  # a step's buffers stay in the heap: no page faults each step
         self.started = time.monotonic()
         self.setup_notes: list[str] = []  # adjustments the set-up made, said at the start
         # Created now so that its first look at other processes' CPU use spans the set-up.

@@ -104,3 +104,16 @@ def test_the_loop_never_draws_a_character_of_probability_zero(
     text = gen.generate("ab", SamplingParams(length=300, seed=7))[0]
     assert counting.calls == 1
     assert set(text) <= set("abc") and set(text) == set("abc")
+
+
+def test_filters_set_to_off_still_take_the_loop_and_write_the_same(
+    vocab: Vocab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """top-k 0, top-p 1 and min-p 0 filter nothing (the app's knobs at their off end):
+    the stream is the plain one's, through the NumPy loop."""
+    gen = context_generator("lstm", vocab, SETTINGS, seed=4)
+    counting = Counting(monkeypatch)
+    plain = gen.generate("ab", SamplingParams(length=60, seed=5, temperature=0.9))[0]
+    off = SamplingParams(length=60, seed=5, temperature=0.9, top_k=0, top_p=1.0, min_p=0.0)
+    assert gen.generate("ab", off)[0] == plain
+    assert counting.calls == 2
