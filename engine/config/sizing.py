@@ -19,7 +19,10 @@ runs with the random state saved and put back; a budget too short to matter
 (no optimizer step, shorter windows: 13k and 40k chars/s against 10.7k and 28.6k
 for 512 and 256 wide on the EPYC), so the threshold of 4 on probe figures is about
 3 on real ones, between the 2.6 at which 512 still lost (1.65 against 1.60 for 256
-in 300 s) and the Xeon's 5.3 at which it won.
+in 300 s) and the Xeon's 5.3 at which it won. On the AMX Xeon in bf16 it reads
+low instead: 43k chars/s for 512 wide where training then ran at ~61k (a process's
+first seconds run slower there; before engine/machine/allocator.py, 34-36k), which
+errs towards the narrower width and fewer epochs.
 
 The corpus counts too (`fit_to_data`, a pure function): the characters a run
 will read divided by its training split's length is the number of epochs it
