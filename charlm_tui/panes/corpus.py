@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -28,6 +28,29 @@ from charlm_tui.state.recent import load_recent
 from charlm_tui.widgets.next_char import bar, shown
 from engine.data.samples import default_sample_name, list_samples
 from engine.worker import protocol as p
+
+# Characters a path starts with: typed on the corpus list, they begin a path instead.
+PATH_STARTS = ("/", "~", ".")
+
+
+class PathField(Input):
+    """The corpus path field, which a path typed on the corpus list starts."""
+
+    _start: str | None = None
+
+    def start_with(self, text: str) -> None:
+        """Focus holding `text`, the cursor after it. Set once focused: focusing selects the
+        whole value, and the next key typed would replace it."""
+        self._start = text
+        self.focus()
+
+    def _on_focus(self, event: events.Focus) -> None:
+        if self._start is None:
+            return  # Textual then calls Input's own handler (it walks the class hierarchy)
+        super()._on_focus(event)
+        event.prevent_default()  # not Input's again, which would select the value
+        self.value, self._start = self._start, None
+        self.cursor_position = len(self.value)
 
 
 class PathExists(Validator):
@@ -108,7 +131,7 @@ class CorpusPane(EngineEventHandler, Horizontal):
             yield Label("corpora (Enter loads)", classes="section")
             yield OptionList(id="corpus-list")
             yield Label("open a file or directory", classes="section")
-            yield Input(
+            yield PathField(
                 placeholder="path: → completes, Enter opens",
                 validators=[PathExists()],
                 validate_on=["submitted"],
@@ -183,6 +206,14 @@ class CorpusPane(EngineEventHandler, Horizontal):
         self.post_message(self.OpenFileRequested())
 
     # ----- widgets -------------------------------------------------------------------
+
+    def on_key(self, event: events.Key) -> None:
+        """A path typed while the list has focus goes to the path field: the list takes no
+        text, and a typed `/tmp/names.txt` used to vanish without a word."""
+        path_start = event.character in PATH_STARTS
+        if path_start and self.app.focused is self.query_one("#corpus-list", OptionList):
+            event.stop()
+            self.query_one("#corpus-path", PathField).start_with(event.character)
 
     @on(OptionList.OptionSelected, "#corpus-list")
     def _chosen(self, event: OptionList.OptionSelected) -> None:

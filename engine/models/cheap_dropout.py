@@ -8,8 +8,11 @@ holds four 16-bit uniforms, so the mask here takes a quarter of the draws; the
 keep probability is rounded to 1/65536 and the scale is the exact inverse of the
 rounded probability, so the expected output equals the input as nn.Dropout's does.
 
-Other devices (CUDA draws in parallel) and eval mode use F.dropout unchanged. The
-module has no state, so checkpoints are the same as with nn.Dropout.
+The recurrent models and the Transformer use it for their own dropout layers; the
+LSTM's inter-layer dropout (inside nn.LSTM) and the attention dropout (inside
+scaled_dot_product_attention) are torch's. Other devices (CUDA draws in parallel) and
+eval mode use F.dropout unchanged. The module has no state, so checkpoints are the
+same as with nn.Dropout.
 """
 
 from __future__ import annotations

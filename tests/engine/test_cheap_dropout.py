@@ -63,10 +63,15 @@ def test_bf16_activations_keep_their_dtype() -> None:
     assert 0.17 < (out == 0).float().mean().item() < 0.23
 
 
-def test_a_recurrent_model_with_dropout_uses_it_and_saves_the_same_state() -> None:
-    config = make_config(
-        "lstm", vocab_size=20, embed_dim=8, hidden_size=16, num_layers=1, dropout=0.2
-    )
-    model = build_model(config)
-    assert isinstance(model.drop, CheapDropout)
+@pytest.mark.parametrize(
+    "model_type, shape",
+    [
+        ("lstm", {"embed_dim": 8, "hidden_size": 16, "num_layers": 1}),
+        ("transformer", {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16}),
+    ],
+)
+def test_models_with_dropout_use_it_and_save_the_same_state(model_type: str, shape: dict) -> None:
+    model = build_model(make_config(model_type, vocab_size=20, dropout=0.2, **shape))
+    drops = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and all(isinstance(m, CheapDropout) for m in drops)
     assert not any("drop" in key for key in model.state_dict())

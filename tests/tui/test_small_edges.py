@@ -128,3 +128,18 @@ async def test_no_footer_is_cut_at_80_columns() -> None:
             await pilot.pause(0.2)
             footer = app.screen._compositor.render_strips()[-1].text
             assert "f1 Help" in footer and "^p palette" in footer, (key, footer)
+
+
+async def test_a_path_typed_on_the_corpus_list_goes_to_the_path_field() -> None:
+    app = CharLMApp(corpus="verse", engine_mode="thread")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, "verse")
+        corpus_list = app.query_one("#corpus-list")
+        corpus_list.focus()
+        await pilot.press("/", "t", "m", "p")
+        path = app.query_one("#corpus-path")
+        assert app.focused is path and path.value == "/tmp"
+        # letters on the list still do what the list does (nothing here): no path begins
+        corpus_list.focus()
+        await pilot.press("x")
+        assert app.focused is corpus_list and path.value == "/tmp"
