@@ -231,6 +231,7 @@ def sizing(result: dict) -> dict:
         for k, v in model.items()
         if k in ("model_type", "hidden_size", "num_layers", "embed_dim", "n_layer", "n_embd")
         or "dropout" in k
+        or k == "weight_drop"
     }
     train = result.get("train") or {}
     picked["train_settings"] = {

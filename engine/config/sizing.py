@@ -29,7 +29,8 @@ will read divided by its training split's length is the number of epochs it
 makes. A few epochs (tinyshakespeare's 1-6 in 120 s) cannot memorise the text
 and get no change; from FEW_EPOCHS on (a 200 KB names list reads 15-30 epochs
 in 120 s) the model would learn the training split by heart, so the width is
-capped and dropout and weight decay raised, more so from MANY_EPOCHS on. In
+capped and dropout and weight decay raised, more so from MANY_EPOCHS on, where a
+recurrent model's hidden-to-hidden weights are dropped too (weight drop). In
 `fit_width` a candidate whose own epochs put it over its tier's cap is passed
 over like one the budget cannot train, unless the corpus is large for it (no more
 parameters than PARAMETERS_PER_TRAIN_CHAR per training character): the floors on
@@ -43,8 +44,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from engine.config.train import TrainConfig
 from engine.machine.precision import probe_step_seconds
 from engine.models import build_model
+from engine.models.base import ModelConfig
 from engine.models.recurrent import RecurrentConfig
 
 CANDIDATE_WIDTHS = (512, 384, 256)
@@ -65,12 +68,16 @@ FEW_EPOCHS = 8.0
 # tinyshakespeare in 600 s (27 epochs read, ~22 estimated) scored 1.4456 with the
 # lighter tier's dropout 0.1 against 1.4183-1.4245 with 0.2 (AMX Xeon, quiet).
 MANY_EPOCHS = 16.0
-# (width cap, dropout at least, weight decay at least) from FEW_EPOCHS, and from MANY_EPOCHS.
 # Mild on purpose until a quiet machine measures them: on a busy 2-core machine, 55 s on
 # 72k chars of identifiers (~30 epochs, 256 wide) closed the train/val gap with dropout 0.3
 # (0.44 -> 0.02 nats) but left val higher (2.03 against 1.95) after fewer steps.
-SOME_REGULARISATION = (384, 0.1, 0.1)
-STRONG_REGULARISATION = (256, 0.2, 0.1)
+# (width cap, dropout, weight decay, weight drop: all floors) from FEW_EPOCHS, and from
+# MANY_EPOCHS. Weight drop (engine/models/weight_drop.py: recurrent models only) at 0.25
+# took the sample verse (65k chars, 120 s, 256 wide, ~140-230 epochs) from 1.4248 to
+# 1.3804 and left tinyshakespeare in 600 s (~26 epochs) as it was (1.4218 against 1.4227),
+# while 0.4 there underfit (1.4652); AMX Xeon, load 0.2-1.6 before each run.
+SOME_REGULARISATION = (384, 0.1, 0.1, 0.0)
+STRONG_REGULARISATION = (256, 0.2, 0.1, 0.25)
 # A width over its tier's cap stays when the training split has about as many characters
 # as it has parameters: the cap is for small corpora. tinyshakespeare (1.0M training
 # chars) in 600 s on the AMX Xeon reads ~30 epochs, yet 512 wide (1.22M parameters) with
@@ -85,8 +92,8 @@ RATE_TIMES_PARAMETERS = {"cpu": 1.0e10, "mps": 5.0e10, "cuda": 5.0e11}
 
 @dataclass(frozen=True)
 class DataFit:
-    """What the epochs a run will read of its corpus ask for: a width cap, dropout and
-    weight decay floors (none below FEW_EPOCHS), and the line that says why."""
+    """What the epochs a run will read of its corpus ask for: a width cap, dropout, weight
+    decay and weight drop floors (none below FEW_EPOCHS), and the line that says why."""
 
     epochs: float | None  # None: how many is unknown (no budget bound, no step bound)
     width_cap: int | None
@@ -94,23 +101,36 @@ class DataFit:
     weight_decay: float
     train_chars: int
     estimated: bool = False  # the rate behind `epochs` was estimated, not measured
+    weight_drop: float = 0.0
 
     @property
     def regularised(self) -> bool:
         return self.width_cap is not None
 
-    def reason(self, dropout: float, weight_decay: float, width: int | None = None) -> str:
-        """The line for a run that trains with `dropout` and `weight_decay` (and a fitted
-        `width`, when there is one) after this fit."""
+    def apply(self, model_config: ModelConfig, train_config: TrainConfig) -> str:
+        """Raise the run's regularisation to this fit's floors (a model without weight drop,
+        the Transformer, keeps none) and return the line that says what it trains with.
+        The one place both the request's resolution and the trainer's start apply a fit."""
+        model_config.dropout = max(model_config.dropout, self.dropout)
+        train_config.weight_decay = max(train_config.weight_decay, self.weight_decay)
+        weight_drop = getattr(model_config, "weight_drop", None)
+        if weight_drop is not None:
+            weight_drop = max(weight_drop, self.weight_drop)
+            model_config.weight_drop = weight_drop  # type: ignore[attr-defined]
+        return self.reason(model_config.dropout, train_config.weight_decay, weight_drop or 0.0)
+
+    def reason(self, dropout: float, weight_decay: float, weight_drop: float = 0.0) -> str:
+        """The line for a run that trains with `dropout`, `weight_decay` and `weight_drop`
+        after this fit."""
         if self.epochs is None:
             return "regularisation: the preset's (how many epochs the run reads is unknown)"
         about = "an estimated " if self.estimated else ""
         read = f"{about}{self.epochs:.1f} epochs of {_chars(self.train_chars)} training chars"
         if not self.regularised:
             return f"regularisation: the preset's ({read}: too few to learn it by heart)"
-        shape = f"width {width}, " if width is not None else ""
+        dropped = f", weight drop {weight_drop:g}" if weight_drop else ""
         return (
-            f"{shape}dropout {dropout:g}, weight decay {weight_decay:g} for {read} (a small "
+            f"dropout {dropout:g}, weight decay {weight_decay:g}{dropped} for {read} (a small "
             "corpus read many times is learnt by heart)"
         )
 
@@ -150,8 +170,10 @@ def fit_to_data(
     epochs = read / max(train_chars, 1)
     if epochs < FEW_EPOCHS:
         return DataFit(epochs, None, 0.0, 0.0, train_chars, estimated)
-    cap, dropout, decay = SOME_REGULARISATION if epochs < MANY_EPOCHS else STRONG_REGULARISATION
-    return DataFit(epochs, cap, dropout, decay, train_chars, estimated)
+    cap, dropout, decay, weight_drop = (
+        SOME_REGULARISATION if epochs < MANY_EPOCHS else STRONG_REGULARISATION
+    )
+    return DataFit(epochs, cap, dropout, decay, train_chars, estimated, weight_drop)
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,8 @@ def _check_ranges(config: ModelConfig) -> None:
     """Sizes are bounded integers and dropout a probability, or a ConfigError says so."""
     for f in fields(config):
         value = getattr(config, f.name)
-        if f.name == "dropout":
-            check_number("dropout", value, 0.0, 1.0, high_open=True)
+        if f.name in ("dropout", "weight_drop"):
+            check_number(f.name, value, 0.0, 1.0, high_open=True)
         elif isinstance(f.default, bool):
             check_bool(f.name, value)
         elif isinstance(f.default, int):

@@ -25,6 +25,7 @@ from engine.models.conditioning import (
     make_label_embedding,
 )
 from engine.models.recurrent_step import StepPlan, weights_key
+from engine.models.weight_drop import run_with_weight_drop
 
 # Step plans pinned by `steady_weights`, per thread: {id(model): plan}.
 _PINNED = threading.local()
@@ -36,6 +37,8 @@ class RecurrentConfig(ModelConfig):
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.2
+    # DropConnect on the hidden-to-hidden weights while training (engine/models/weight_drop.py).
+    weight_drop: float = 0.0
 
     model_type: ClassVar[str] = ""
 
@@ -79,7 +82,10 @@ class RecurrentLM(CharLM):
             x = self.drop(self.embedding(tokens))  # the label is never dropped out
             if label is not None:
                 x = x + label
-            out, new_state = self.rnn(x, state)
+            if self.training and self.config.weight_drop > 0:
+                out, new_state = run_with_weight_drop(self.rnn, x, state, self.config.weight_drop)
+            else:
+                out, new_state = self.rnn(x, state)
             logits = self.head(self.drop(out))
         return (logits if bias is None else logits + bias), new_state
 

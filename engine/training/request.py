@@ -221,7 +221,7 @@ def _policy(
             and "hidden_size" not in chosen
         )
     if "fit_data" not in chosen:
-        config.fit_data = not ({"dropout", "weight_decay"} & chosen)
+        config.fit_data = not ({"dropout", "weight_decay", "weight_drop"} & chosen)
 
 
 # The shortest training window a small corpus is shrunk to (shorter, nothing is learnt).
@@ -292,7 +292,7 @@ def _fit_to_data(
     device_type: str,
     reasons: list[str],
 ) -> None:
-    """Dropout and weight decay from the epochs the run will read (engine/training/
+    """Dropout, weight decay and weight drop from the epochs the run will read (engine/training/
     sizing.py). A run whose width is fitted decides at the start, from measured speed."""
     from engine.config.sizing import estimated_rate, fit_to_data
     from engine.models import parameter_count
@@ -311,9 +311,7 @@ def _fit_to_data(
     if config.time_budget is not None:
         rate = estimated_rate(parameter_count(model_config), device_type)
     fit = fit_to_data(train_chars, config.time_budget, rate, step_chars, estimated=rate is not None)
-    model_config.dropout = max(model_config.dropout, fit.dropout)
-    config.weight_decay = max(config.weight_decay, fit.weight_decay)
-    reasons.append(fit.reason(model_config.dropout, config.weight_decay))
+    reasons.append(fit.apply(model_config, config))
 
 
 def form_request(

@@ -267,9 +267,7 @@ def _fit_width(model_config: ModelConfig, setup: ModelSetup) -> object:
             steps * cfg.batch_size * cfg.seq_len if steps is not None else None,
             estimated=estimated,
         )
-        model_config.dropout = max(model_config.dropout, data.dropout)
-        cfg.weight_decay = max(cfg.weight_decay, data.weight_decay)
-        setup.notes.append(data.reason(model_config.dropout, cfg.weight_decay))
+        setup.notes.append(data.apply(model_config, cfg))
     return choice
 
 

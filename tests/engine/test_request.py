@@ -40,13 +40,38 @@ def test_a_large_corpus_read_a_few_times_is_left_alone() -> None:
 
 def test_a_names_list_read_many_times_is_capped_and_regularised() -> None:
     some = sizing.fit_to_data(NAMES_TRAIN, 108.0, EPYC_256)  # 15 epochs
-    assert (some.width_cap, some.dropout, some.weight_decay) == sizing.SOME_REGULARISATION
-    assert some.reason(0.1, 0.1, width=256) == (
-        "width 256, dropout 0.1, weight decay 0.1 for 15.0 epochs of 207k training chars "
+    assert (some.width_cap, some.dropout, some.weight_decay, some.weight_drop) == (
+        sizing.SOME_REGULARISATION
+    )
+    assert some.reason(0.1, 0.1) == (
+        "dropout 0.1, weight decay 0.1 for 15.0 epochs of 207k training chars "
         "(a small corpus read many times is learnt by heart)"
     )
     strong = sizing.fit_to_data(NAMES_TRAIN, 108.0, 3 * EPYC_256)  # 45 epochs
-    assert (strong.width_cap, strong.dropout, strong.weight_decay) == (sizing.STRONG_REGULARISATION)
+    assert (strong.width_cap, strong.dropout, strong.weight_decay, strong.weight_drop) == (
+        sizing.STRONG_REGULARISATION
+    )
+    assert strong.weight_drop > 0
+    assert strong.reason(0.2, 0.1, 0.25) == (
+        "dropout 0.2, weight decay 0.1, weight drop 0.25 for 45.1 epochs of 207k training "
+        "chars (a small corpus read many times is learnt by heart)"
+    )
+
+
+def test_a_fit_raises_what_the_model_has_and_keeps_what_is_higher() -> None:
+    from engine.config.train import TrainConfig
+    from engine.models import make_config
+
+    strong = sizing.fit_to_data(NAMES_TRAIN, 108.0, 3 * EPYC_256)
+    lstm = make_config("lstm", vocab_size=30, dropout=0.5, weight_drop=0.0)
+    train = TrainConfig(weight_decay=0.0)
+    line = strong.apply(lstm, train)
+    assert (lstm.dropout, lstm.weight_drop, train.weight_decay) == (0.5, 0.25, 0.1)
+    assert line.startswith("dropout 0.5, weight decay 0.1, weight drop 0.25 for 45.1 epochs")
+    transformer = make_config("transformer", vocab_size=30, dropout=0.0)
+    line = strong.apply(transformer, TrainConfig(weight_decay=0.0))
+    assert transformer.dropout == 0.2 and not hasattr(transformer, "weight_drop")
+    assert "weight drop" not in line
 
 
 def test_the_step_bound_counts_when_it_is_the_smaller_and_is_exact() -> None:
@@ -137,16 +162,21 @@ def test_the_app_and_the_cli_resolve_the_same_form_to_the_same_config(corpus: Co
 
 
 def test_a_steps_bound_run_on_a_small_corpus_is_regularised(corpus: Corpus) -> None:
-    """200 steps of 64 x 128 chars read 18k training chars 91 times: dropout and decay go up,
-    unless either was asked for."""
+    """200 steps of 64 x 128 chars read 18k training chars 91 times: dropout, decay and
+    weight drop go up, unless any of them was asked for."""
     request = TrainRequest("lstm", "tiny", cli_like(max_steps=200, batch_size=64, seq_len=128))
     resolved = resolve_training(request, corpus)
     assert resolved.model_config.dropout == 0.2 and resolved.config.weight_decay == 0.1
-    assert resolved.reasons[-1].startswith("dropout 0.2, weight decay 0.1 for 91.0 epochs")
-    asked = resolve_training(
-        TrainRequest("lstm", "notebook", cli_like(max_steps=200, dropout=0.0)), corpus
+    assert resolved.model_config.weight_drop == 0.25
+    assert resolved.reasons[-1].startswith(
+        "dropout 0.2, weight decay 0.1, weight drop 0.25 for 91.0 epochs"
     )
-    assert asked.model_config.dropout == 0.0 and asked.config.weight_decay == 0.0
+    for asked_setting in ({"dropout": 0.0}, {"weight_drop": 0.0}):
+        asked = resolve_training(
+            TrainRequest("lstm", "notebook", cli_like(max_steps=200, **asked_setting)), corpus
+        )
+        assert asked.config.weight_decay == 0.0 and asked.model_config.weight_drop == 0.0
+        assert asked.model_config.dropout == (0.0 if "dropout" in asked_setting else 0.2)
 
 
 @pytest.mark.parametrize(
