@@ -66,11 +66,24 @@ class RunLifecycle:
                 pane.load(spec)
         elif not event.vocab_matches_corpus:
             self.notify(  # type: ignore[attr-defined]
-                f"This checkpoint was trained on '{event.corpus or 'another corpus'}'. "
-                "Generation works; open that corpus to evaluate or continue training.",
-                severity="warning",
-                markup=False,
+                self._vocab_mismatch(event, spec), severity="warning", markup=False
             )
+
+    def _vocab_mismatch(self, event: p.CheckpointLoaded, spec: str) -> str:
+        """Why the open corpus cannot evaluate or continue this checkpoint: another corpus,
+        or (same file, other characters) the file was edited since the run trained on it,
+        where "open that corpus" would point at the one already open."""
+        name = event.corpus or "another corpus"
+        if spec and same_corpus(spec, self.corpus_spec):
+            return (
+                f"This checkpoint was trained on '{name}' when it held other characters: the "
+                "file has changed since. Generation works; evaluating or continuing needs the "
+                "text it was trained on (or train a new run on this one)."
+            )
+        return (
+            f"This checkpoint was trained on '{name}'. "
+            "Generation works; open that corpus to evaluate or continue training."
+        )
 
     @staticmethod
     def _run_corpus(event: p.CheckpointLoaded) -> str:

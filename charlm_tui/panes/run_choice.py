@@ -65,8 +65,9 @@ class RunChoice:
             )
         else:
             question = (
-                "The model here was trained on another corpus, so it cannot continue on this "
-                f"one. Start a new run from step 0{where}? (The old run stays in the list.)"
+                "The model here was trained on other text (another corpus, or this file "
+                "before it changed), so it cannot continue on this one. Start a new run from "
+                f"step 0{where}? (The old run stays in the list.)"
             )
         self.post_message(  # type: ignore[attr-defined]
             StartChoiceAsked(

@@ -250,14 +250,22 @@ class TrainForm(VerticalScroll):
         self.fill_from_preset()
 
     def show_error(self, message: str) -> None:
-        self.query_one("#form-error", Static).update(message)
+        self._show_under_fields(message)
 
     def show_reasons(self, reasons: list[str]) -> None:
         """What the engine resolved the form to, and why (engine/training/request.py: the
         same lines `charlm-tui train` prints), one per line under the fields."""
         from rich.text import Text
 
-        self.query_one("#form-error", Static).update(Text("\n".join(reasons), style="dim"))
+        self._show_under_fields(Text("\n".join(reasons), style="dim"))
+
+    def _show_under_fields(self, content: object) -> None:
+        """Below the last field, where a form taller than the terminal hides it: scrolled
+        into view, or the choices and errors said there go unseen."""
+        line = self.query_one("#form-error", Static)
+        line.update(content)  # type: ignore[arg-type]
+        if content:
+            self.call_after_refresh(line.scroll_visible, animate=False)
 
     def command(self) -> p.Train | str:
         """The Train command these fields describe, or the first problem with them."""

@@ -84,6 +84,11 @@ def loaded_hint(run_dir: str, matches: bool, run_corpus: str, corpus: str, room:
     if matches:
         hint = f"run {run}: F5 continues it (untick “continue this run” to start a new one)."
         return hint + room
+    if run_corpus and run_corpus == corpus:  # the same file, other characters now
+        return (
+            f"run {run} was trained on {escape(run_corpus)} before the file changed (its "
+            "characters differ now): F5 starts a new run on it (asks first)."
+        )
     return (
         f"run {run} was trained on {escape(run_corpus or 'another corpus')}, not on "
         f"{escape(corpus or 'the loaded corpus')}: F5 starts a new run on "

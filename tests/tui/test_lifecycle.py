@@ -269,3 +269,39 @@ async def test_a_time_limit_typed_to_continue_a_conditional_run_is_kept(styles: 
         begun = [e for e in seen if isinstance(e, p.TrainStarted)]
         assert begun and begun[-1].train["time_budget"] == 6 and begun[-1].step == 20
         assert app.query_one("#f-time_budget").value == "6"
+
+
+async def test_a_run_whose_file_has_changed_says_so_not_to_open_it(tmp_path: Path) -> None:
+    """The run's own file, edited since (other characters): the warning must not send the
+    user to open the corpus that is already open."""
+    corpus = tmp_path / "names.txt"
+    corpus.write_text("anna\nbob\ncarl\ndora\n" * 300, encoding="utf-8")
+    app = _app(corpus=str(corpus))
+    async with app.run_test(size=SIZE) as pilot:
+        loaded = app.query_one(CorpusPane)
+        await wait_until(pilot, lambda: loaded.loaded_name == "names.txt", 30, "the file")
+        await pilot.press("f3")
+        app.query_one("#preset").value = "tiny"
+        await pilot.pause()
+        app.query_one("#f-max_steps").value = "10"
+        await pilot.press("f5")
+        pane = app.query_one(TrainingPane)
+        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 120, "training")
+        assert pane.state == "done", text_of(app, "#form-error")
+        await pilot.press("ctrl+q")
+
+    corpus.write_text("ZOE\nYVES\nXAVI\n" * 400, encoding="utf-8")  # none of the old letters
+    again = _app()
+    async with again.run_test(size=SIZE) as pilot:
+        await wait_until(
+            pilot,
+            lambda: any("has changed since" in n.message for n in again._notifications),
+            60,
+            "the warning that the file changed",
+        )
+        messages = " ".join(n.message for n in again._notifications)
+        assert "open that corpus" not in messages
+        assert again.query_one(CorpusPane).loaded_name == "names.txt"
+        hint = "#train-sample"
+        await wait_until(pilot, lambda: "before the file changed" in text_of(again, hint), 30)
+        assert "open its corpus" not in text_of(again, hint)

@@ -36,6 +36,9 @@ async def test_the_cpu_preset_is_fitted_in_the_app_too_and_the_form_says_why() -
         assert "width and regularisation: fitted at the start to the 8 s budget" in shown
         assert "width 256: a " in shown  # 8 s is too short for the preset's 512
         assert "epochs of" in shown
+        await pilot.pause()
+        form, said = app.query_one("#train-form").region, app.query_one("#form-error").region
+        assert form.contains(said.x, said.y), "the reasons scrolled into view"
         state = json.loads((Path(pane.run_dir) / "last" / "state.json").read_text("utf-8"))
         assert state["model"]["hidden_size"] == 256, "the width `train` would have trained"
 
