@@ -20,7 +20,7 @@ from charlm_tui.panes.training import TrainingPane
 from engine.decoding.params import SamplingParams
 from engine.worker import protocol as p
 from tests.helpers import write_styles
-from tests.tui.waiting import text_of, wait_until
+from tests.tui.waiting import text_of, train_tiny, wait_until
 
 SIZE = (120, 36)
 
@@ -280,13 +280,7 @@ async def test_a_run_whose_file_has_changed_says_so_not_to_open_it(tmp_path: Pat
     async with app.run_test(size=SIZE) as pilot:
         loaded = app.query_one(CorpusPane)
         await wait_until(pilot, lambda: loaded.loaded_name == "names.txt", 30, "the file")
-        await pilot.press("f3")
-        app.query_one("#preset").value = "tiny"
-        await pilot.pause()
-        app.query_one("#f-max_steps").value = "10"
-        await pilot.press("f5")
-        pane = app.query_one(TrainingPane)
-        await wait_until(pilot, lambda: pane.state in ("done", "failed"), 120, "training")
+        pane = await train_tiny(pilot, "10")
         assert pane.state == "done", text_of(app, "#form-error")
         await pilot.press("ctrl+q")
 

@@ -14,7 +14,7 @@ import pytest
 from charlm_tui.app import CharLMApp
 from charlm_tui.panes.corpus import CorpusPane
 from charlm_tui.panes.training import TrainingPane
-from tests.tui.waiting import wait_until
+from tests.tui.waiting import train_tiny, wait_until
 
 SIZE = (120, 36)
 
@@ -33,13 +33,7 @@ async def test_a_data_directory_that_is_a_file_opens_the_app_with_a_notice(
         about = [n for n in notices if "data directory" in n and str(blocker) in n]
         assert len(about) == 1, notices
         assert "\n" not in about[0]
-        await pilot.press("f3")
-        app.query_one("#preset").value = "tiny"
-        await pilot.pause()
-        app.query_one("#f-max_steps").value = "5"
-        await pilot.press("f5")
-        pane = app.query_one(TrainingPane)
-        await wait_until(pilot, lambda: pane.state in ("failed", "done"), 60, "training to end")
+        pane = await train_tiny(pilot, "5", 60)
         assert pane.state == "failed"
         refused = [n.message for n in app._notifications if n.title == "Could not start training"]
         assert len(refused) == 1 and str(blocker) in refused[0], refused

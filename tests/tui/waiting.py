@@ -28,3 +28,19 @@ def text_of(app, selector: str) -> str:
     if visual is not None and hasattr(visual, "plain"):
         return str(visual.plain)
     return str(widget.render())
+
+
+async def train_tiny(pilot: Pilot, max_steps: str, timeout: float = 120.0):
+    """F3, the tiny preset for `max_steps` steps, F5, and wait for the run to end: the
+    training pane, done or failed (the caller asserts which)."""
+    from charlm_tui.panes.training import TrainingPane
+
+    app = pilot.app
+    await pilot.press("f3")
+    app.query_one("#preset").value = "tiny"
+    await pilot.pause()
+    app.query_one("#f-max_steps").value = max_steps
+    await pilot.press("f5")
+    pane = app.query_one(TrainingPane)
+    await wait_until(pilot, lambda: pane.state in ("done", "failed"), timeout, "training to end")
+    return pane
