@@ -25,7 +25,7 @@ from charlm_tui.panes.lr_find import LRFindControls
 from charlm_tui.panes.run_choice import RunChoice
 from charlm_tui.panes.training_form import TrainForm
 from charlm_tui.panes.training_words import escape, finished, loaded_hint, run_entry, state_line
-from charlm_tui.state.run_memory import run_note
+from charlm_tui.state.run_memory import run_note, same_corpus
 from charlm_tui.widgets.metrics import LossPlot, MetricsRow, fmt_duration, fmt_loss, fmt_rate
 from engine.worker import protocol as p
 
@@ -305,8 +305,10 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
                 ppl=f"{math.exp(min(val, 700)):.2f}",
             )
         form = self.query_one(TrainForm)
-        preset_name = run_note(event.run_dir).get("preset", "")
-        form.fill_from_checkpoint(event.model_type, event.model, event.train, preset_name)
+        note = run_note(event.run_dir)
+        form.fill_from_checkpoint(
+            event.model_type, event.model, event.train, note.get("preset", "")
+        )
         form.show_resume(event.vocab_matches_corpus)
         room = ""
         if event.vocab_matches_corpus:
@@ -314,8 +316,10 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         self._set_state(
             "idle", f"loaded a checkpoint: step {event.step:,}, {event.parameters:,} params"
         )
+        run_spec = note.get("corpus", "")
+        file_changed = bool(run_spec) and same_corpus(run_spec, self.app.corpus_spec)  # type: ignore[attr-defined]
         hint = loaded_hint(
-            event.run_dir, event.vocab_matches_corpus, event.corpus, self.corpus, room
+            event.run_dir, event.vocab_matches_corpus, event.corpus, self.corpus, room, file_changed
         )
         self.query_one("#train-sample", Static).update(f"[dim]{hint}[/]")
         self._loaded_to_continue(event.run_dir, event.vocab_matches_corpus)

@@ -78,13 +78,16 @@ def run_entry(run: dict) -> str:
     return f"{escape(title)}\n[dim]  {detail}[/]"
 
 
-def loaded_hint(run_dir: str, matches: bool, run_corpus: str, corpus: str, room: str) -> str:
-    """Under a loaded run: F5 continues it on its own corpus, starts anew on another."""
+def loaded_hint(
+    run_dir: str, matches: bool, run_corpus: str, corpus: str, room: str, file_changed: bool
+) -> str:
+    """Under a loaded run: F5 continues it on its own corpus, starts anew on another (or on
+    its own file, `file_changed` since the run trained on it)."""
     run = escape(Path(run_dir).name)
     if matches:
         hint = f"run {run}: F5 continues it (untick “continue this run” to start a new one)."
         return hint + room
-    if run_corpus and run_corpus == corpus:  # the same file, other characters now
+    if file_changed:
         return (
             f"run {run} was trained on {escape(run_corpus)} before the file changed (its "
             "characters differ now): F5 starts a new run on it (asks first)."
