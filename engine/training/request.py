@@ -319,7 +319,8 @@ def form_request(
 ) -> TrainRequest:
     """The app's training form as a request: the form shows every setting, so only the
     fields that differ from the preset (or, resuming, from the run) count as asked for;
-    the "one item per line" box is always the user's answer."""
+    the "one item per line" box is always the user's answer. Resuming, the form's preset
+    is not asked for (the run keeps its own settings), so nothing says it was not applied."""
     settings = {**model, **train}
     if resume is not None:
         settings.pop("block_size", None)  # the form derives it from the preset's
@@ -330,4 +331,5 @@ def form_request(
     asked = {key for key, value in settings.items() if key not in base or base[key] != value}
     if "items" in settings:
         asked.add("items")
-    return TrainRequest(model_type, preset_name, settings, frozenset(asked), resume)
+    chosen_preset = None if resume is not None else preset_name
+    return TrainRequest(model_type, chosen_preset, settings, frozenset(asked), resume)

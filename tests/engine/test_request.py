@@ -223,6 +223,19 @@ def test_a_resume_keeps_its_own_settings_and_says_what_changes(corpus: Corpus) -
     ]
 
 
+def test_the_app_resuming_does_not_speak_of_its_forms_preset(corpus: Corpus) -> None:
+    """The form always names a preset; resuming, the run's own settings are kept and the
+    line says what changed, not the CLI's '--preset notebook not applied'."""
+    run = saved_run()
+    form = form_request("lstm", "notebook", {"num_layers": 1, "hidden_size": 64},
+                        {**run["train"], "max_steps": 45, "items": False}, resume=run)  # fmt: skip
+    resolved = resolve_training(form, corpus)
+    assert resolved.config.max_steps == 45
+    assert resolved.reasons == [
+        "resuming with the run's own model and settings; changed: max_steps 30 -> 45"
+    ]
+
+
 @pytest.mark.parametrize(
     ("model_type", "settings", "fragment"),
     [
