@@ -111,10 +111,16 @@ class EvaluationSteps:
         self.model.train()
         self.emit(StatusEvent("training", self.training_label()))
 
-    def _record_eval(self, loss: float, chars: int, train_loss: float) -> None:
-        """One point of the validation history (and its event); `best` tags the checkpoint."""
+    def _record_eval(
+        self, loss: float, chars: int, train_loss: float, result: bool = False
+    ) -> None:
+        """One point of the validation history (and its event); `best` tags the checkpoint.
+
+        `result`: these are the weights the run reports (the closing whole-split score of
+        a run whose curve never turned up), so they are its best whatever the estimates
+        before them read: `generate` and `eval` then take the model the figure is of."""
         bpc = loss / math.log(2)
-        best = self.best_val_loss is None or loss < self.best_val_loss
+        best = result or self.best_val_loss is None or loss < self.best_val_loss
         if best:
             self.best_val_loss = loss
             self.best_weights.capture(self.model, self.step)
@@ -162,7 +168,7 @@ class EvaluationSteps:
         if cfg.final_eval and self.evaluate_at_end and self.is_main:
             full = self._final_eval(model, best)
             if unrecorded and full.chars:  # the closing point of the history is this figure
-                self._record_eval(full.loss, full.chars, train_loss)
+                self._record_eval(full.loss, full.chars, train_loss, result=best is None)
                 unrecorded = False
             if self.metrics is not None:  # after the eval record of this step: a resume drops it
                 self.metrics.final(

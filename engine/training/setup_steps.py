@@ -133,16 +133,23 @@ def make_batches(
     )
 
 
-def make_eval_windows(data: DataSplit, config: TrainConfig, device: torch.device) -> WindowSampler:
-    """The fixed held-out windows a periodic evaluation scores."""
+def make_eval_windows(
+    data: DataSplit, config: TrainConfig, device: torch.device, model: CharLM
+) -> WindowSampler:
+    """The fixed held-out windows a periodic evaluation scores: a window of `seq_len`
+    scored characters, after as many unscored ones again as the model's context holds
+    (a recurrent model's state carries any number; see engine/training/eval_windows.py)."""
     val_ids = data.val_ids
+    window = min(config.seq_len, len(val_ids) - 1)
+    room = window if model.max_context is None else max(0, model.max_context - window)
     return WindowSampler(
         val_ids,
         config.eval_chars,
-        min(config.seq_len, len(val_ids) - 1),
+        window,
         config.seed + 7,
         device,
         segments=data.val_segments,
+        context=min(window, room),
     )
 
 

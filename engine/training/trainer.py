@@ -155,13 +155,13 @@ class Trainer(EvaluationSteps):
             self.batches = make_batches(
                 data, self.corpus, config, self.device, rank=rank, world_size=world_size
             )
-            self.eval_windows = make_eval_windows(data, config, self.device)
             self.model, self.model_config, self.width_choice = build_run_model(
                 model_config,
                 resumed,
                 ModelSetup(config, self.corpus, data, self.device, rank, world_size,
                            self._claim, self.deadline, self.threads, self.setup_notes),
             )  # fmt: skip
+            self.eval_windows = make_eval_windows(data, config, self.device, self.model)
             self.optimizer = make_optimizer(self.model, config, self.device)
             if resumed is not None:
                 restore_run(self, resumed.meta, resumed.trainer_tensors)

@@ -16,6 +16,11 @@ It imports nothing heavy: the UI process imports it at start-up.
 
 from __future__ import annotations
 
+from dataclasses import is_dataclass
+from types import ModuleType
+
+from engine.training import events as training_events
+
 # The trainer's own events cross the queue unchanged (they are plain already).
 from engine.training.events import (
     CheckpointEvent,
@@ -23,7 +28,9 @@ from engine.training.events import (
     EvalProgressEvent,
     StatusEvent,
     StepEvent,
+    TrainResult,
 )
+from engine.worker import commands, engine_events
 from engine.worker.commands import (
     INSPECT_MAX_CHARS,
     AddToBlend,
@@ -80,66 +87,24 @@ from engine.worker.engine_events import (
     UnitValues,
 )
 
-COMMANDS = (
-    LoadCorpus,
-    Train,
-    Pause,
-    Resume,
-    Stop,
-    Evaluate,
-    Generate,
-    LoadCheckpoint,
-    SaveCheckpoint,
-    Compare,
-    Cancel,
-    LRFind,
-    InspectText,
-    InspectUnit,
-    FindUnits,
-    InspectAttention,
-    InspectSaliency,
-    InspectEmbeddings,
-    ListRuns,
-    Shutdown,
-    AddToBlend,
-    ClearBlend,
-)
+
+def _dataclasses_of(module: ModuleType) -> tuple[type, ...]:
+    """Every dataclass a module defines, in the order written: a new command or event
+    joins the protocol by being written in its module, not by a second list here."""
+    return tuple(
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and is_dataclass(value) and value.__module__ == module.__name__
+    )
+
+
+COMMANDS = _dataclasses_of(commands)
 
 # Every event the engine sends: its own, then the trainer's (the UI keeps a handler
-# table over these, checked when each receiving class is defined).
-EVENTS = (
-    EngineReady,
-    EngineDied,
-    CorpusLoading,
-    DownloadProgress,
-    CorpusLoaded,
-    TrainStarted,
-    TrainSample,
-    TrainFinished,
-    GenerationStarted,
-    GenerationChunk,
-    GenerationDone,
-    CheckpointLoaded,
-    CheckpointSaved,
-    EvaluateProgress,
-    Evaluated,
-    CompareResult,
-    LRFindPoint,
-    LRFindDone,
-    BlendChanged,
-    RunsListed,
-    InspectReady,
-    UnitValues,
-    UnitsFound,
-    AttentionWeights,
-    SaliencyScores,
-    CharMapReady,
-    ErrorEvent,
-    StepEvent,
-    EvalEvent,
-    CheckpointEvent,
-    StatusEvent,
-    EvalProgressEvent,
+# table over these, checked when each receiving class is defined). TrainResult is the
+# trainer's return value, not an event: TrainFinished carries it across.
+EVENTS = _dataclasses_of(engine_events) + tuple(
+    event for event in _dataclasses_of(training_events) if event is not TrainResult
 )
 
 __all__ = [

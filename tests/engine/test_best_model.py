@@ -161,3 +161,26 @@ def test_a_resumed_run_counts_only_its_own_evaluations_past_the_best() -> None:
     assert past_best_stop(history, since_step=750) is None
     assert past_best_stop([*history, record(1000, 2.2, False)], since_step=750) is None
     assert past_best_stop(history_of([2.00, 2.05, 2.10, 2.2, 2.2]), since_step=750) is not None
+
+
+def test_the_closing_score_of_a_run_that_never_turned_up_is_its_best(
+    markov: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last weights are the result when the curve never turned up; their whole-split
+    score closes the history. Read worse than the estimates before it (another sample of
+    text), it still names those weights the best, so `generate` takes the model the
+    figure is of."""
+    from dataclasses import replace
+
+    from engine.training import evaluation_steps
+
+    def reads_worse(*args, **kwargs):
+        return replace(evaluate_split(*args, **kwargs), loss=9.0)
+
+    monkeypatch.setattr(evaluation_steps, "evaluate_split", reads_worse)
+    cfg = config(max_steps=45, time_budget=None, eval_interval=20, eval_chars=2048, lr=1e-3)
+    out = tmp_path / "run"
+    result = Trainer(markov, make_config("lstm", **SMALL), cfg, out_dir=out).run()
+    assert result.reported == "last" and result.val_loss == 9.0
+    assert result.best_step == result.steps == 45
+    assert load_checkpoint(out, prefer="best").step == 45
