@@ -8,14 +8,12 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from engine.config.train import TrainConfig
 from engine.data.corpus import Corpus, Vocab, load_corpus
-from engine.errors import CheckpointError, ConfigError
-from engine.training.batches import BatchSource
+from engine.errors import ConfigError
 from engine.training.events import (
     CheckpointEvent,
     EvalEvent,
@@ -271,75 +269,6 @@ def test_paused_time_does_not_eat_the_budget(corpus: Corpus) -> None:
     assert time.monotonic() < trainer.deadline + 1.0
 
 
-# ----- exact resume ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("model_type", "batching"),
-    [("lstm", "random"), ("lstm", "stateful"), ("transformer", "random")],
-)
-def test_resume_is_exact(corpus: Corpus, tmp_path: Path, model_type: str, batching: str) -> None:
-    """N steps, save, resume to 2N == 2N straight: weights, optimizer, RNG, data, carry."""
-    n = 20
-
-    def config() -> TrainConfig:  # dropout on: the RNG state must be restored too
-        return quick(max_steps=2 * n, eval_interval=7, batching=batching)
-
-    def model():
-        return tiny_config(model_type, dropout=0.1)
-
-    straight = Recorder()
-    full = Trainer(corpus, model(), config(), out_dir=tmp_path / "a", on_event=straight).run()
-
-    first = Recorder()
-    trainer = Trainer(corpus, model(), config(), out_dir=tmp_path / "b", on_event=first)
-    first.hooks[n] = trainer.stop
-    half = trainer.run()
-    assert (half.steps, half.stopped_by) == (n, "stop")
-
-    second = Recorder()
-    resumed_trainer = Trainer(
-        corpus, None, config(), out_dir=tmp_path / "b", on_event=second, resume=True
-    )
-    assert resumed_trainer.step == n
-    resumed = resumed_trainer.run()
-
-    assert resumed.steps == full.steps == 2 * n
-    losses_straight = [e.loss for e in straight.of(StepEvent)]
-    losses_resumed = [e.loss for e in first.of(StepEvent)] + [e.loss for e in second.of(StepEvent)]
-    assert [e.step for e in second.of(StepEvent)] == list(range(n + 1, 2 * n + 1))
-    assert np.allclose(losses_resumed, losses_straight, rtol=0, atol=1e-6)
-    assert resumed.val_loss == pytest.approx(full.val_loss, abs=1e-6)
-    for a, b in zip(
-        Trainer(corpus, None, config(), out_dir=tmp_path / "a", resume=True).model.parameters(),
-        resumed_trainer.model.parameters(),
-        strict=True,
-    ):
-        assert torch.allclose(a, b, atol=1e-6)
-
-
-def test_resume_with_nothing_to_resume(corpus: Corpus, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="nothing to resume"):
-        Trainer(corpus, None, quick(), out_dir=tmp_path / "empty", resume=True)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="nothing to resume"):
-        Trainer(corpus, None, quick(), out_dir=tmp_path / "empty", resume=True)
-
-
-def test_resume_on_another_vocabulary(corpus: Corpus, tmp_path: Path) -> None:
-    Trainer(corpus, tiny_config("lstm"), quick(max_steps=2), out_dir=tmp_path / "run").run()
-    other_path = tmp_path / "other.txt"
-    other_path.write_text("xyz " * 2000, encoding="utf-8")
-    other = load_corpus(str(other_path))
-    with pytest.raises(CheckpointError, match="vocabulary"):
-        Trainer(other, None, quick(), out_dir=tmp_path / "run", resume=True)
-
-
-def test_resume_needs_a_run_directory(corpus: Corpus) -> None:
-    with pytest.raises(ConfigError):
-        Trainer(corpus, None, quick(), resume=True)
-
-
 # ----- configuration --------------------------------------------------------------------
 
 
@@ -429,47 +358,6 @@ def test_snapshot_is_an_independent_eval_copy(corpus: Corpus) -> None:
         not torch.equal(p, q)
         for p, q in zip(snapshot.parameters(), trainer.model.parameters(), strict=True)
     )
-
-
-# ----- batches --------------------------------------------------------------------------
-
-
-def positions(length: int) -> np.ndarray:
-    """Ids that are their own positions: a batch shows exactly where it was cut."""
-    return np.arange(length, dtype=np.int64)
-
-
-def test_random_batches_are_contiguous_windows() -> None:
-    config = quick(batch_size=8, seq_len=10)
-    source = BatchSource(positions(1000), config, torch.device("cpu"), seed=1)
-    for _ in range(50):
-        inputs, targets, reset = source.next()
-        assert inputs.shape == targets.shape == (8, 10)
-        assert reset
-        assert torch.equal(targets, inputs + 1)
-        assert torch.equal(inputs[:, 1:], inputs[:, :-1] + 1)
-        assert int(inputs.min()) >= 0 and int(targets.max()) <= 999
-
-
-@pytest.mark.parametrize("length", [1000, 357, 8 * 11 + 3])
-def test_stateful_batches_are_parallel_streams_that_continue(length: int) -> None:
-    config = quick(batch_size=8, seq_len=10, batching="stateful")
-    source = BatchSource(positions(length), config, torch.device("cpu"), seed=1)
-    stream = length // 8
-    previous = None
-    resets = 0
-    for _ in range(60):
-        inputs, targets, reset = source.next()
-        assert torch.equal(targets, inputs + 1)
-        for row in range(8):  # every window stays inside its own stream
-            assert int(inputs[row, 0]) >= row * stream
-            assert int(targets[row, -1]) < (row + 1) * stream
-        if reset:
-            resets += 1
-        elif previous is not None:
-            assert torch.equal(inputs[:, 0], previous[:, -1]), "the stream continues"
-        previous = targets
-    assert resets >= 1
 
 
 def test_event_dataclasses_hold_no_tensors(corpus: Corpus) -> None:
