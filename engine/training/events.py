@@ -17,7 +17,9 @@ class StepEvent:
     chars_per_s: float
     elapsed_s: float
     eta_s: float | None
-    progress: float  # 0..1, by steps or by time budget, whichever is further along
+    # 0..1 of this process's way to its end, by steps or by its time budget, whichever is
+    # further along (the lr schedule's own progress also counts a resumed run's past).
+    progress: float
     # The mean gradient norm (before clipping) over the steps since the last logged one.
     # Set on the steps whose loss was just synchronised ("logged" steps: every step on a
     # CPU, every tenth on an accelerator), None on the others: metrics.jsonl keys on it.

@@ -148,7 +148,7 @@ def after_step(trainer: Trainer, loop: LoopState, chars: int, elapsed: float) ->
 
 def emit_step(trainer: Trainer, loop: LoopState, lr: float, grad_norm: float | None) -> None:
     now = time.monotonic()
-    progress = trainer.progress(now)
+    progress = trainer.session_progress(now)
     eta = None
     if progress > 0:
         eta = (now - trainer.started) * (1 - progress) / progress

@@ -233,6 +233,15 @@ class Trainer(EvaluationSteps):
             by_time = self._time_progress(now)
         return min(1.0, max(by_steps, by_time))
 
+    def session_progress(self, now: float) -> float:
+        """How far this process is towards its own end (its budget or max_steps): what the
+        progress bar and its ETA show. progress() also counts what earlier processes of a
+        resumed run spent of the schedule, so a finished run continued for another budget
+        sat at 99% with "ETA 0:00" for the whole of it."""
+        by_steps = self.step / self.config.max_steps if self.config.max_steps else 0.0
+        by_time = time_progress(now, self.started, self.deadline, 0.0)
+        return min(1.0, max(by_steps, by_time))
+
     def lr_at(self, progress: float) -> float:
         c = self.config
         return lr_at(self.step, progress, lr=c.lr, warmup_steps=c.warmup_steps, min_lr_ratio=c.min_lr_ratio)  # fmt: skip
