@@ -238,7 +238,10 @@ class Trainer(EvaluationSteps):
         progress bar and its ETA show. progress() also counts what earlier processes of a
         resumed run spent of the schedule, so a finished run continued for another budget
         sat at 99% with "ETA 0:00" for the whole of it."""
-        by_steps = self.step / self.config.max_steps if self.config.max_steps else 0.0
+        by_steps = 0.0
+        if self.config.max_steps:
+            left = self.config.max_steps - self.resumed_at_step
+            by_steps = (self.step - self.resumed_at_step) / left if left > 0 else 1.0
         by_time = time_progress(now, self.started, self.deadline, 0.0)
         return min(1.0, max(by_steps, by_time))
 

@@ -87,3 +87,21 @@ def test_resume_on_another_vocabulary(corpus: Corpus, tmp_path: Path) -> None:
 def test_resume_needs_a_run_directory(corpus: Corpus) -> None:
     with pytest.raises(ConfigError):
         Trainer(corpus, None, quick(), resume=True)
+
+
+def test_a_resumed_run_shows_its_own_way_to_the_end(corpus: Corpus, tmp_path: Path) -> None:
+    """The bar (StepEvent.progress) counts this process's steps: 20 of 40 done before, the
+    resumed run's first step is 1 of its 20, not 21 of 40 (an ETA from that read half)."""
+    first = Recorder()
+    trainer = Trainer(
+        corpus, tiny_config("lstm"), quick(max_steps=40), out_dir=tmp_path, on_event=first
+    )
+    first.hooks[20] = trainer.stop
+    trainer.run()
+    second = Recorder()
+    Trainer(corpus, None, quick(max_steps=40), out_dir=tmp_path, on_event=second, resume=True).run()
+    steps = second.of(StepEvent)
+    assert [e.step for e in steps[:2]] == [21, 22]
+    assert [e.progress for e in steps[:2]] == pytest.approx([1 / 20, 2 / 20])
+    assert steps[-1].progress == pytest.approx(1.0)
+    assert steps[0].eta_s == pytest.approx(19 * steps[0].elapsed_s, rel=1e-6)
