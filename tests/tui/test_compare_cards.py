@@ -95,14 +95,14 @@ async def test_the_keyboard_reaches_every_card_at_80_columns() -> None:
         assert not box.region.contains_region(cards[-1].region)  # off to the right at first
         for index in range(1, len(cards)):
             await pilot.press("down")
-            await pilot.pause(0.1)
-            assert box.region.contains_region(cards[index].region), cards[index].border_title
-            assert cards[index].has_class("-highlight")
+            card = cards[index]  # scrolled into view (an animation: waited for, not slept on)
+            in_view = lambda card=card: box.region.contains_region(card.region)  # noqa: E731
+            await wait_until(pilot, in_view, 10, card.border_title)
+            assert card.has_class("-highlight")
         last = cards[-1]
         assert last.scroll_y == 0
         await pilot.press("pagedown")
-        await pilot.pause(0.1)
-        assert last.scroll_y > 0  # the picked card pages on
+        await wait_until(pilot, lambda: last.scroll_y > 0, 10, "the picked card to page on")
         await pilot.press("pageup")
         await pilot.pause(0.1)
         assert last.scroll_y == 0
