@@ -109,30 +109,45 @@ class DataFit:
 
     def apply(self, model_config: ModelConfig, train_config: TrainConfig) -> str:
         """Raise the run's regularisation to this fit's floors (a model without weight drop,
-        the Transformer, keeps none) and return the line that says what it trains with.
-        The one place both the request's resolution and the trainer's start apply a fit."""
-        model_config.dropout = max(model_config.dropout, self.dropout)
-        train_config.weight_decay = max(train_config.weight_decay, self.weight_decay)
+        the Transformer, keeps none; a setting the user asked for stays as asked) and
+        return the line that says what it trains with. The one place both the request's
+        resolution and the trainer's start apply a fit."""
+        asked = set(train_config.asked_regularisation)
+        if "dropout" not in asked:
+            model_config.dropout = max(model_config.dropout, self.dropout)
+        if "weight_decay" not in asked:
+            train_config.weight_decay = max(train_config.weight_decay, self.weight_decay)
         weight_drop = getattr(model_config, "weight_drop", None)
-        if weight_drop is not None:
+        if weight_drop is not None and "weight_drop" not in asked:
             weight_drop = max(weight_drop, self.weight_drop)
             model_config.weight_drop = weight_drop  # type: ignore[attr-defined]
-        return self.reason(model_config.dropout, train_config.weight_decay, weight_drop or 0.0)
+        return self.reason(
+            model_config.dropout, train_config.weight_decay, weight_drop or 0.0, asked
+        )
 
-    def reason(self, dropout: float, weight_decay: float, weight_drop: float = 0.0) -> str:
+    def reason(
+        self,
+        dropout: float,
+        weight_decay: float,
+        weight_drop: float = 0.0,
+        asked: set[str] | frozenset[str] = frozenset(),
+    ) -> str:
         """The line for a run that trains with `dropout`, `weight_decay` and `weight_drop`
-        after this fit."""
+        after this fit; the `asked` ones are marked as the user's."""
         if self.epochs is None:
             return "regularisation: the preset's (how many epochs the run reads is unknown)"
         about = "an estimated " if self.estimated else ""
         read = f"{about}{self.epochs:.1f} epochs of {_chars(self.train_chars)} training chars"
         if not self.regularised:
-            return f"regularisation: the preset's ({read}: too few to learn it by heart)"
-        dropped = f", weight drop {weight_drop:g}" if weight_drop else ""
-        return (
-            f"dropout {dropout:g}, weight decay {weight_decay:g}{dropped} for {read} (a small "
-            "corpus read many times is learnt by heart)"
-        )
+            whose = "as set" if asked else "the preset's"
+            return f"regularisation: {whose} ({read}: too few to learn it by heart)"
+        values = {"dropout": dropout, "weight_decay": weight_decay, "weight_drop": weight_drop}
+        parts = [
+            f"{name.replace('_', ' ')} {value:g}" + (" (asked)" if name in asked else "")
+            for name, value in values.items()
+            if name != "weight_drop" or value or name in asked
+        ]
+        return f"{', '.join(parts)} for {read} (a small corpus read many times is learnt by heart)"
 
 
 def _chars(count: float) -> str:

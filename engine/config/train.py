@@ -9,6 +9,8 @@ from engine.validation import check_bool, check_choice, check_int, check_number,
 
 BATCHING = ("random", "stateful")
 TOKENS = ("char", "word")
+# The settings the data fit raises (engine/config/sizing.py).
+REGULARISATION = ("dropout", "weight_decay", "weight_drop")
 # Upper bounds (stated in `train --help`): far above any useful run, far below what
 # makes an allocation fail after minutes.
 MAX_BATCH_DIM = 65_536
@@ -74,9 +76,12 @@ class TrainConfig:
     # A budgeted recurrent run may narrow its width to what the budget can train on this
     # machine (engine/config/sizing.py); the CLI asks for it for the default `cpu` preset.
     fit_width: bool = False
-    # A new run's dropout and weight decay may rise with the epochs it will read of its
-    # corpus (engine/config/sizing.py); off when either was asked for.
+    # A new run's dropout, weight decay and weight drop may rise with the epochs it will
+    # read of its corpus, and a fitted width be capped (engine/config/sizing.py).
     fit_data: bool = False
+    # Which of those the user set (`--set dropout=0` to watch a model overfit): the fit
+    # leaves them as asked and fits the rest.
+    asked_regularisation: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """Types first, then ranges: `--set lr=abc` or a tampered state.json is bad input, not a crash.
@@ -117,6 +122,14 @@ class TrainConfig:
         check_bool("items", self.items)
         check_bool("fit_width", self.fit_width)
         check_bool("fit_data", self.fit_data)
+        if not isinstance(self.asked_regularisation, (list, tuple)):
+            raise ConfigError(
+                "asked_regularisation must be a list of settings, "
+                f"got {type(self.asked_regularisation).__name__}"
+            )
+        for name in self.asked_regularisation:
+            check_choice("asked_regularisation", name, REGULARISATION)
+        self.asked_regularisation = tuple(self.asked_regularisation)
         if self.items and self.batching != "random":
             raise ConfigError("--items trains on windows that start at items: use random batching")
         if self.threads is not None:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.config.presets import default_preset, preset
-from engine.config.train import TrainConfig
+from engine.config.train import REGULARISATION, TrainConfig
 from engine.data.corpus import Corpus
 from engine.errors import CheckpointError, ConfigError
 from engine.models import MODEL_TYPES, MODELS, ModelConfig, check_fits, make_config
@@ -221,7 +221,8 @@ def _policy(
             and "hidden_size" not in chosen
         )
     if "fit_data" not in chosen:
-        config.fit_data = not ({"dropout", "weight_decay", "weight_drop"} & chosen)
+        config.fit_data = True
+    config.asked_regularisation = tuple(key for key in REGULARISATION if key in chosen)
 
 
 # The shortest training window a small corpus is shrunk to (shorter, nothing is learnt).

@@ -128,10 +128,12 @@ def test_a_small_list_read_many_times_is_regularised_and_says_so(tmp_path: Path,
     assert "dropout 0.1, weight decay 0.1 for " in proc.stderr
     state = json.loads((tmp_path / "run" / "last" / "state.json").read_text(encoding="utf-8"))
     assert state["model"]["dropout"] == 0.1, "the resolved config is the one saved"
-    # An asked dropout is kept.
-    kept = cli_json(cli_main(*train_args(names, tmp_path / "kept", "--max-steps", "60",
-                                         "--set", "dropout=0.05", "--json")))  # fmt: skip
-    assert kept["model"]["dropout"] == 0.05 and kept["train"]["weight_decay"] == 0.0
+    # An asked dropout is kept, and said to be the user's; the weight decay is still fitted.
+    proc = cli_main(*train_args(names, tmp_path / "kept", "--max-steps", "60",
+                                "--set", "dropout=0.05", "--json"))  # fmt: skip
+    kept = cli_json(proc)
+    assert kept["model"]["dropout"] == 0.05 and kept["train"]["weight_decay"] == 0.1
+    assert "dropout 0.05 (asked), weight decay 0.1 for " in proc.stderr
 
 
 def test_lr_find_resolves_as_train_does(corpus_file: Path, cli_main) -> None:

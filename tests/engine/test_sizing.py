@@ -127,3 +127,23 @@ def test_a_budgeted_run_trains_the_fitted_width_and_says_so(
 def test_a_transformer_is_never_resized(corpus: Corpus) -> None:
     trainer = Trainer(corpus, tiny_config("transformer"), budgeted())
     assert trainer.width_choice is None
+
+
+def test_an_asked_dropout_keeps_the_rest_of_the_fit(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small corpus read thousands of times in the budget: the width is capped and the
+    decay and weight drop raised, while the dropout the user set stays theirs."""
+    monkeypatch.setattr(sizing, "measure_training_rate", lambda c, *a: 1e9)
+    monkeypatch.setattr(sizing, "CANDIDATE_WIDTHS", (512, 256))
+    config = budgeted(fit_data=True, asked_regularisation=("dropout",), max_steps=None)
+    model = tiny_config("lstm", hidden_size=512, dropout=0.05)
+    trainer = Trainer(corpus, model, config)  # not run: the fit is made at the start
+    shape = trainer.model.config
+    assert (shape.hidden_size, shape.dropout, shape.weight_drop) == (256, 0.05, 0.25)
+    assert trainer.config.weight_decay == 0.1
+    assert any(
+        note.startswith("dropout 0.05 (asked), weight decay 0.1, weight drop 0.25 for ")
+        for note in trainer.setup_notes
+    )
+    trainer.close()
