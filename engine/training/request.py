@@ -27,10 +27,12 @@ from engine.data.corpus import Corpus
 from engine.errors import CheckpointError, ConfigError
 from engine.models import MODEL_TYPES, MODELS, ModelConfig, check_fits, make_config
 
-# Model settings the corpus decides (never asked for).
+# Settings the run decides (never asked for): from its corpus, or from what was asked.
 FROM_CORPUS = {
     "vocab_size": "the vocabulary comes from the corpus",
     "num_labels": "num_labels comes from the corpus's labels (train with --conditional)",
+    "asked_regularisation": "it records which of dropout, weight_decay and weight_drop "
+    "were set: set those instead",
 }
 # Training settings a resumed run keeps: they decide its tokens or its held-out split.
 KEPT_ON_RESUME = ("tokens", "word_vocab", "conditional", "val_fraction")

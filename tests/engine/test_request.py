@@ -200,6 +200,7 @@ def test_a_steps_bound_run_on_a_small_corpus_is_regularised(corpus: Corpus) -> N
         ({"device": "int8"}, "unknown device"),
         ({"precision": "int8"}, "unknown precision"),
         ({"num_labels": 3}, "num_labels"),
+        ({"asked_regularisation": ["dropout"]}, "set those instead"),
         ({"vocab_size": 3}, "vocabulary"),
         ({"hidden_size": 65536}, "does not fit"),
         ({"seq_len": 4096}, "too short"),
