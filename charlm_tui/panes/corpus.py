@@ -37,12 +37,35 @@ class PathField(Input):
     """The corpus path field, which a path typed on the corpus list starts."""
 
     _start: str | None = None
+    _submit_on_focus = False
+
+    @property
+    def starting(self) -> bool:
+        """A path has begun on the list and the focus has not reached this field yet."""
+        return self._start is not None
 
     def start_with(self, text: str) -> None:
         """Focus holding `text`, the cursor after it. Set once focused: focusing selects the
         whole value, and the next key typed would replace it."""
         self._start = text
+        self._submit_on_focus = False
         self.focus()
+
+    def take_early_key(self, event: events.Key) -> bool:
+        """A key that reached the list while the focus was on its way here: a burst (a fast
+        typist, a paste without bracketed paste) outruns the focus. Text and Backspace edit
+        the path begun, Enter submits it once focused; anything else is not taken."""
+        if self._start is None:
+            return False
+        if event.is_printable and event.character:
+            self._start += event.character
+        elif event.key == "backspace":
+            self._start = self._start[:-1]
+        elif event.key == "enter":
+            self._submit_on_focus = True
+        else:
+            return False
+        return True
 
     def _on_focus(self, event: events.Focus) -> None:
         if self._start is None:
@@ -51,6 +74,9 @@ class PathField(Input):
         event.prevent_default()  # not Input's again, which would select the value
         self.value, self._start = self._start, None
         self.cursor_position = len(self.value)
+        if self._submit_on_focus:
+            self._submit_on_focus = False
+            self.call_later(self.action_submit)
 
 
 class PathExists(Validator):
@@ -210,10 +236,14 @@ class CorpusPane(EngineEventHandler, Horizontal):
     def on_key(self, event: events.Key) -> None:
         """A path typed while the list has focus goes to the path field: the list takes no
         text, and a typed `/tmp/names.txt` used to vanish without a word."""
-        path_start = event.character in PATH_STARTS
-        if path_start and self.app.focused is self.query_one("#corpus-list", OptionList):
+        if self.app.focused is not self.query_one("#corpus-list", OptionList):
+            return
+        field = self.query_one("#corpus-path", PathField)
+        if field.take_early_key(event) or event.character in PATH_STARTS:
+            if not field.starting:
+                field.start_with(event.character or "")
             event.stop()
-            self.query_one("#corpus-path", PathField).start_with(event.character)
+            event.prevent_default()  # not the list's binding (Enter would load its option)
 
     @on(OptionList.OptionSelected, "#corpus-list")
     def _chosen(self, event: OptionList.OptionSelected) -> None:

@@ -143,3 +143,25 @@ async def test_a_path_typed_on_the_corpus_list_goes_to_the_path_field() -> None:
         corpus_list.focus()
         await pilot.press("x")
         assert app.focused is corpus_list and path.value == "/tmp"
+
+
+async def test_a_path_typed_faster_than_focus_moves_arrives_whole(tmp_path: Path) -> None:
+    """Keys that reach the list before the path field takes focus (a fast typist, a paste
+    without bracketed paste, tmux send-keys) belong to the path. They were dropped, and
+    each later '/' or '.' started the path afresh: '/tmp/x/names.txt' + Enter loaded '.',
+    the working directory, 3 MB of it."""
+    names = tmp_path / "dir.x" / "names.txt"
+    names.parent.mkdir()
+    names.write_text("ann\nbob\ncid\n" * 200, encoding="utf-8")
+    app = CharLMApp(corpus="verse", engine_mode="thread")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, "verse")
+        app.query_one("#corpus-list").focus()
+        await pilot.pause()
+        for char in str(names):  # queued at once, as a terminal delivers a burst
+            app.post_message(events.Key(char, char))
+        app.post_message(events.Key("enter", None))
+        path = app.query_one("#corpus-path")
+        await wait_until(pilot, lambda: app.focused is path, 10, "the path field's focus")
+        await _loaded(pilot, "names.txt")
+        assert path.value == str(names)
