@@ -245,6 +245,21 @@ class CorpusPane(EngineEventHandler, Horizontal):
             event.stop()
             event.prevent_default()  # not the list's binding (Enter would load its option)
 
+    def on_paste(self, event: events.Paste) -> None:
+        """A path pasted while the list has focus goes to the path field too (a terminal
+        with bracketed paste sends it as one Paste, which the list drops)."""
+        corpus_list = self.query_one("#corpus-list", OptionList)
+        text = event.text.strip().splitlines()[0].strip() if event.text.strip() else ""
+        if self.app.focused is not corpus_list or not text:
+            return
+        event.stop()
+        field = self.query_one("#corpus-path", PathField)
+        if field.starting:
+            for char in text:
+                field.take_early_key(events.Key(char, char))
+        else:
+            field.start_with(text)
+
     @on(OptionList.OptionSelected, "#corpus-list")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()

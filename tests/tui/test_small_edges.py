@@ -165,3 +165,19 @@ async def test_a_path_typed_faster_than_focus_moves_arrives_whole(tmp_path: Path
         await wait_until(pilot, lambda: app.focused is path, 10, "the path field's focus")
         await _loaded(pilot, "names.txt")
         assert path.value == str(names)
+
+
+async def test_a_path_pasted_on_the_corpus_list_goes_to_the_path_field() -> None:
+    """A terminal with bracketed paste sends a pasted path as one Paste event, which the
+    list dropped without a word."""
+    app = CharLMApp(corpus="verse", engine_mode="thread")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, "verse")
+        corpus_list = app.query_one("#corpus-list")
+        corpus_list.focus()
+        await pilot.pause()
+        corpus_list.post_message(events.Paste("  /tmp/some/names.txt\n"))
+        path = app.query_one("#corpus-path")
+        await wait_until(pilot, lambda: app.focused is path, 10, "the path field's focus")
+        assert path.value == "/tmp/some/names.txt"
+        assert path.cursor_position == len(path.value)
