@@ -14,10 +14,10 @@ charlm_tui.messages.dispatch_engine_event like the app's own.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from charlm_tui.state.run_memory import note_run, run_note, same_corpus
 from engine.data.samples import find_sample
+from engine.errors import UserError
+from engine.files import user_path
 from engine.worker import protocol as p
 
 
@@ -89,7 +89,7 @@ class RunLifecycle:
     def _run_corpus(event: p.CheckpointLoaded) -> str:
         """Where the run's corpus can be loaded from ("" when unknown or gone)."""
         spec = run_note(event.run_dir).get("corpus", "")
-        if spec and (find_sample(spec) is not None or Path(spec).expanduser().exists()):
+        if spec and (find_sample(spec) is not None or _exists(spec)):
             return spec
         if event.corpus and find_sample(event.corpus) is not None:
             return event.corpus
@@ -102,3 +102,11 @@ class RunLifecycle:
     def load_run(self, run_dir: str) -> None:
         self.action_tab("training")  # type: ignore[attr-defined]
         self.query_one("TrainingPane").load_run(run_dir)  # type: ignore[attr-defined]
+
+
+def _exists(spec: str) -> bool:
+    """Whether a recorded corpus path is there (a name too long or an unknown ~user: no)."""
+    try:
+        return user_path(spec).exists()
+    except (OSError, UserError):
+        return False

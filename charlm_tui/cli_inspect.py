@@ -82,7 +82,7 @@ def _text(
 ):
     """(text, ids) from --text or --corpus-excerpt (exactly one of them)."""
     from engine.errors import UserError
-    from engine.files import read_text
+    from engine.files import read_text, user_path
     from engine.inspect import MAX_TEXT_CHARS, encode_text, held_out_excerpt
     from engine.inspect.text import training_corpus
 
@@ -97,7 +97,7 @@ def _text(
         else:
             # A regular file only (a named pipe would block), at most 4 bytes a character.
             what = f"--text file (at most {MAX_TEXT_CHARS:,} characters)"
-            raw = read_text(Path(text_file).expanduser(), 4 * MAX_TEXT_CHARS, what)
+            raw = read_text(user_path(text_file), 4 * MAX_TEXT_CHARS, what)
         if len(raw) > MAX_TEXT_CHARS:
             raise UserError(
                 f"{text_file} has more than {MAX_TEXT_CHARS:,} characters; inspect reads at most "

@@ -48,6 +48,20 @@ def show_path(path: str | os.PathLike[str]) -> str:
     return repr(text)[1:-1]
 
 
+def user_path(path: str | os.PathLike[str]) -> Path:
+    """`path` with a leading `~` or `~user` expanded. pathlib raises RuntimeError for a
+    user this machine does not know (`~bob/names.txt`, a typo of `~/`), which would end
+    a command in a traceback or the app in a crash: here it is bad input, in one line."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        user = os.fspath(path).split(os.sep, 1)[0]
+        raise UserError(
+            f"{show_path(path)}: this machine has no user '{show_path(user[1:])}' "
+            "to expand its ~ (your own home is ~/)"
+        ) from None
+
+
 def _size_text(size: int) -> str:
     if size >= 1 << 30:
         return f"{size / (1 << 30):.1f} GB"

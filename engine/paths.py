@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from engine.errors import EngineWarning, UserError
-from engine.files import show_path
+from engine.files import show_path, user_path
 
 _FALLBACK_CACHE: Path | None = None
 
@@ -46,7 +46,14 @@ def _configured(variable: str, kind: str) -> tuple[Path, str]:
     """The directory and what sets it: `variable` (tests, CI), else the platform's."""
     override = os.environ.get(variable)
     if override:
-        return Path(override).expanduser(), variable
+        try:
+            return user_path(override), variable
+        except UserError:  # `~bob/...` for a user this machine lacks: unusable, said so
+            raise UserDirError(
+                f"cannot use {variable}={show_path(override)} (no such user for its ~): "
+                f"set {variable} to a writable directory",
+                errno.ENOENT,
+            ) from None
     import platformdirs
 
     xdg = "XDG_CACHE_HOME" if kind == "cache" else "XDG_DATA_HOME"

@@ -27,6 +27,8 @@ from charlm_tui.messages import EngineCommand, EngineEventHandler
 from charlm_tui.state.recent import load_recent
 from charlm_tui.widgets.next_char import bar, shown
 from engine.data.samples import default_sample_name, list_samples
+from engine.errors import UserError, first_line
+from engine.files import show_path, user_path
 from engine.worker import protocol as p
 
 # Characters a path starts with: typed on the corpus list, they begin a path instead.
@@ -83,13 +85,20 @@ class PathExists(Validator):
     """A corpus path must name an existing file or directory."""
 
     def validate(self, value: str) -> ValidationResult:
-        path = Path(value).expanduser()
         if not value.strip():
             return self.failure("type a path to a text file or a directory")
-        if not path.exists():
-            return self.failure(f"no such file or directory: {value}")
-        if not (path.is_file() or path.is_dir()):
-            return self.failure(f"not a regular file or directory: {value}")
+        # A typed path may name an unknown ~user or be too long for the file system:
+        # asking the disk then raises instead of answering no.
+        try:
+            path = user_path(value)
+            if not path.exists():
+                return self.failure(f"no such file or directory: {show_path(value)}")
+            if not (path.is_file() or path.is_dir()):
+                return self.failure(f"not a regular file or directory: {show_path(value)}")
+        except UserError as exc:
+            return self.failure(first_line(exc))
+        except OSError as exc:
+            return self.failure(f"cannot use {show_path(value)[:80]}: {exc.strerror or exc}")
         return self.success()
 
 
@@ -274,7 +283,7 @@ class CorpusPane(EngineEventHandler, Horizontal):
         if event.validation_result is not None and not event.validation_result.is_valid:
             self._show_error(event.validation_result.failure_descriptions[0])
             return
-        self.load(str(Path(event.value.strip()).expanduser()))
+        self.load(str(user_path(event.value.strip())))
 
     @on(Button.Pressed, "#browse")
     def _browse(self, event: Button.Pressed) -> None:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.files import KIB, read_json, show_path, write_atomic
+from engine.files import KIB, read_json, show_path, user_path, write_atomic
 from engine.paths import data_dir
 
 MAX_RECENT = 8
@@ -61,7 +61,7 @@ def load_recent() -> list[str]:
 
 def remember(path: str) -> list[str]:
     """Put `path` first in the list (once) and save it; returns the new list."""
-    path = str(Path(path).expanduser().resolve())
+    path = str(user_path(path).resolve())
     items = [path, *(item for item in load_recent() if item != path)][:MAX_RECENT]
     with contextlib.suppress(OSError):
         write_atomic(_file(), json.dumps(items, indent=1), durable=False)

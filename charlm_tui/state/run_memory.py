@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.files import KIB, read_json, write_atomic
+from engine.files import KIB, read_json, user_path, write_atomic
 from engine.paths import data_dir
 
 MAX_RUNS = 200  # the oldest notes are forgotten past this
@@ -62,7 +62,7 @@ def _save(memory: RunMemory) -> None:
 
 
 def _key(run_dir: str) -> str:
-    return str(Path(run_dir).expanduser().resolve())
+    return str(user_path(run_dir).resolve())
 
 
 def note_run(run_dir: str, corpus: str = "", preset: str = "") -> None:
@@ -94,8 +94,8 @@ def same_corpus(a: str, b: str) -> bool:
     """Two corpus specs name the same corpus (a sample's name, or the same path)."""
     if a == b:
         return True
-    with contextlib.suppress(OSError):
-        pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    with contextlib.suppress(OSError, UserError):
+        pa, pb = user_path(a), user_path(b)
         if pa.exists() and pb.exists():
             return pa.resolve() == pb.resolve()
     return False

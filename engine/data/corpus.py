@@ -18,6 +18,7 @@ from engine.data.encoding import EncodedText, ProgressFn, encode_files
 from engine.data.reading import ids_dtype
 from engine.data.samples import DownloadProgress, find_sample, sample_files
 from engine.errors import CorpusError
+from engine.files import user_path
 
 DEFAULT_VAL_FRACTION = 0.1
 
@@ -243,7 +244,7 @@ def resolve_files(
     spec: str, download_progress: DownloadProgress | None = None
 ) -> tuple[str, list[Path], bool]:
     """(display name, files, strict) for a corpus spec: a path or a sample name."""
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.is_file():
         return path.name, [path], True
     if path.is_dir():

@@ -34,7 +34,7 @@ from engine.data.corpus import Corpus, Vocab, load_corpus
 from engine.data.encoding import EncodedText, encode_files, ids_dtype
 from engine.data.reading import iter_text_chunks, open_corpus_file
 from engine.errors import CorpusError
-from engine.files import show_path, size_text
+from engine.files import show_path, size_text, user_path
 
 MAX_TSV_BYTES = 1 << 30  # a label<TAB>text file is held whole in memory
 SNIFF_BYTES = 1 << 20  # looks_labelled reads at most this much of a file
@@ -86,7 +86,7 @@ def label_entries(directory: Path) -> list[tuple[str, list[Path]]]:
 
 def looks_labelled(spec: str) -> bool:
     """Can this corpus be read as labelled? (Cheap: the TUI asks it to offer the switch.)"""
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     try:
         if path.is_dir():
             return sum(1 for p in path.iterdir() if not p.name.startswith(".")) >= 2
@@ -158,7 +158,7 @@ def _merge(name: str, parts: list[tuple[str, EncodedText]], files: list[Path]) -
 
 def load_labelled_corpus(spec: str, encoding: str = "utf-8") -> Corpus:
     """A directory of labels or a label<TAB>text file, as one labelled Corpus."""
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.is_dir():
         parts: list[tuple[str, EncodedText]] = []
         files: list[Path] = []

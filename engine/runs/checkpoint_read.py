@@ -27,7 +27,7 @@ from safetensors.torch import _remove_duplicate_names
 from safetensors.torch import load as load_safetensors
 
 from engine.errors import CheckpointError, first_line
-from engine.files import KIB, MAX_JSON_BYTES, MIB, parse_json, read_bytes, show_path
+from engine.files import KIB, MAX_JSON_BYTES, MIB, parse_json, read_bytes, show_path, user_path
 from engine.runs.run_tags import TAGS, tag_target
 
 FORMAT_NAME = "charlm-tui-checkpoint"
@@ -63,7 +63,7 @@ def dtype_code(dtype: torch.dtype) -> str:
 
 def resolve(path: str | Path, prefer: str = "best") -> tuple[Path, bool]:
     """The checkpoint directory `path` names, and whether a tag (or link) chose it."""
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {show_path(path)}: the path does not exist")
     if path.is_file():

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.errors import CheckpointError, UserError, first_line
-from engine.files import describe_write_error, read_json, show_path, write_atomic
+from engine.files import describe_write_error, read_json, show_path, user_path, write_atomic
 from engine.paths import data_dir
 from engine.runs.metrics_log import METRICS_FILE, read_metrics
 from engine.runs.state_schema import check_listing
@@ -117,7 +117,7 @@ def _is_dir(path: Path) -> bool:
 
 def _named(spec: str | os.PathLike) -> tuple[Path, Path | None]:
     """The path as given and, for a bare name, where a saved run of that name would be."""
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.is_absolute() or len(path.parts) != 1 or path.name in (".", ".."):
         return path, None
     return path, data_dir() / "runs" / path
@@ -222,7 +222,7 @@ def export_csv(spec: str | os.PathLike, destination: str | os.PathLike, force: b
     file unless `force` (which replaces it, a link included, never writing through it).
     """
     text, rows = csv_text(spec)
-    destination = Path(destination).expanduser()
+    destination = user_path(destination)
     shown = show_path(destination)
     run = _inside_a_run(destination)
     if run is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.files import user_path
 
 INSTALL_HINT = "pip install 'charlm-tui[tensorboard]'"
 
@@ -43,7 +44,7 @@ class TensorBoardLog:
 
     def __init__(self, log_dir: str | Path, sampler: Callable[[], str] | None = None) -> None:
         writer_class = _summary_writer_class()
-        path = Path(log_dir).expanduser()
+        path = user_path(log_dir)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--tensorboard {path}: not a directory")
         try:

@@ -25,6 +25,7 @@ from engine.config.presets import default_preset, preset
 from engine.config.train import REGULARISATION, TrainConfig
 from engine.data.corpus import Corpus
 from engine.errors import CheckpointError, ConfigError
+from engine.files import user_path
 from engine.models import MODEL_TYPES, MODELS, ModelConfig, check_fits, make_config
 
 # Settings the run decides (never asked for): from its corpus, or from what was asked.
@@ -67,7 +68,7 @@ def check_out_dir(out: str) -> Path:
         raise ConfigError("--out is empty: name a run directory")
     if "\n" in out or "\r" in out:
         raise ConfigError("--out must not contain a line break")
-    path = Path(out).expanduser()
+    path = user_path(out)
     if path.resolve() == Path(path.resolve().anchor):
         raise ConfigError(f"--out {out} is a filesystem root: name a run directory inside it")
     return path

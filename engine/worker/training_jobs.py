@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.errors import ConfigError, UserError
+from engine.files import user_path
 from engine.worker import protocol as p
 from engine.worker.jobs import Job
 from engine.worker.runs import list_runs, log_exception, new_run_dir
@@ -272,7 +273,7 @@ class TrainingHandlers:
                 if k not in ("format", "version", "model", "vocab", "saved_at")
             }
             path = save_checkpoint(
-                Path(target).expanduser(), model=loaded.model, vocab=loaded.vocab, meta=meta
+                user_path(target), model=loaded.model, vocab=loaded.vocab, meta=meta
             )
             return str(path)
         raise UserError("no model to save yet: train one first")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual import events
 
 from charlm_tui.app import CharLMApp
@@ -181,3 +182,29 @@ async def test_a_path_pasted_on_the_corpus_list_goes_to_the_path_field() -> None
         await wait_until(pilot, lambda: app.focused is path, 10, "the path field's focus")
         assert path.value == "/tmp/some/names.txt"
         assert path.cursor_position == len(path.value)
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("~charlm_no_such_user_zq/names.txt", "no user 'charlm_no_such_user_zq'"),
+        ("/tmp/" + "b" * 300 + "/names.txt", "too long"),
+    ],
+    ids=["unknown-user", "name-too-long"],
+)
+async def test_a_path_the_disk_cannot_answer_for_is_refused_not_a_crash(
+    typed: str, said: str
+) -> None:
+    """Asking the disk about `~bob/...` (no such user) or a 300-char name raises instead
+    of answering no: the app crashed as the path field checked it."""
+    app = CharLMApp(corpus="verse", engine_mode="thread")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, "verse")
+        path = app.query_one("#corpus-path")
+        path.focus()
+        path.value = typed
+        await pilot.press("enter")
+        error = app.query_one("#corpus-error")
+        await wait_until(pilot, lambda: error.display, 10, "the path's error")
+        assert said in text_of(app, "#corpus-error")
+        assert app.is_running
