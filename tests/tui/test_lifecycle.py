@@ -20,7 +20,7 @@ from charlm_tui.panes.training import TrainingPane
 from engine.decoding.params import SamplingParams
 from engine.worker import protocol as p
 from tests.helpers import write_styles
-from tests.tui.waiting import text_of, train_tiny, wait_until
+from tests.tui.waiting import start_choice_shown, text_of, train_tiny, wait_until
 
 SIZE = (120, 36)
 
@@ -134,13 +134,13 @@ async def test_f5_over_a_model_asks_continue_new_or_cancel(styles: Path) -> None
         assert "F5: continue this run or start a new one" in text_of(app, "#train-state")
 
         await pilot.press("f5")  # cancelled: the question goes, and nothing stays armed
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+        await start_choice_shown(pilot)
         await pilot.press("escape")
         await pilot.pause(0.5)
         assert type(app.screen).__name__ == "Screen"
         assert pane.state == "done" and "cancelled" in text_of(app, "#train-state")
         await pilot.press("f5")  # asks again, never starts silently
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+        await start_choice_shown(pilot)
         assert not [e for e in seen if isinstance(e, p.TrainStarted)]
 
         await pilot.press("c")  # continue the run trained just now
@@ -160,9 +160,8 @@ def _started(seen: list[object]) -> list[p.TrainStarted]:
 
 
 async def _continue_choice_new(pilot) -> None:
-    app = pilot.app
     await pilot.press("f5")
-    await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+    await start_choice_shown(pilot)
     await pilot.press("n")
 
 
@@ -260,9 +259,17 @@ async def test_a_time_limit_typed_to_continue_a_conditional_run_is_kept(styles: 
         app.query_one("#f-time_budget").value = "6"
         started = time.monotonic()
         await pilot.press("f5")
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+        await start_choice_shown(pilot)
         await pilot.press("c")  # continue the run trained just now
-        await wait_until(pilot, lambda: pane.state != "done", 10, "F5 to start")
+        try:
+            await wait_until(pilot, lambda: pane.state != "done", 10, "F5 to start")
+        except AssertionError as exc:  # failed once in a full CI run, never alone: say why
+            events = [type(e).__name__ for e in seen]
+            raise AssertionError(
+                f"{exc}; screen {type(app.screen).__name__}, events {events}, "
+                f"form error {text_of(app, '#form-error')!r}, "
+                f"notices {[n.message for n in app._notifications]}"
+            ) from None
         await wait_until(pilot, lambda: pane.state in ("done", "failed"), 60, "training to end")
         assert pane.state == "done", text_of(app, "#form-error")
         assert time.monotonic() - started < 6 + 10

@@ -17,7 +17,7 @@ from charlm_tui.state.app_state import state_file
 from charlm_tui.widgets.next_char import NextCharPanel
 from charlm_tui.widgets.token_view import TokenView
 from engine.worker.client import EngineClient
-from tests.tui.waiting import text_of, wait_until
+from tests.tui.waiting import start_choice_shown, text_of, wait_until
 
 SIZE = (120, 36)
 LENGTH = 20  # the length knob after pressing `l` four times from 200
@@ -263,7 +263,7 @@ async def test_save_waits_for_a_model_starting_over_asks_and_runs_highlight(
         app.query_one("#f-max_steps").value = "3"
         app.query_one("#resume").value = False  # a new run over a loaded model
         await pilot.press("f5")  # asks: continue / new run / cancel
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "StartChoiceScreen", 10)
+        await start_choice_shown(pilot)
         assert pane.state == "idle"
         await pilot.press("n")
         await wait_until(pilot, lambda: pane.state in ("done", "failed"), 60, "training")

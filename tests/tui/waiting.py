@@ -44,3 +44,18 @@ async def train_tiny(pilot: Pilot, max_steps: str, timeout: float = 120.0):
     pane = app.query_one(TrainingPane)
     await wait_until(pilot, lambda: pane.state in ("done", "failed"), timeout, "training to end")
     return pane
+
+
+async def start_choice_shown(pilot: Pilot, timeout: float = 10.0) -> None:
+    """Wait for F5's continue / new-run question to be on screen with its buttons: a key
+    pressed while the screen is still being mounted can come before it is ready."""
+    app = pilot.app
+
+    def ready() -> bool:
+        screen = app.screen
+        return type(screen).__name__ == "StartChoiceScreen" and bool(
+            screen.is_mounted and screen.query("#choice-new")
+        )
+
+    await wait_until(pilot, ready, timeout, "F5's question")
+    await pilot.pause()
