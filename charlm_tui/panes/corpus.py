@@ -53,6 +53,11 @@ class PathField(Input):
         self._submit_on_focus = False
         self.focus()
 
+    def add_to_start(self, text: str) -> None:
+        """More of the path begun, arrived before the focus."""
+        if self._start is not None:
+            self._start += text
+
     def take_early_key(self, event: events.Key) -> bool:
         """A key that reached the list while the focus was on its way here: a burst (a fast
         typist, a paste without bracketed paste) outruns the focus. Text and Backspace edit
@@ -60,7 +65,7 @@ class PathField(Input):
         if self._start is None:
             return False
         if event.is_printable and event.character:
-            self._start += event.character
+            self.add_to_start(event.character)
         elif event.key == "backspace":
             self._start = self._start[:-1]
         elif event.key == "enter":
@@ -264,8 +269,7 @@ class CorpusPane(EngineEventHandler, Horizontal):
         event.stop()
         field = self.query_one("#corpus-path", PathField)
         if field.starting:
-            for char in text:
-                field.take_early_key(events.Key(char, char))
+            field.add_to_start(text)
         else:
             field.start_with(text)
 

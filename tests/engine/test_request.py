@@ -161,37 +161,30 @@ def test_the_app_and_the_cli_resolve_the_same_form_to_the_same_config(corpus: Co
     assert not asked.config.fit_width
 
 
-def test_a_steps_bound_run_on_a_small_corpus_is_regularised(corpus: Corpus) -> None:
+@pytest.mark.parametrize(
+    ("preset_name", "settings", "fitted", "said"),
+    [
+        ("tiny", {"batch_size": 64, "seq_len": 128}, (0.2, 0.1, 0.25),
+         "dropout 0.2, weight decay 0.1, weight drop 0.25 for 91.0 epochs"),
+        ("notebook", {"dropout": 0.0}, (0.0, 0.1, 0.25),
+         "dropout 0 (asked), weight decay 0.1, weight drop 0.25 for "),
+        ("notebook", {"weight_drop": 0.0}, (0.2, 0.1, 0.0),
+         "dropout 0.2, weight decay 0.1, weight drop 0 (asked) for "),
+        ("tiny", {"fit_data": False}, (0.0, 0.0, 0.0), None),  # the whole fit off
+    ],
+    ids=["fitted", "dropout-asked", "weight-drop-asked", "fit-off"],
+)  # fmt: skip
+def test_a_steps_bound_run_on_a_small_corpus_is_regularised(
+    corpus: Corpus, preset_name: str, settings: dict, fitted: tuple, said: str | None
+) -> None:
     """200 steps of 64 x 128 chars read 18k training chars 91 times: dropout, decay and
     weight drop go up; one the user asked for stays as asked, and the rest still rise."""
-    request = TrainRequest("lstm", "tiny", cli_like(max_steps=200, batch_size=64, seq_len=128))
+    request = TrainRequest("lstm", preset_name, cli_like(max_steps=200, **settings))
     resolved = resolve_training(request, corpus)
-    assert resolved.model_config.dropout == 0.2 and resolved.config.weight_decay == 0.1
-    assert resolved.model_config.weight_drop == 0.25
-    assert resolved.reasons[-1].startswith(
-        "dropout 0.2, weight decay 0.1, weight drop 0.25 for 91.0 epochs"
-    )
-    dropout_asked = resolve_training(
-        TrainRequest("lstm", "notebook", cli_like(max_steps=200, dropout=0.0)), corpus
-    )
-    assert dropout_asked.model_config.dropout == 0.0
-    assert dropout_asked.config.weight_decay == 0.1
-    assert dropout_asked.model_config.weight_drop == 0.25
-    assert dropout_asked.reasons[-1].startswith(
-        "dropout 0 (asked), weight decay 0.1, weight drop 0.25 for "
-    )
-    drop_asked = resolve_training(
-        TrainRequest("lstm", "notebook", cli_like(max_steps=200, weight_drop=0.0)), corpus
-    )
-    assert drop_asked.model_config.weight_drop == 0.0
-    assert (drop_asked.model_config.dropout, drop_asked.config.weight_decay) == (0.2, 0.1)
-    assert "weight drop 0 (asked)" in drop_asked.reasons[-1]
-    # fit_data=false turns the whole fit off.
-    off = resolve_training(
-        TrainRequest("lstm", "tiny", cli_like(max_steps=200, fit_data=False)), corpus
-    )
-    assert (off.model_config.dropout, off.config.weight_decay) == (0.0, 0.0)
-    assert off.model_config.weight_drop == 0.0
+    model, config = resolved.model_config, resolved.config
+    assert (model.dropout, config.weight_decay, model.weight_drop) == fitted
+    if said is not None:
+        assert resolved.reasons[-1].startswith(said)
 
 
 @pytest.mark.parametrize(
