@@ -2,9 +2,10 @@
 
 Runs the real command (`python -m charlm_tui train ... --time-budget S --json`) so
 start-up, data loading and the final full evaluation all count against the
-budget. Target on a 2-core machine: val_loss <= 1.55 nats/char after 120 s, with
-the whole command inside the budget (wall <= budget + 2 s) and the whole
-held-out split scored (val_chars == val_split_chars): `meets_target` needs all three.
+budget. Targets on a 2-core machine with native bf16 (issue 21): val_loss <= 1.50
+nats/char after 120 s and <= 1.42 after 600 s; elsewhere, and for other budgets, 1.55.
+`meets_target` needs the target, the whole command inside the budget (wall <= budget +
+2 s) and the whole held-out split scored (val_chars == val_split_chars).
 
 The report names what it measured on: the CPU model, its native bf16 (AVX512-BF16,
 AMX, ARM BF16) support, the precision the run chose and why, torch's version and
@@ -37,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 TARGET = 1.55
+TARGETS_NATIVE_BF16 = {120.0: 1.50, 600.0: 1.42}  # by budget (s)
 WALL_SLACK_S = 2.0
 
 
@@ -125,6 +127,9 @@ def main() -> None:
         sys.stderr.write(done.stderr)
         sys.exit(done.returncode)
     result = json.loads(done.stdout)
+    on_shakespeare = Path(args.corpus).name == DEFAULT_CORPUS.name
+    native = cpu["native_bf16"] and on_shakespeare
+    target = TARGETS_NATIVE_BF16.get(args.budget, TARGET) if native else TARGET
     report = {
         "benchmark": "train_quality",
         "corpus": Path(args.corpus).name,
@@ -163,13 +168,13 @@ def main() -> None:
         "busy_core": args.busy,
         "load_avg_1min_before": round(load_before, 2) if load_before is not None else None,
         "load_avg_1min_after": round(os.getloadavg()[0], 2) if load_before is not None else None,
-        "target_val_loss": TARGET,
+        "target_val_loss": target,
         "within_budget": wall <= args.budget + WALL_SLACK_S,
         "whole_split_scored": result["val_chars"] == result["val_split_chars"],
     }
     report["meets_target"] = (
         result["val_loss"] is not None
-        and result["val_loss"] <= TARGET
+        and result["val_loss"] <= target
         and report["within_budget"]
         and report["whole_split_scored"]
     )

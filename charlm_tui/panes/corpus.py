@@ -31,8 +31,14 @@ from engine.errors import UserError, first_line
 from engine.files import show_path, user_path
 from engine.worker import protocol as p
 
-# Characters a path starts with: typed on the corpus list, they begin a path instead.
-PATH_STARTS = ("/", "~", ".")
+# Printable keys the corpus list keeps for the app (help); any other begins a path. Only
+# '/', '~' and '.' used to: 'names.txt' typed there reached the field as '.txt'.
+LIST_KEYS = ("?",)
+
+
+def _begins_path(event: events.Key) -> bool:
+    character = (event.character or "").strip()
+    return bool(event.is_printable and character and character not in LIST_KEYS)
 
 
 class PathField(Input):
@@ -249,11 +255,12 @@ class CorpusPane(EngineEventHandler, Horizontal):
 
     def on_key(self, event: events.Key) -> None:
         """A path typed while the list has focus goes to the path field: the list takes no
-        text, and a typed `/tmp/names.txt` used to vanish without a word."""
+        text, and a typed `/tmp/names.txt` used to vanish without a word. A space is no
+        path's first character either."""
         if self.app.focused is not self.query_one("#corpus-list", OptionList):
             return
         field = self.query_one("#corpus-path", PathField)
-        if field.take_early_key(event) or event.character in PATH_STARTS:
+        if field.take_early_key(event) or _begins_path(event):
             if not field.starting:
                 field.start_with(event.character or "")
             event.stop()

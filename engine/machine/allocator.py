@@ -3,12 +3,12 @@
 A step allocates and frees the same tens of megabytes of activations and gradients each
 time. glibc serves each block over its mmap threshold (128 KB at start, rising to at
 most 32 MB as blocks are freed) with a fresh mmap and unmaps it on free, so every step
-page-faults its buffers in again: the cpu preset's 512-wide LSTM step at 64 x 128 (bf16,
-a 67 MB gate buffer among others) took ~39,000 page faults, and trained at 35-48k
-chars/s on the AMX Xeon (2 cores). With mmap off for allocations and a high trim
-threshold, the freed blocks stay in the heap for the next step: 0-70 faults a step and
-67-98k chars/s in the same runs. The width probe (engine/config/sizing.py), which runs
-first in a cold process, read even further under what training then reached.
+page-faults its buffers in again: the cpu preset's 512-wide LSTM step at 64 x 128 (its
+batch then; bf16, a 67 MB gate buffer among others) took ~39,000 page faults, and
+trained at 35-48k chars/s on the AMX Xeon (2 cores). With mmap off for allocations and a
+high trim threshold, the freed blocks stay in the heap for the next step: 0-70 faults a
+step and 67-98k chars/s in the same runs. The width probe (engine/config/sizing.py), which
+runs first in a cold process, read even further under what training then reached.
 
 Set once per process, on Linux with glibc only (the mallopt call), before the run's
 first step; a user's own glibc malloc settings (MALLOC_*_ variables, GLIBC_TUNABLES)

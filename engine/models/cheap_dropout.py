@@ -1,7 +1,7 @@
 """Dropout whose mask costs a quarter of the random draws on a CPU.
 
 PyTorch's CPU dropout draws one random number per element, on one thread. On the
-cpu preset's shape (64 x 128 x 512 LSTM outputs) that is ~45 ms of a ~200 ms bf16
+cpu preset's shape then (64 x 128 x 512 LSTM outputs) that is ~45 ms of a ~200 ms bf16
 step: dropout 0.2 trained 30% slower than no dropout, and the regularised models
 that small corpora and long budgets need paid for it in steps. One 64-bit draw
 holds four 16-bit uniforms, so the mask here takes a quarter of the draws; the

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import sizing
+from engine.config.presets import preset
 from engine.data.corpus import Corpus, load_corpus
 from engine.errors import ConfigError, UserError
 from engine.training.request import (
@@ -17,6 +18,8 @@ from engine.training.request import (
     resolve_training,
 )
 from tests.helpers import write_markov
+
+CPU_TRAIN = preset("lstm", "cpu")[1]  # what the app's form shows for the preset
 
 SHAKESPEARE_TRAIN = 1_003_854  # 90% of tinyshakespeare's 1,115,394 chars
 NAMES_TRAIN = 207_000  # 90% of a ~230 KB list of ~32k names
@@ -146,9 +149,9 @@ def test_the_app_and_the_cli_resolve_the_same_form_to_the_same_config(corpus: Co
     """The cpu preset with a budget: the form sends every field (the preset's width among
     them), the CLI only what was asked; both fit the width and the regularisation."""
     cli = resolve_training(TrainRequest("lstm", "cpu", cli_like(time_budget=60.0)), corpus)
+    shown = {key: CPU_TRAIN[key] for key in ("lr", "batch_size", "seq_len", "max_steps")}
     form = form_request("lstm", "cpu", {"num_layers": 1, "hidden_size": 512},
-                        {"lr": 4e-3, "batch_size": 64, "seq_len": 128, "max_steps": 3000,
-                         "time_budget": 60.0, "device": "cpu", "precision": "fp32",
+                        {**shown, "time_budget": 60.0, "device": "cpu", "precision": "fp32",
                          "items": False})  # fmt: skip
     app = resolve_training(form, corpus)
     assert cli.config.fit_width and cli.config.fit_data
@@ -273,7 +276,8 @@ def test_a_corpus_too_small_for_the_presets_windows_trains_shorter_ones(tmp_path
     assert resolution.config.batching == "random"
     said = "\n".join(resolution.reasons)
     assert "seq_len 128 -> 28: a 288-char corpus holds a 29-char split" in said
-    assert "random batching: 259 training chars cannot hold 64 streams of 29" in said
+    rows = CPU_TRAIN["batch_size"]
+    assert f"random batching: 259 training chars cannot hold {rows} streams of 29" in said
     with pytest.raises(UserError, match="too short: 288 chars gives a 29-char split"):
         resolve_training(TrainRequest("lstm", "cpu", cli_like(seq_len=64)), corpus)
     path.write_text("tiny\n", encoding="utf-8")  # nothing can be trained: one line, exit 2

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.presets import preset
 from engine.worker import protocol as p
 from engine.worker.client import EngineClient
 from engine.worker.runs import list_runs
@@ -28,10 +29,7 @@ def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 CPU_FORM = {
     "model": {"num_layers": 1, "hidden_size": 512},
     "train": {
-        "lr": 4e-3,
-        "batch_size": 64,
-        "seq_len": 128,
-        "max_steps": 3000,
+        **{k: preset("lstm", "cpu")[1][k] for k in ("lr", "batch_size", "seq_len", "max_steps")},
         "time_budget": 4.0,
         "eval_interval": 250,
         "patience": None,

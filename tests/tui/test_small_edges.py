@@ -12,6 +12,7 @@ from textual import events
 
 from charlm_tui.app import CharLMApp
 from charlm_tui.panes.generation import GenerationPane
+from charlm_tui.screens.help import HelpScreen
 from engine.data.corpus import Vocab
 from engine.runs.checkpoint import save_checkpoint
 from tests.helpers import tiny_model
@@ -140,10 +141,16 @@ async def test_a_path_typed_on_the_corpus_list_goes_to_the_path_field() -> None:
         await pilot.press("/", "t", "m", "p")
         path = app.query_one("#corpus-path")
         assert app.focused is path and path.value == "/tmp"
-        # letters on the list still do what the list does (nothing here): no path begins
+        # a relative name begins with a letter: it arrives whole ('names.txt' reached the
+        # field as '.txt' when only '/', '~' and '.' began a path)
         corpus_list.focus()
-        await pilot.press("x")
-        assert app.focused is corpus_list and path.value == "/tmp"
+        await pilot.press(*"names.txt")
+        assert app.focused is path and path.value == "names.txt"
+        # a space begins nothing, and '?' on the list still opens the help
+        corpus_list.focus()
+        await pilot.press("space", "question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the help")
+        assert path.value == "names.txt"
 
 
 async def test_a_path_typed_faster_than_focus_moves_arrives_whole(tmp_path: Path) -> None:
