@@ -74,7 +74,8 @@ class TrainDisplay:
         elif kind == "status" and event.message and not self.quiet:
             # The precision label comes with every "training" status (the TUI shows it
             # there); here once is enough.
-            line = f"precision {event.message}" if event.state == "training" else event.message
+            precision = event.state == "training" and not event.note
+            line = f"precision {event.message}" if precision else event.message
             if line != self.said:
                 stderr.print(line)
                 self.said = line

@@ -255,6 +255,9 @@ class TrainingPane(RunChoice, LRFindControls, EngineEventHandler, Horizontal):
         self.query_one(LossPlot).add_val(event.step, event.val_loss)
 
     def _got_StatusEvent(self, event: p.StatusEvent) -> None:
+        if event.note:  # a change in the running run: said once, the state stays
+            self.app.notify(event.message, title="training", timeout=15)
+            return
         self._set_state(event.state, event.message)
         if event.state in ("done", "stopped", "failed"):
             self.post_message(EngineCommand(p.ListRuns()))

@@ -54,6 +54,9 @@ class CheckpointEvent:
 class StatusEvent:
     state: str  # "starting", "training", "paused", "evaluating", "saving", "done", "stopped"
     message: str = ""
+    # A sentence about a change in the running run, said once (not the precision label a
+    # "training" status otherwise carries, nor a state to show until the next one).
+    note: bool = False
     kind: str = field(default="status", init=False)
 
 

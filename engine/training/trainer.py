@@ -47,6 +47,7 @@ from engine.training.loop_steps import (
     start_loop,
     take_step,
 )
+from engine.training.refit import refit_to_measured_speed
 from engine.training.run_state import restore_run, save_run
 from engine.training.schedule import lr_at, time_progress
 from engine.training.setup_steps import (
@@ -135,6 +136,7 @@ class Trainer(EvaluationSteps):
         self.stop_note: str | None = None  # why the evaluations stopped the run, a sentence
         self.label_losses: dict[str, float] = {}  # a conditional run's final loss per label
         self.evaluate_at_end = True  # off when quitting: the save must not wait for scoring
+        self.fit_checked = False  # the data fit, checked at the first evaluation (refit.py)
 
         self._claim = claim_for_run(self.out_dir, is_main=self.is_main, resume=resume, force=force)
         try:
@@ -308,7 +310,8 @@ class Trainer(EvaluationSteps):
 
     def _fall_back_to_eager(self, exc: BaseException) -> torch.nn.Module:
         first = first_line(exc, type(exc).__name__)[:200]
-        self.emit(StatusEvent("training", f"torch.compile unavailable ({first}); eager mode"))
+        note = f"torch.compile unavailable ({first}); eager mode"
+        self.emit(StatusEvent("training", note, note=True))
         self.config.compile = False
         self.compiled = self.eager
         return self.eager
@@ -370,8 +373,12 @@ class Trainer(EvaluationSteps):
             # The step's event: loss, learning rate, speed, progress.
             emit_step(self, loop, lr, grad_norm)
 
-            # Every eval_interval steps: weights still finite, an evaluation, a checkpoint.
+            # Every eval_interval steps: weights still finite, an evaluation, a checkpoint;
+            # at the first, the data fit checked against the speed measured (refit.py).
             if self.step % cfg.eval_interval == 0:
+                if not self.fit_checked:
+                    self.fit_checked = True
+                    refit_to_measured_speed(self, loop)
                 evaluate_and_save(self, loop)
 
         refuse_if_untrained(self, loop)

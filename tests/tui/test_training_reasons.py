@@ -61,3 +61,26 @@ async def test_a_time_limit_too_short_for_one_step_says_so_and_saves_nothing(
         assert "--time-budget" not in shown  # the app's words, not the CLI's flag
         runs = data_dir / "runs"
         assert not runs.exists() or not any(runs.iterdir())
+
+
+async def test_a_note_from_the_running_run_is_shown_once_and_keeps_the_state() -> None:
+    """A note (the data fit raised at the first evaluation, engine/training/refit.py) is a
+    toast; the status line keeps the precision it shows. The CLI prints it as is."""
+    from charlm_tui.cli_common import stderr
+    from charlm_tui.cli_train_display import TrainDisplay
+    from engine.worker import protocol as p
+
+    line = "regularisation raised at step 250: training runs at 35k chars/s, faster than"
+    app = CharLMApp(engine_mode="thread", corpus="markov")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_training(app, pilot)
+        pane = app.query_one(TrainingPane)
+        pane._got_StatusEvent(p.StatusEvent("training", "bf16 (1.6x faster here)"))
+        pane._got_StatusEvent(p.StatusEvent("training", line, note=True))
+        await pilot.pause()
+        assert "bf16 (1.6x faster here)" in text_of(app, "#train-state")
+        assert [n.message for n in app._notifications] == [line]
+    display = TrainDisplay(quiet=False)  # not a terminal here: a line per event
+    with stderr.capture() as said:
+        display(p.StatusEvent("training", line, note=True))
+    assert said.get().startswith("regularisation raised")  # not "precision regularisation"
