@@ -161,6 +161,13 @@ def estimated_rate(parameters: int, device_type: str = "cpu") -> float:
     return RATE_TIMES_PARAMETERS.get(device_type, RATE_TIMES_PARAMETERS["cpu"]) / max(parameters, 1)
 
 
+def chars_by_steps(config: TrainConfig) -> int | None:
+    """The characters a run's step bound reads (max_steps x its batch), None without one:
+    exact, where a budget's reading depends on speed."""
+    steps = config.max_steps
+    return steps * config.batch_size * config.seq_len if steps is not None else None
+
+
 def fit_to_data(
     train_chars: int,
     seconds: float | None,

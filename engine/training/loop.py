@@ -41,6 +41,7 @@ class LoopState:
     text_chars: int = 0  # this run's characters of text, all ranks
     train_seconds: float = 0.0  # this run's time in training steps
     paused_s: float = 0.0  # time spent paused (added to a budget's deadline)
+    fit_checked: bool = False  # the data fit, checked at the first evaluation (refit.py)
 
     def read_back_due(self, step: int, eval_interval: int) -> bool:
         """Every `sync_every` steps, and at each evaluation (whose point shows the loss)."""

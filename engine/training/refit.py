@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.config.sizing import fit_to_data
+from engine.config.sizing import chars_by_steps, fit_to_data
 from engine.training.events import StatusEvent
 from engine.training.loop import LoopState
 
@@ -39,13 +39,7 @@ def refit_to_measured_speed(trainer: Trainer, loop: LoopState) -> str | None:
     if choice is None or not cfg.fit_data or loop.train_seconds <= 0:
         return None
     rate = loop.chars_per_s()
-    steps = cfg.max_steps
-    fit = fit_to_data(
-        len(trainer.train_ids),
-        choice.seconds,
-        rate,
-        steps * cfg.batch_size * cfg.seq_len if steps is not None else None,
-    )
+    fit = fit_to_data(len(trainer.train_ids), choice.seconds, rate, chars_by_steps(cfg))
     before = _regularisation(trainer)
     reason = fit.apply(trainer.model_config, cfg)
     if _regularisation(trainer) == before:

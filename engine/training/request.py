@@ -298,7 +298,7 @@ def _fit_to_data(
 ) -> None:
     """Dropout, weight decay and weight drop from the epochs the run will read (engine/training/
     sizing.py). A run whose width is fitted decides at the start, from measured speed."""
-    from engine.config.sizing import estimated_rate, fit_to_data
+    from engine.config.sizing import chars_by_steps, estimated_rate, fit_to_data
     from engine.models import parameter_count
 
     if config.fit_width or not config.fit_data:
@@ -309,12 +309,12 @@ def _fit_to_data(
             )
         return
     train_chars = max(round(len(corpus) * (1 - config.val_fraction)), 1)
-    steps = config.max_steps
-    step_chars = steps * config.batch_size * config.seq_len if steps is not None else None
     rate = None
     if config.time_budget is not None:
         rate = estimated_rate(parameter_count(model_config), device_type)
-    fit = fit_to_data(train_chars, config.time_budget, rate, step_chars, estimated=rate is not None)
+    fit = fit_to_data(
+        train_chars, config.time_budget, rate, chars_by_steps(config), estimated=rate is not None
+    )
     reasons.append(fit.apply(model_config, config))
 
 

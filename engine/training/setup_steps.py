@@ -238,6 +238,7 @@ def _fit_width(model_config: ModelConfig, setup: ModelSetup) -> object:
     budget worth having. Returns the width choice, or None where it does not apply."""
     from engine.config.sizing import (
         TRAIN_SHARE,
+        chars_by_steps,
         fit_to_data,
         fit_width,
         measure_training_rate,
@@ -266,14 +267,7 @@ def _fit_width(model_config: ModelConfig, setup: ModelSetup) -> object:
     setup.notes.append(choice.note(preset_width))
     if cfg.fit_data:
         rate, estimated = choice.rate(device.type)
-        steps = cfg.max_steps
-        data = fit_to_data(
-            train_chars,
-            seconds,
-            rate,
-            steps * cfg.batch_size * cfg.seq_len if steps is not None else None,
-            estimated=estimated,
-        )
+        data = fit_to_data(train_chars, seconds, rate, chars_by_steps(cfg), estimated=estimated)
         setup.notes.append(data.apply(model_config, cfg))
     return choice
 

@@ -136,7 +136,6 @@ class Trainer(EvaluationSteps):
         self.stop_note: str | None = None  # why the evaluations stopped the run, a sentence
         self.label_losses: dict[str, float] = {}  # a conditional run's final loss per label
         self.evaluate_at_end = True  # off when quitting: the save must not wait for scoring
-        self.fit_checked = False  # the data fit, checked at the first evaluation (refit.py)
 
         self._claim = claim_for_run(self.out_dir, is_main=self.is_main, resume=resume, force=force)
         try:
@@ -376,8 +375,8 @@ class Trainer(EvaluationSteps):
             # Every eval_interval steps: weights still finite, an evaluation, a checkpoint;
             # at the first, the data fit checked against the speed measured (refit.py).
             if self.step % cfg.eval_interval == 0:
-                if not self.fit_checked:
-                    self.fit_checked = True
+                if not loop.fit_checked:
+                    loop.fit_checked = True
                     refit_to_measured_speed(self, loop)
                 evaluate_and_save(self, loop)
 

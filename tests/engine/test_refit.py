@@ -21,8 +21,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 
 
 def train_to_first_evaluation(corpus: Corpus) -> tuple[Trainer, list]:
-    """A 60 s budgeted run (its width probe patched by the test), stopped at its first
-    evaluation."""
+    """A 600 s budgeted run (its width probe patched by the test), stopped at its first
+    evaluation. 600 s, so that even a slow first few steps (~1k chars/s) read the 18k-char
+    split 16+ times in it: at 60 s, 5k chars/s read 14.6 and the lighter tier came out."""
     events: list[object] = []
     trainer: Trainer | None = None
 
@@ -31,7 +32,7 @@ def train_to_first_evaluation(corpus: Corpus) -> tuple[Trainer, list]:
         if isinstance(event, EvalEvent) and trainer is not None:
             trainer.stop()
 
-    config = budgeted(fit_data=True, max_steps=None, eval_interval=5)
+    config = budgeted(fit_data=True, max_steps=None, eval_interval=5, time_budget=600.0)
     trainer = Trainer(corpus, tiny_config("lstm", hidden_size=96, dropout=0.0), config,
                       on_event=on_event)  # fmt: skip
     trainer.run()
